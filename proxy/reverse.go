@@ -1,0 +1,106 @@
+package proxy
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+)
+
+// RequestIDHeader carries a request's id from the caller through the
+// sidecar to the next hop, so that logs on both sides can be joined.
+const RequestIDHeader = "X-Request-Id"
+
+// NewTransport returns a transport for a sidecar hop: a keep-alive pool
+// large enough that concurrent callers reuse connections instead of dialing
+// (net/http keeps only 2 idle connections per host by default), and bounded
+// dials. It never uses a proxy from the environment: the sidecar is the proxy.
+func NewTransport(dialTimeout, responseHeaderTimeout time.Duration) *http.Transport {
+	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: responseHeaderTimeout,
+	}
+}
+
+// ReverseProxyOptions configure NewReverseProxy.
+type ReverseProxyOptions struct {
+	Transport http.RoundTripper
+	// KeepHost sends the caller's Host header on instead of the target's;
+	// right for an app behind the sidecar, wrong for a remote upstream.
+	KeepHost bool
+	// Rewrite, when set, runs after the common rewriting, to add headers.
+	Rewrite func(*httputil.ProxyRequest)
+	// OnError is told about every failed round trip (after the 502 is
+	// written), for metrics.
+	OnError func(*http.Request, error)
+	Logger  *slog.Logger
+}
+
+// NewReverseProxy returns an httputil.ReverseProxy to target that sets the
+// X-Forwarded headers (dropping the caller's copies: they cannot be
+// trusted), keeps or creates X-Request-Id, and answers 502 with a JSON body
+// when the target cannot be reached. Hop-by-hop headers are removed by
+// httputil itself.
+func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.ReverseProxy {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			if opts.KeepHost {
+				pr.Out.Host = pr.In.Host
+			}
+			pr.SetXForwarded()
+			if pr.Out.Header.Get(RequestIDHeader) == "" {
+				pr.Out.Header.Set(RequestIDHeader, NewRequestID())
+			}
+			if opts.Rewrite != nil {
+				opts.Rewrite(pr)
+			}
+		},
+		Transport:     opts.Transport,
+		FlushInterval: -1, // stream: never hold back bytes the upstream sent
+		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if opts.OnError != nil {
+				opts.OnError(r, err)
+			}
+			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+				// The caller left; nobody reads the answer.
+				w.WriteHeader(499)
+				return
+			}
+			logger.Warn("upstream unreachable", "upstream", target.Redacted(), "error", err.Error())
+			WriteError(w, http.StatusBadGateway, "upstream_unavailable", "the upstream could not be reached")
+		},
+	}
+}
+
+// NewRequestID returns 128 random bits in hex. It needs uniqueness, not
+// secrecy, so math/rand/v2's per-goroutine ChaCha8 source does, without
+// the system call of crypto/rand.
+func NewRequestID() string {
+	var b [16]byte
+	a, c := rand.Uint64(), rand.Uint64()
+	for i := range 8 {
+		b[i] = byte(a >> (8 * i))
+		b[8+i] = byte(c >> (8 * i))
+	}
+	return hex.EncodeToString(b[:])
+}

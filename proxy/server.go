@@ -1,0 +1,101 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// ServerOptions are the hardening limits every listener gets.
+type ServerOptions struct {
+	// MaxHeaderBytes caps request line plus headers; past it the caller
+	// gets 431 Request Header Fields Too Large.
+	MaxHeaderBytes    int
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	// WriteTimeout bounds a whole response; 0 means none, for streaming.
+	WriteTimeout time.Duration
+	// TLS, when set, makes the server speak TLS with this configuration.
+	TLS    *tls.Config
+	Logger *slog.Logger
+}
+
+// DefaultServerOptions are the limits used when the configuration says
+// nothing more specific.
+func DefaultServerOptions(logger *slog.Logger) ServerOptions {
+	return ServerOptions{
+		MaxHeaderBytes:    32 << 10,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		WriteTimeout:      0,
+		Logger:            logger,
+	}
+}
+
+// Server owns one listener and the http.Server that serves it. The
+// listener is bound by Listen, before serving, so that a port conflict is
+// a start-up error and tests can bind port 0 and read the address.
+type Server struct {
+	name string
+	ln   net.Listener
+	srv  *http.Server
+	log  *slog.Logger
+}
+
+// Listen binds addr for the server called name (used in logs and errors).
+func Listen(name, addr string, h http.Handler, opts ServerOptions) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %s listener: %w", name, err)
+	}
+	if opts.TLS != nil {
+		ln = tls.NewListener(ln, opts.TLS)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		MaxHeaderBytes:    opts.MaxHeaderBytes,
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
+		IdleTimeout:       opts.IdleTimeout,
+		WriteTimeout:      opts.WriteTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.With("server", name).Handler(), slog.LevelDebug),
+	}
+	return &Server{name: name, ln: ln, srv: srv, log: logger}, nil
+}
+
+// Name returns the server's name.
+func (s *Server) Name() string { return s.name }
+
+// Addr returns the bound address, useful when listening on port 0.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve serves until Shutdown; it returns nil after a clean shutdown.
+func (s *Server) Serve() error {
+	s.log.Info("listening", "server", s.name, "addr", s.ln.Addr().String())
+	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("proxy: %s server: %w", s.name, err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests
+// until ctx ends; then it closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+		return fmt.Errorf("proxy: %s drain: %w", s.name, err)
+	}
+	return nil
+}
+
+// Close closes the listener and every connection at once.
+func (s *Server) Close() error { return s.srv.Close() }
