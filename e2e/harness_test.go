@@ -1,0 +1,261 @@
+// Package e2e runs authsidecar's end-to-end tests: the built binary against a
+// real, independent identity provider (node-oidc-provider, see idp/), a
+// recording app and real HTTP clients, all on 127.0.0.1.
+//
+// The suite needs Node.js. Without node on PATH it is skipped with a banner,
+// except under CI=true where it fails: CI must not silently lose it.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// idpDir is the absolute path of e2e/idp, set by TestMain.
+var idpDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	if os.Getenv(fakeSidecarEnv) == "1" {
+		return runFakeSidecar()
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		if os.Getenv("CI") == "true" {
+			banner("E2E FAILED: node not found on PATH. CI must install Node.js (20.19+; 22 LTS preferred) to run the end-to-end tests.")
+			return 1
+		}
+		banner("E2E SKIPPED: node not found on PATH. Install Node.js to run the end-to-end tests.")
+		return 0
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		banner("E2E FAILED: " + err.Error())
+		return 1
+	}
+	idpDir = filepath.Join(wd, "idp")
+	if err := ensureIDPDeps(); err != nil {
+		banner("E2E FAILED: " + err.Error())
+		return 1
+	}
+	code := m.Run()
+	removeSidecarBinary()
+	return code
+}
+
+func banner(msg string) {
+	line := strings.Repeat("=", len(msg)+4)
+	fmt.Fprintf(os.Stderr, "\n%s\n  %s\n%s\n\n", line, msg, line)
+}
+
+// ensureIDPDeps runs `npm ci` in e2e/idp unless node_modules already holds the
+// pinned oidc-provider version.
+func ensureIDPDeps() error {
+	want, err := pinnedProviderVersion()
+	if err != nil {
+		return err
+	}
+	if got := installedProviderVersion(); got == want {
+		return nil
+	}
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		return fmt.Errorf("e2e/idp/node_modules is missing or stale and npm is not on PATH")
+	}
+	fmt.Fprintf(os.Stderr, "e2e: installing the identity provider's packages (npm ci in %s)\n", idpDir)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
+	cmd.Dir = idpDir
+	cmd.Stdout = os.Stderr
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("npm ci in %s: %w", idpDir, err)
+	}
+	if got := installedProviderVersion(); got != want {
+		return fmt.Errorf("after npm ci, oidc-provider is %q, want %q", got, want)
+	}
+	return nil
+}
+
+func pinnedProviderVersion() (string, error) {
+	var pkg struct {
+		Dependencies map[string]string `json:"dependencies"`
+	}
+	b, err := os.ReadFile(filepath.Join(idpDir, "package.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &pkg)
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading e2e/idp/package.json: %w", err)
+	}
+	v := pkg.Dependencies["oidc-provider"]
+	if v == "" {
+		return "", errors.New("e2e/idp/package.json has no oidc-provider dependency")
+	}
+	return v, nil
+}
+
+func installedProviderVersion() string {
+	var pkg struct {
+		Version string `json:"version"`
+	}
+	b, err := os.ReadFile(filepath.Join(idpDir, "node_modules", "oidc-provider", "package.json"))
+	if err != nil || json.Unmarshal(b, &pkg) != nil {
+		return ""
+	}
+	return pkg.Version
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("freePort: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// freeAddr returns "127.0.0.1:PORT" for a port that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", freePort(t))
+}
+
+// logBuffer is an io.Writer safe for concurrent use whose contents can be
+// read while the process that writes it runs.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lineWriter calls onLine for every complete line written to it.
+type lineWriter struct {
+	mu      sync.Mutex
+	partial []byte
+	onLine  func(line string)
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.onLine(string(w.partial[:i]))
+		w.partial = w.partial[i+1:]
+	}
+}
+
+// proc is a child process whose exit is observed by one goroutine.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process has exited
+	code int           // exit code, -1 when killed by a signal; valid after done
+}
+
+// startProc starts cmd. The process is not tied to any test: callers stop
+// it in a t.Cleanup.
+func startProc(cmd *exec.Cmd) (*proc, error) {
+	// Bounds Wait when a stray child keeps the output pipes open.
+	cmd.WaitDelay = 2 * time.Second
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		p.code = cmd.ProcessState.ExitCode()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// signal sends sig unless the process has already exited.
+func (p *proc) signal(sig os.Signal) error {
+	if p.exited() {
+		return nil
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	return nil
+}
+
+// wait waits at most d for the process to exit, then kills it. It returns
+// the exit code and whether the process exited by itself in time.
+func (p *proc) wait(d time.Duration) (code int, inTime bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-p.done:
+		return p.code, true
+	case <-timer.C:
+		_ = p.cmd.Process.Kill()
+		<-p.done // bounded by WaitDelay
+		return p.code, false
+	}
+}
+
+// stop sends SIGTERM and waits at most grace before killing the process.
+func (p *proc) stop(grace time.Duration) int {
+	_ = p.signal(syscall.SIGTERM)
+	code, _ := p.wait(grace)
+	return code
+}
+
+// minimalEnv returns PATH and the given variables, nothing else of the test
+// process's environment.
+func minimalEnv(extra map[string]string) []string {
+	env := []string{"PATH=" + os.Getenv("PATH")}
+	for k, v := range extra {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// readAllLimited reads at most 1 MiB of r.
+func readAllLimited(r io.Reader) ([]byte, error) {
+	return io.ReadAll(io.LimitReader(r, 1<<20))
+}

@@ -1,0 +1,182 @@
+// A real, independent OAuth 2.0 / OpenID Connect provider for authsidecar's
+// end-to-end tests: node-oidc-provider (OpenID Certified), configured for
+// machine-to-machine use only (client credentials, resource indicators,
+// introspection, revocation).
+//
+// Environment:
+//   IDP_PORT        TCP port on 127.0.0.1 to listen on; 0 (default) picks one.
+//   IDP_CONFIG      path of the JSON configuration file (see below; required).
+//   IDP_WATCH_STDIN "1": exit when stdin reaches EOF, so the provider dies
+//                   with the test process that started it even on SIGKILL.
+//
+// Once listening it prints exactly one line to stdout:
+//   {"issuer":"http://127.0.0.1:PORT","port":PORT}
+// Everything else (oidc-provider notices, errors) goes to stderr.
+//
+// Configuration file:
+//   {
+//     "keys": [<private JWK with kid>...],   // signing keys; for each key
+//                                             // type the FIRST one signs,
+//                                             // all are published in the JWKS
+//     "clients": [<client metadata>...],     // oidc-provider client metadata
+//                                             // (client_id, client_secret,
+//                                             // token_endpoint_auth_method,
+//                                             // scope, jwks, ...); grant_types
+//                                             // defaults to client_credentials,
+//                                             // response_types/redirect_uris to []
+//     "resources": {                          // RFC 8707 resource indicators
+//       "https://api.example": {
+//         "scope": "read write",              // scopes this resource accepts
+//         "alg": "RS256" | "ES256" | ...,     // JWT signing alg (default RS256)
+//         "kid": "...",                       // optional: pin the signing key
+//         "ttl": 300,                         // access token lifetime, seconds
+//         "format": "jwt" | "opaque",         // default jwt
+//         "audience": "..."                   // aud override (default: the
+//                                             // resource indicator itself)
+//       }
+//     },
+//     "defaultResource": "https://api.example", // optional: used when a
+//                                             // request names no resource
+//     "accessTokenTTL": 300                   // default lifetime, seconds
+//   }
+//
+// A JWT access token for the client credentials grant looks like this
+// (oidc-provider 9.13, RFC 9068 profile; checked by the Go smoke tests):
+//   header:  {"alg":"RS256"|"ES256","typ":"at+jwt","kid":"<kid>"}
+//   payload: {"jti","sub","iat","exp","scope","client_id","iss","aud"}
+//   where sub == client_id (no end user), aud == the resource indicator (a
+//   string, not an array), scope is the space-separated granted scopes that
+//   the resource accepts (absent when none), and there is no nbf.
+// JWT access tokens cannot be introspected or revoked: oidc-provider answers
+// 400 unsupported_token_type. Use "format": "opaque" for those.
+// State (opaque tokens, revocations) lives in memory: a restart forgets it.
+
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { randomBytes } from 'node:crypto';
+
+import Provider, { errors } from 'oidc-provider';
+
+// oidc-provider prints its notices with console.info (stdout); stdout is
+// reserved for the one ready line the Go harness parses.
+console.info = console.error;
+console.log = console.error;
+
+function fail(msg) {
+  process.stderr.write(`idp: ${msg}\n`);
+  process.exit(1);
+}
+
+const configPath = process.env.IDP_CONFIG;
+if (!configPath) fail('IDP_CONFIG is not set');
+let cfg;
+try {
+  cfg = JSON.parse(readFileSync(configPath, 'utf8'));
+} catch (err) {
+  fail(`reading ${configPath}: ${err.message}`);
+}
+
+const port = Number.parseInt(process.env.IDP_PORT || '0', 10);
+if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`bad IDP_PORT "${process.env.IDP_PORT}"`);
+
+const keys = cfg.keys ?? [];
+if (keys.length === 0) fail('config has no "keys"');
+const resources = cfg.resources ?? {};
+const defaultTTL = cfg.accessTokenTTL ?? 300;
+
+const clients = (cfg.clients ?? []).map((c) => ({
+  grant_types: ['client_credentials'],
+  response_types: [],
+  redirect_uris: [],
+  token_endpoint_auth_method: 'client_secret_basic',
+  ...c,
+}));
+
+// Every scope the configuration mentions is registered with the provider:
+// only registered scopes are checked against a client's "scope" allow list,
+// so this is what makes a client's allowed scopes binding.
+const scopes = new Set(['openid', 'offline_access']);
+for (const rs of Object.values(resources)) {
+  for (const s of (rs.scope ?? '').split(' ')) if (s) scopes.add(s);
+}
+for (const c of clients) {
+  for (const s of (c.scope ?? '').split(' ')) if (s) scopes.add(s);
+}
+
+function resourceServerInfo(indicator) {
+  const rs = resources[indicator];
+  if (!rs) throw new errors.InvalidTarget(`unknown resource indicator ${JSON.stringify(indicator)}`);
+  const info = {
+    scope: rs.scope ?? '',
+    accessTokenTTL: rs.ttl ?? defaultTTL,
+    accessTokenFormat: rs.format ?? 'jwt',
+  };
+  if (rs.audience) info.audience = rs.audience;
+  if (info.accessTokenFormat === 'jwt') {
+    info.jwt = { sign: { alg: rs.alg ?? 'RS256', ...(rs.kid ? { kid: rs.kid } : {}) } };
+  }
+  return info;
+}
+
+const server = createServer();
+server.on('error', (err) => fail(`listen on 127.0.0.1:${port}: ${err.message}`));
+server.listen(port, '127.0.0.1', () => {
+  const actualPort = server.address().port;
+  const issuer = `http://127.0.0.1:${actualPort}`;
+
+  const provider = new Provider(issuer, {
+    clients,
+    jwks: { keys },
+    scopes: [...scopes],
+    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: {
+        enabled: true,
+        // Any authenticated confidential client (a resource server) may
+        // introspect any token.
+        allowedPolicy: async (_ctx, client) => client.clientAuthMethod !== 'none',
+      },
+      revocation: {
+        enabled: true,
+        // RFC 7009: only the client the token was issued to may revoke it.
+        allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
+      },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async (_ctx, _client, oneOf) => oneOf ?? cfg.defaultResource ?? undefined,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (_ctx, indicator) => resourceServerInfo(indicator),
+      },
+    },
+    ttl: {
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? defaultTTL,
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? defaultTTL,
+    },
+    clientBasedCORS: () => false,
+  });
+
+  // Server-side failures are worth seeing in the test log; client errors
+  // (bad secret, bad scope) are answered to the caller and logged briefly.
+  provider.on('server_error', (_ctx, err) => console.error('idp: server_error:', err));
+  for (const ev of ['grant.error', 'introspection.error', 'revocation.error']) {
+    provider.on(ev, (_ctx, err) => console.error(`idp: ${ev}: ${err.name}: ${err.message}${err.error_description ? ` (${err.error_description})` : ''}`));
+  }
+
+  server.on('request', provider.callback());
+  process.stdout.write(`${JSON.stringify({ issuer, port: actualPort })}\n`);
+});
+
+function shutdown() {
+  // Exit at once: keep-alive connections must not hold the port open, and
+  // there is no state worth draining.
+  process.exit(0);
+}
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
+if (process.env.IDP_WATCH_STDIN === '1') {
+  process.stdin.on('end', shutdown);
+  process.stdin.on('error', shutdown);
+  process.stdin.resume();
+}

@@ -1,0 +1,516 @@
+package e2e
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// IDPConfig describes the identity provider a test runs. The zero value is
+// a provider with fresh keys and no clients.
+type IDPConfig struct {
+	Clients []IDPClient
+	// Resources maps an RFC 8707 resource indicator to its settings. A token
+	// request without resource (and no DefaultResource) gets an opaque token
+	// without audience.
+	Resources       map[string]IDPResource
+	DefaultResource string
+	// AccessTokenTTL is the lifetime of tokens whose resource sets none
+	// (default 300 s). Whole seconds.
+	AccessTokenTTL time.Duration
+	// Keys are the provider's signing keys; for each key type the first one
+	// signs. Nil means one RSA and one EC P-256 key, generated.
+	Keys []*IDPKey
+}
+
+// IDPClient is an OAuth client registered with the provider.
+type IDPClient struct {
+	ID     string
+	Secret string
+	// AuthMethod is client_secret_basic (default), client_secret_post or
+	// private_key_jwt.
+	AuthMethod string
+	// Scopes the client may request; none means any scope the provider
+	// knows (oidc-provider treats a client without "scope" so).
+	Scopes []string
+	// JWKS holds the keys whose public halves verify the client's
+	// private_key_jwt assertions.
+	JWKS []*IDPKey
+}
+
+// IDPResource is a resource server, named by its resource indicator.
+type IDPResource struct {
+	// Scopes the resource accepts: a token carries the requested scopes that
+	// are both allowed for the client and listed here.
+	Scopes []string
+	// Alg signs its JWT access tokens: RS256 (default) or ES256 (any alg
+	// one of the provider's keys supports).
+	Alg string
+	// KID pins the signing key; empty means the first key fit for Alg.
+	KID string
+	// TTL of its access tokens, whole seconds; zero means AccessTokenTTL.
+	TTL time.Duration
+	// Opaque issues opaque (introspectable, revocable) tokens, not JWTs.
+	Opaque bool
+	// Audience overrides the aud claim, which is the indicator by default.
+	Audience string
+}
+
+// IDPKey is a signing key with its key id.
+type IDPKey struct {
+	KID     string
+	Private crypto.Signer
+}
+
+func newRSAKey(t testing.TB, kid string) *IDPKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatalf("generating RSA key: %v", err)
+	}
+	return &IDPKey{KID: kid, Private: k}
+}
+
+func newECKey(t testing.TB, kid string) *IDPKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("generating EC key: %v", err)
+	}
+	return &IDPKey{KID: kid, Private: k}
+}
+
+// newKeySet returns a fresh RSA and a fresh EC P-256 key with unique kids.
+func newKeySet(t testing.TB) []*IDPKey {
+	t.Helper()
+	return []*IDPKey{newRSAKey(t, "rsa-"+randomID(t)), newECKey(t, "ec-"+randomID(t))}
+}
+
+func randomID(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", b)
+}
+
+// PrivateJWK is the key as a private JWK.
+func (k *IDPKey) PrivateJWK() jose.JSONWebKey {
+	return jose.JSONWebKey{Key: k.Private, KeyID: k.KID, Use: "sig"}
+}
+
+// PublicJWK is the key's public half as a JWK.
+func (k *IDPKey) PublicJWK() jose.JSONWebKey {
+	return jose.JSONWebKey{Key: k.Private.Public(), KeyID: k.KID, Use: "sig"}
+}
+
+// WritePEM writes the private key as PKCS#8 PEM into dir and returns the
+// file's path, for the sidecar's private_key_jwt settings.
+func (k *IDPKey) WritePEM(t testing.TB, dir string) string {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(k.Private)
+	if err != nil {
+		t.Fatalf("marshalling key %q: %v", k.KID, err)
+	}
+	path := filepath.Join(dir, k.KID+".pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// IDP is a running node-oidc-provider.
+type IDP struct {
+	Issuer string // http://127.0.0.1:PORT, stable across restarts
+	Port   int
+
+	dir    string
+	logs   *logBuffer // stdout and stderr of every run
+	client *http.Client
+
+	mu     sync.Mutex
+	cfg    IDPConfig
+	proc   *proc
+	stdin  interface{ Close() error }
+	starts int
+}
+
+// startIDP starts an identity provider with cfg on a free port. It is
+// stopped when the test ends; its output is logged if the test failed.
+func startIDP(t testing.TB, cfg IDPConfig) *IDP {
+	t.Helper()
+	if cfg.Keys == nil {
+		cfg.Keys = newKeySet(t)
+	}
+	i := &IDP{
+		cfg:    cfg,
+		dir:    t.TempDir(),
+		logs:   &logBuffer{},
+		client: &http.Client{Timeout: 10 * time.Second},
+	}
+	t.Cleanup(func() {
+		i.Stop()
+		if t.Failed() {
+			t.Logf("identity provider %s output:\n%s", i.Issuer, i.logs.String())
+		}
+	})
+	i.Start(t)
+	return i
+}
+
+// Keys returns the current signing keys.
+func (i *IDP) Keys() []*IDPKey {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return append([]*IDPKey(nil), i.cfg.Keys...)
+}
+
+// Logs returns everything the provider printed so far.
+func (i *IDP) Logs() string { return i.logs.String() }
+
+// Restart stops the provider and starts it again on the same port with
+// keys as its signing keys (the first key of each type signs). In-memory
+// state (opaque tokens, revocations) is lost.
+func (i *IDP) Restart(t testing.TB, keys []*IDPKey) {
+	t.Helper()
+	i.Stop()
+	i.mu.Lock()
+	i.cfg.Keys = keys
+	i.mu.Unlock()
+	i.Start(t)
+}
+
+// Stop stops the provider; the port stays reserved for Start or Restart
+// only in the sense that the issuer URL keeps naming it.
+func (i *IDP) Stop() {
+	i.mu.Lock()
+	p, stdin := i.proc, i.stdin
+	i.proc, i.stdin = nil, nil
+	i.mu.Unlock()
+	if p == nil {
+		return
+	}
+	p.stop(5 * time.Second)
+	_ = stdin.Close()
+}
+
+// Start starts the provider: on a free port the first time, on the same
+// port after Stop. A port still held by the previous run is retried for a
+// few seconds.
+func (i *IDP) Start(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := i.launch(t)
+		if err == nil {
+			return
+		}
+		if i.Port == 0 || !strings.Contains(err.Error(), "EADDRINUSE") || time.Now().After(deadline) {
+			t.Fatalf("starting identity provider: %v\noutput:\n%s", err, i.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (i *IDP) launch(t testing.TB) error {
+	t.Helper()
+	i.mu.Lock()
+	i.starts++
+	cfgPath := filepath.Join(i.dir, fmt.Sprintf("idp-config-%d.json", i.starts))
+	err := writeIDPConfig(cfgPath, i.cfg)
+	i.mu.Unlock()
+	if err != nil {
+		t.Fatalf("writing identity provider config: %v", err)
+	}
+	fmt.Fprintf(i.logs, "--- idp start #%d, port %d ---\n", i.starts, i.Port)
+
+	ready := make(chan string, 1)
+	cmd := exec.Command("node", "server.mjs")
+	cmd.Dir = idpDir
+	cmd.Env = minimalEnv(map[string]string{
+		"IDP_PORT":        fmt.Sprint(i.Port),
+		"IDP_CONFIG":      cfgPath,
+		"IDP_WATCH_STDIN": "1",
+	})
+	cmd.Stdout = &lineWriter{onLine: func(line string) {
+		fmt.Fprintln(i.logs, line)
+		var msg struct {
+			Issuer string `json:"issuer"`
+		}
+		if json.Unmarshal([]byte(line), &msg) == nil && msg.Issuer != "" {
+			select {
+			case ready <- msg.Issuer:
+			default:
+			}
+		}
+	}}
+	cmd.Stderr = i.logs
+	// The provider exits when this pipe closes, so it cannot outlive the
+	// test process even when that is killed.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	p, err := startProc(cmd)
+	if err != nil {
+		return err
+	}
+	return i.awaitReady(p, stdin, ready)
+}
+
+func (i *IDP) awaitReady(p *proc, stdin interface{ Close() error }, ready <-chan string) error {
+	timer := time.NewTimer(20 * time.Second)
+	defer timer.Stop()
+	select {
+	case issuer := <-ready:
+		u, err := url.Parse(issuer)
+		if err != nil {
+			p.stop(time.Second)
+			return fmt.Errorf("bad issuer %q: %w", issuer, err)
+		}
+		var port int
+		fmt.Sscan(u.Port(), &port)
+		if i.Port != 0 && port != i.Port {
+			p.stop(time.Second)
+			return fmt.Errorf("restarted on port %d, want %d", port, i.Port)
+		}
+		i.mu.Lock()
+		i.Issuer, i.Port, i.proc, i.stdin = issuer, port, p, stdin
+		i.mu.Unlock()
+		return nil
+	case <-p.done:
+		_ = stdin.Close()
+		logs := i.logs.String()
+		if strings.Contains(logs[strings.LastIndex(logs, "--- idp start"):], "EADDRINUSE") {
+			return fmt.Errorf("port %d: EADDRINUSE", i.Port)
+		}
+		return fmt.Errorf("node exited with code %d before it was ready", p.code)
+	case <-timer.C:
+		p.stop(time.Second)
+		_ = stdin.Close()
+		return fmt.Errorf("not ready within 20s")
+	}
+}
+
+// writeIDPConfig writes cfg in the JSON form server.mjs reads.
+func writeIDPConfig(path string, cfg IDPConfig) error {
+	type resource struct {
+		Scope    string `json:"scope"`
+		Alg      string `json:"alg,omitempty"`
+		KID      string `json:"kid,omitempty"`
+		TTL      int    `json:"ttl,omitempty"`
+		Format   string `json:"format"`
+		Audience string `json:"audience,omitempty"`
+	}
+	out := struct {
+		Keys            []jose.JSONWebKey   `json:"keys"`
+		Clients         []map[string]any    `json:"clients"`
+		Resources       map[string]resource `json:"resources"`
+		DefaultResource string              `json:"defaultResource,omitempty"`
+		AccessTokenTTL  int                 `json:"accessTokenTTL,omitempty"`
+	}{
+		Clients:         []map[string]any{},
+		Resources:       map[string]resource{},
+		DefaultResource: cfg.DefaultResource,
+		AccessTokenTTL:  int(cfg.AccessTokenTTL / time.Second),
+	}
+	for _, k := range cfg.Keys {
+		out.Keys = append(out.Keys, k.PrivateJWK())
+	}
+	for _, c := range cfg.Clients {
+		out.Clients = append(out.Clients, clientMetadata(c))
+	}
+	for ind, r := range cfg.Resources {
+		format := "jwt"
+		if r.Opaque {
+			format = "opaque"
+		}
+		out.Resources[ind] = resource{
+			Scope: strings.Join(r.Scopes, " "), Alg: r.Alg, KID: r.KID,
+			TTL: int(r.TTL / time.Second), Format: format, Audience: r.Audience,
+		}
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
+}
+
+// clientMetadata is c as oidc-provider client metadata (RFC 7591 names).
+func clientMetadata(c IDPClient) map[string]any {
+	method := c.AuthMethod
+	if method == "" {
+		method = "client_secret_basic"
+	}
+	m := map[string]any{
+		"client_id":                  c.ID,
+		"grant_types":                []string{"client_credentials"},
+		"response_types":             []string{},
+		"redirect_uris":              []string{},
+		"token_endpoint_auth_method": method,
+	}
+	if len(c.Scopes) > 0 {
+		m["scope"] = strings.Join(c.Scopes, " ")
+	}
+	if c.Secret != "" {
+		m["client_secret"] = c.Secret
+	}
+	if len(c.JWKS) > 0 {
+		keys := []jose.JSONWebKey{}
+		for _, k := range c.JWKS {
+			keys = append(keys, k.PublicJWK())
+		}
+		m["jwks"] = jose.JSONWebKeySet{Keys: keys}
+	}
+	return m
+}
+
+// TokenURL is the provider's token endpoint.
+func (i *IDP) TokenURL() string { return i.Issuer + "/token" }
+
+// IntrospectionURL is the provider's RFC 7662 endpoint.
+func (i *IDP) IntrospectionURL() string { return i.Issuer + "/token/introspection" }
+
+// RevocationURL is the provider's RFC 7009 endpoint.
+func (i *IDP) RevocationURL() string { return i.Issuer + "/token/revocation" }
+
+// FetchToken makes a client-credentials request, authenticating the way the
+// client is registered. resource and scope are omitted when empty; scope is
+// space-separated.
+func (i *IDP) FetchToken(ctx context.Context, clientID, secret, resource, scope string) (*oauth2.Token, error) {
+	cc := clientcredentials.Config{
+		ClientID:     clientID,
+		ClientSecret: secret,
+		TokenURL:     i.TokenURL(),
+		Scopes:       strings.Fields(scope),
+		AuthStyle:    i.authStyle(clientID),
+	}
+	if resource != "" {
+		cc.EndpointParams = url.Values{"resource": {resource}}
+	}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, i.client)
+	return cc.Token(ctx)
+}
+
+// ClientCredentialsToken is FetchToken that fails the test on error.
+func (i *IDP) ClientCredentialsToken(t testing.TB, clientID, secret, resource, scope string) *oauth2.Token {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tok, err := i.FetchToken(ctx, clientID, secret, resource, scope)
+	if err != nil {
+		t.Fatalf("client credentials token for %q (resource %q, scope %q): %v", clientID, resource, scope, err)
+	}
+	return tok
+}
+
+func (i *IDP) authStyle(clientID string) oauth2.AuthStyle {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	for _, c := range i.cfg.Clients {
+		if c.ID != clientID {
+			continue
+		}
+		if c.AuthMethod == "client_secret_post" {
+			return oauth2.AuthStyleInParams
+		}
+		return oauth2.AuthStyleInHeader
+	}
+	return oauth2.AuthStyleAutoDetect
+}
+
+// Introspect asks the provider about token (RFC 7662) as the given client,
+// which must use a client_secret method, and returns the JSON answer.
+func (i *IDP) Introspect(t testing.TB, clientID, secret, token string) map[string]any {
+	t.Helper()
+	status, body := i.postForm(t, i.IntrospectionURL(), clientID, secret, url.Values{"token": {token}})
+	if status != http.StatusOK {
+		t.Fatalf("introspection: status %d, body %s", status, body)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Fatalf("introspection: %v in %s", err, body)
+	}
+	return out
+}
+
+// Revoke revokes token (RFC 7009) as the given client.
+func (i *IDP) Revoke(t testing.TB, clientID, secret, token string) {
+	t.Helper()
+	status, body := i.postForm(t, i.RevocationURL(), clientID, secret, url.Values{"token": {token}})
+	if status != http.StatusOK {
+		t.Fatalf("revocation: status %d, body %s", status, body)
+	}
+}
+
+// postForm posts form to u authenticated as the client; it returns the
+// status and body.
+func (i *IDP) postForm(t testing.TB, u, clientID, secret string, form url.Values) (int, []byte) {
+	t.Helper()
+	post := i.authStyle(clientID) == oauth2.AuthStyleInParams
+	if post {
+		form.Set("client_id", clientID)
+		form.Set("client_secret", secret)
+	}
+	req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if !post {
+		req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(secret))
+	}
+	return i.do(t, req)
+}
+
+// GetJSON fetches a provider URL path (such as "/jwks") and decodes it.
+func (i *IDP) GetJSON(t testing.TB, path string, out any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, i.Issuer+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body := i.do(t, req)
+	if status != http.StatusOK {
+		t.Fatalf("GET %s: status %d, body %s", path, status, body)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		t.Fatalf("GET %s: %v in %s", path, err, body)
+	}
+}
+
+func (i *IDP) do(t testing.TB, req *http.Request) (int, []byte) {
+	t.Helper()
+	resp, err := i.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, err := readAllLimited(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", req.Method, req.URL, err)
+	}
+	return resp.StatusCode, body
+}
