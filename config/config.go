@@ -136,9 +136,11 @@ func Load(environ map[string]string) (*Config, error) {
 		}
 		c.Routes = append(c.Routes, r)
 	}
-	if len(errs) == 0 {
-		c.validate(&errs, environ)
-	}
+	// Validate even after parse errors, so that every problem is reported
+	// at once; a variable that failed to parse is not judged again.
+	parsed := len(errs)
+	c.validate(&errs, environ)
+	errs = errs.dropRepeats(parsed)
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Var < errs[j].Var })
 		return nil, &Error{Problems: errs}
@@ -150,6 +152,22 @@ type problems []Problem
 
 func (p *problems) add(variable, format string, args ...any) {
 	*p = append(*p, Problem{Var: variable, Msg: fmt.Sprintf(format, args...)})
+}
+
+// dropRepeats drops the problems after the first n whose variable is
+// already among the first n.
+func (p problems) dropRepeats(n int) problems {
+	seen := map[string]bool{}
+	for _, pr := range p[:n] {
+		seen[pr.Var] = true
+	}
+	out := p[:n]
+	for _, pr := range p[n:] {
+		if !seen[pr.Var] {
+			out = append(out, pr)
+		}
+	}
+	return out
 }
 
 // parse fills dst from the variables under prefix and records each parse

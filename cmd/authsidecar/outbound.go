@@ -1,0 +1,10 @@
+package main
+
+import (
+	"context"
+	"errors"
+)
+
+func (s *sidecar) buildOutbound(ctx context.Context) error {
+	return errors.New("outbound: not wired yet")
+}

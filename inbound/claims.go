@@ -1,0 +1,89 @@
+package inbound
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"time"
+)
+
+// claims are the registered and well-known claims authsidecar reads.
+type claims struct {
+	Issuer    string       `json:"iss"`
+	Subject   string       `json:"sub"`
+	Audience  stringList   `json:"aud"`
+	Expiry    *numericDate `json:"exp"`
+	NotBefore *numericDate `json:"nbf"`
+	IssuedAt  *numericDate `json:"iat"`
+	Scope     string       `json:"scope"`
+	Scp       stringList   `json:"scp"`
+	ClientID  string       `json:"client_id"`
+	AZP       string       `json:"azp"`
+	AppID     string       `json:"appid"`
+	CID       string       `json:"cid"`
+}
+
+// clientID is the caller's client id: the first present of client_id (RFC
+// 9068), azp (OIDC, Keycloak, Entra v2), appid (Entra v1) and cid (Okta).
+func (c *claims) clientID() string {
+	for _, id := range [...]string{c.ClientID, c.AZP, c.AppID, c.CID} {
+		if id != "" {
+			return id
+		}
+	}
+	return ""
+}
+
+// scopes are the granted scopes: the space-separated "scope" string (RFC
+// 9068, RFC 8693) or else "scp", a list (Okta) or a space-separated
+// string (Entra).
+func (c *claims) scopes() []string {
+	if c.Scope != "" {
+		return strings.Fields(c.Scope)
+	}
+	if len(c.Scp) == 1 {
+		return strings.Fields(c.Scp[0])
+	}
+	return c.Scp
+}
+
+// stringList decodes a JSON string or array of strings, as "aud" may be
+// either (RFC 7519 section 4.1.3).
+type stringList []string
+
+func (l *stringList) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*l = stringList{s}
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return err
+	}
+	*l = list
+	return nil
+}
+
+// numericDate is seconds since the epoch, possibly fractional (RFC 7519
+// section 2).
+type numericDate struct{ time.Time }
+
+var errBadDate = errors.New("inbound: bad NumericDate")
+
+func (d *numericDate) UnmarshalJSON(b []byte) error {
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return errBadDate
+	}
+	if math.IsNaN(f) || f < 0 || f > 1e11 {
+		return errBadDate
+	}
+	sec, frac := math.Modf(f)
+	d.Time = time.Unix(int64(sec), int64(frac*1e9))
+	return nil
+}

@@ -1,0 +1,254 @@
+package inbound
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/authsidecar/authsidecar/metrics"
+	"github.com/authsidecar/authsidecar/proxy"
+)
+
+// Identity headers set for the app. Callers' copies of any X-Auth-* header
+// are removed from every request first, so the app can trust them.
+const (
+	HeaderSubject  = "X-Auth-Subject"
+	HeaderIssuer   = "X-Auth-Issuer"
+	HeaderClientID = "X-Auth-Client-Id"
+	HeaderScopes   = "X-Auth-Scopes"
+
+	identityHeaderPrefix = "X-Auth-"
+)
+
+// realm names the protection space in WWW-Authenticate.
+const realm = `Bearer realm="authsidecar"`
+
+// TokenVerifier turns a bearer token into an identity or a refusal.
+type TokenVerifier interface {
+	Verify(ctx context.Context, raw string) (*Identity, error)
+}
+
+// HandlerOptions configure NewHandler.
+type HandlerOptions struct {
+	Verifier TokenVerifier
+	Policy   Policy
+	// Upstream is the app.
+	Upstream  *url.URL
+	Transport http.RoundTripper
+	// PublicPaths are path prefixes passed to the app without a token.
+	PublicPaths []string
+	// ForwardToken keeps the Authorization header for the app.
+	ForwardToken bool
+	Metrics      *metrics.Metrics
+	Logger       *slog.Logger
+	// AccessLog logs one line per request at info level.
+	AccessLog bool
+}
+
+// Handler is the inbound http.Handler.
+type Handler struct {
+	opts    HandlerOptions
+	proxy   *httputil.ReverseProxy
+	log     *slog.Logger
+	results map[string]resultMetrics
+	reasons map[string]prometheus.Counter
+	writers sync.Pool
+}
+
+type resultMetrics struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+// NewHandler returns the inbound handler.
+func NewHandler(opts HandlerOptions) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{
+		opts:    opts,
+		log:     opts.Logger,
+		results: map[string]resultMetrics{},
+		reasons: map[string]prometheus.Counter{},
+		writers: sync.Pool{New: func() any { return new(trackingWriter) }},
+	}
+	// Label lookups hash their values; do them once, not per request.
+	for _, r := range metrics.InboundResults {
+		h.results[r] = resultMetrics{
+			count:    opts.Metrics.InboundRequests.WithLabelValues(r),
+			duration: opts.Metrics.InboundDuration.WithLabelValues(r),
+		}
+	}
+	for _, r := range metrics.RejectionReasons {
+		h.reasons[r] = opts.Metrics.TokenRejections.WithLabelValues(r)
+	}
+	h.proxy = proxy.NewReverseProxy(opts.Upstream, proxy.ReverseProxyOptions{
+		Transport: opts.Transport,
+		KeepHost:  true,
+		Logger:    opts.Logger,
+	})
+	// Mark upstream failures on the writer, so they are counted as
+	// upstream_error and not confused with a 502 the app itself sent.
+	next := h.proxy.ErrorHandler
+	h.proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		if tw, ok := w.(*trackingWriter); ok {
+			tw.upstreamFailed = true
+		}
+		next(w, r, err)
+	}
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	tw := h.writers.Get().(*trackingWriter)
+	tw.reset(w)
+	result := h.serve(tw, r)
+	if tw.upstreamFailed {
+		result = metrics.ResultUpstreamError
+	}
+	m := h.results[result]
+	m.count.Inc()
+	elapsed := time.Since(start)
+	m.duration.Observe(elapsed.Seconds())
+	if h.opts.AccessLog {
+		h.log.Info("request", "direction", "inbound", "method", r.Method, "path", r.URL.Path,
+			"status", tw.status, "result", result, "duration_ms", float64(elapsed.Microseconds())/1000,
+			"request_id", r.Header.Get(proxy.RequestIDHeader))
+	}
+	tw.reset(nil)
+	h.writers.Put(tw)
+}
+
+// serve answers r and returns its result label.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
+	stripIdentityHeaders(r.Header)
+	if h.isPublic(r.URL.Path) {
+		if !h.opts.ForwardToken {
+			r.Header.Del("Authorization")
+		}
+		h.proxy.ServeHTTP(w, r)
+		return metrics.ResultPublic
+	}
+	raw, err := BearerToken(r.Header)
+	if err != nil {
+		reason := ReasonMalformed
+		if errors.Is(err, ErrNoToken) {
+			reason = ReasonMissing
+		}
+		return h.refuse(w, r, &Rejection{Reason: reason, Detail: err.Error()})
+	}
+	id, err := h.opts.Verifier.Verify(r.Context(), raw)
+	if err != nil {
+		var rej *Rejection
+		if errors.As(err, &rej) {
+			return h.refuse(w, r, rej)
+		}
+		h.log.Warn("token not verifiable now", "error", err.Error())
+		proxy.WriteError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the issuer's keys are not loaded yet")
+		return metrics.ResultUnavailable
+	}
+	if rej := h.opts.Policy.Check(id); rej != nil {
+		return h.refuse(w, r, rej)
+	}
+	setIdentityHeaders(r.Header, id)
+	if !h.opts.ForwardToken {
+		r.Header.Del("Authorization")
+	}
+	h.proxy.ServeHTTP(w, r)
+	return metrics.ResultAllowed
+}
+
+// isPublic reports whether path is under a public prefix. A path with dot
+// segments or doubled slashes is never public: the app may resolve
+// "/public/../admin" to "/admin".
+func (h *Handler) isPublic(path string) bool {
+	if len(h.opts.PublicPaths) == 0 || !isCleanPath(path) {
+		return false
+	}
+	for _, p := range h.opts.PublicPaths {
+		if strings.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse answers a refused request as RFC 6750 section 3 says.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rej *Rejection) string {
+	h.reasons[rej.Reason].Inc()
+	h.log.Debug("request refused", "reason", rej.Reason, "detail", rej.Detail,
+		"method", r.Method, "path", r.URL.Path, "request_id", r.Header.Get(proxy.RequestIDHeader))
+	switch rej.Reason {
+	case ReasonMissing:
+		w.Header().Set("WWW-Authenticate", realm)
+		proxy.WriteError(w, http.StatusUnauthorized, "invalid_request", rej.Description())
+		return metrics.ResultUnauthn
+	case ReasonInsufficientScope:
+		w.Header().Set("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+strings.Join(rej.MissingScopes, " ")+`"`)
+		proxy.WriteError(w, http.StatusForbidden, "insufficient_scope", rej.Description())
+		return metrics.ResultForbidden
+	case ReasonClientNotAllowed:
+		proxy.WriteError(w, http.StatusForbidden, "access_denied", rej.Description())
+		return metrics.ResultForbidden
+	default:
+		w.Header().Set("WWW-Authenticate", realm+`, error="invalid_token", error_description="`+rej.Description()+`"`)
+		proxy.WriteError(w, http.StatusUnauthorized, "invalid_token", rej.Description())
+		return metrics.ResultUnauthn
+	}
+}
+
+// stripIdentityHeaders removes every X-Auth-* header a caller sent.
+func stripIdentityHeaders(h http.Header) {
+	for k := range h {
+		if len(k) > len(identityHeaderPrefix) && strings.EqualFold(k[:len(identityHeaderPrefix)], identityHeaderPrefix) {
+			delete(h, k)
+		}
+	}
+}
+
+func setIdentityHeaders(h http.Header, id *Identity) {
+	h[HeaderSubject] = []string{id.Subject}
+	h[HeaderIssuer] = []string{id.Issuer}
+	if id.ClientID != "" {
+		h[HeaderClientID] = []string{id.ClientID}
+	}
+	if len(id.Scopes) > 0 {
+		h[HeaderScopes] = []string{strings.Join(id.Scopes, " ")}
+	}
+}
+
+// trackingWriter records the status sent and whether the upstream failed.
+// It is pooled: one per request would be an allocation on the hot path.
+type trackingWriter struct {
+	http.ResponseWriter
+	status         int
+	upstreamFailed bool
+}
+
+func (t *trackingWriter) reset(w http.ResponseWriter) {
+	*t = trackingWriter{ResponseWriter: w, status: http.StatusOK}
+}
+
+func (t *trackingWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		t.status = code
+	}
+	t.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach Flush and Hijack underneath.
+func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
+
+func isCleanPath(p string) bool {
+	return !strings.Contains(p, "//") && !strings.Contains(p, "/./") && !strings.Contains(p, "/../") &&
+		!strings.HasSuffix(p, "/.") && !strings.HasSuffix(p, "/..") && !strings.Contains(p, "\\")
+}

@@ -1,0 +1,107 @@
+package inbound
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// ErrNoToken means the request has no Authorization header at all.
+var ErrNoToken = errors.New("inbound: no bearer token")
+
+// errMalformedHeader means an Authorization header that is not one bearer token.
+var errMalformedHeader = errors.New("inbound: authorization header is not a bearer token")
+
+// BearerToken returns the token of the request's one Authorization header,
+// which must use the Bearer scheme (RFC 6750 section 2.1). It returns
+// ErrNoToken when there is no header, and an error for anything else that
+// is not exactly one well-formed bearer token.
+func BearerToken(h http.Header) (string, error) {
+	values := h.Values("Authorization")
+	switch len(values) {
+	case 0:
+		return "", ErrNoToken
+	case 1:
+		return ParseBearer(values[0])
+	default:
+		return "", errMalformedHeader
+	}
+}
+
+// ParseBearer parses an Authorization header value "Bearer <token68>".
+// The scheme is case-insensitive; the token must be non-empty token68.
+func ParseBearer(v string) (string, error) {
+	const scheme = "bearer "
+	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
+		return "", errMalformedHeader
+	}
+	tok := strings.TrimLeft(v[len(scheme):], " ")
+	if tok == "" || !isToken68(tok) {
+		return "", errMalformedHeader
+	}
+	return tok, nil
+}
+
+// isToken68 reports whether s is token68: 1*( ALPHA / DIGIT / "-" / "." /
+// "_" / "~" / "+" / "/" ) *"=" (RFC 7235 section 2.1).
+func isToken68(s string) bool {
+	end := len(s)
+	for end > 0 && s[end-1] == '=' {
+		end--
+	}
+	if end == 0 {
+		return false
+	}
+	for i := range end {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// header is the part of a JWS protected header read before verification.
+type header struct {
+	Alg string `json:"alg"`
+	Kid string `json:"kid"`
+	Typ string `json:"typ"`
+}
+
+// errMalformed means the token is not a compact JWS with JSON header and
+// payload.
+var errMalformed = errors.New("inbound: token is not a well-formed JWT")
+
+// parseUnverified splits a compact JWS and decodes its header and claims
+// without checking the signature: enough to choose the issuer's keys and
+// refuse what can be refused cheaply. Nothing read here is trusted until
+// the signature is verified.
+func parseUnverified(raw string) (h header, c *claims, payload []byte, err error) {
+	first := strings.IndexByte(raw, '.')
+	last := strings.LastIndexByte(raw, '.')
+	if first <= 0 || last == first || last == len(raw)-1 || strings.Count(raw, ".") != 2 {
+		return h, nil, nil, errMalformed
+	}
+	if _, err := decodeSegment(raw[:first], &h); err != nil || h.Alg == "" {
+		return h, nil, nil, errMalformed
+	}
+	c = new(claims)
+	payload, err = decodeSegment(raw[first+1:last], c)
+	if err != nil {
+		return h, nil, nil, errMalformed
+	}
+	return h, c, payload, nil
+}
+
+func decodeSegment(seg string, v any) ([]byte, error) {
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return nil, err
+	}
+	return b, json.Unmarshal(b, v)
+}
