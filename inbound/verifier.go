@@ -171,4 +171,3 @@ func (v *Verifier) Ready() map[string]error {
 	}
 	return out
 }
-

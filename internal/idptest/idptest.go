@@ -1,0 +1,210 @@
+// Package idptest is a fake identity provider for tests: an httptest server
+// speaking OIDC discovery and JWKS with keys made at run time, keys that can
+// be swapped or made to fail mid-test, and counters on every endpoint.
+package idptest
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// Key is a signing key with its kid and algorithm.
+type Key struct {
+	ID      string
+	Alg     jose.SignatureAlgorithm
+	Private crypto.Signer
+}
+
+// Public returns the key as a public JWK.
+func (k Key) Public() jose.JSONWebKey {
+	return jose.JSONWebKey{Key: k.Private.Public(), KeyID: k.ID, Algorithm: string(k.Alg), Use: "sig"}
+}
+
+var (
+	rsaOnce sync.Once
+	rsaKeys []*rsa.PrivateKey
+)
+
+// NewRSAKey returns an RS256 key. RSA generation is slow, so a few keys are
+// made once per test binary and handed out in turn.
+func NewRSAKey(t testing.TB, kid string) Key {
+	t.Helper()
+	rsaOnce.Do(func() {
+		for range 4 {
+			k, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				panic(err)
+			}
+			rsaKeys = append(rsaKeys, k)
+		}
+	})
+	return Key{ID: kid, Alg: jose.RS256, Private: rsaKeys[rsaCounter.Add(1)%uint32(len(rsaKeys))]}
+}
+
+var rsaCounter atomic.Uint32
+
+// NewECKey returns a fresh ES256 key.
+func NewECKey(t testing.TB, kid string) Key {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Key{ID: kid, Alg: jose.ES256, Private: k}
+}
+
+// IDP is a running fake identity provider.
+type IDP struct {
+	Server *httptest.Server
+	// Issuer is the server's URL, the iss of its tokens.
+	Issuer string
+
+	mu      sync.Mutex
+	keys    []Key
+	failing bool
+	delay   time.Duration
+
+	DiscoveryHits atomic.Int64
+	JWKSHits      atomic.Int64
+}
+
+// New starts a fake IdP publishing keys; it stops when the test ends.
+func New(t testing.TB, keys ...Key) *IDP {
+	idp := &IDP{keys: keys}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", idp.serveDiscovery)
+	mux.HandleFunc("GET /jwks", idp.serveJWKS)
+	idp.Server = httptest.NewServer(mux)
+	idp.Issuer = idp.Server.URL
+	t.Cleanup(idp.Server.Close)
+	return idp
+}
+
+// SetKeys replaces the published keys, as a key rotation does.
+func (idp *IDP) SetKeys(keys ...Key) {
+	idp.mu.Lock()
+	defer idp.mu.Unlock()
+	idp.keys = keys
+}
+
+// SetFailing makes every endpoint answer 500 while on.
+func (idp *IDP) SetFailing(on bool) {
+	idp.mu.Lock()
+	defer idp.mu.Unlock()
+	idp.failing = on
+}
+
+// SetDelay makes every endpoint wait d before answering.
+func (idp *IDP) SetDelay(d time.Duration) {
+	idp.mu.Lock()
+	defer idp.mu.Unlock()
+	idp.delay = d
+}
+
+func (idp *IDP) state() ([]Key, bool, time.Duration) {
+	idp.mu.Lock()
+	defer idp.mu.Unlock()
+	return idp.keys, idp.failing, idp.delay
+}
+
+func (idp *IDP) serveDiscovery(w http.ResponseWriter, r *http.Request) {
+	idp.DiscoveryHits.Add(1)
+	if _, failing, delay := idp.state(); failing {
+		http.Error(w, "down", http.StatusInternalServerError)
+		return
+	} else if delay > 0 {
+		time.Sleep(delay)
+	}
+	writeJSON(w, map[string]any{
+		"issuer":                 idp.Issuer,
+		"jwks_uri":               idp.Issuer + "/jwks",
+		"token_endpoint":         idp.Issuer + "/token",
+		"introspection_endpoint": idp.Issuer + "/introspect",
+	})
+}
+
+func (idp *IDP) serveJWKS(w http.ResponseWriter, r *http.Request) {
+	idp.JWKSHits.Add(1)
+	keys, failing, delay := idp.state()
+	if failing {
+		http.Error(w, "down", http.StatusInternalServerError)
+		return
+	}
+	if delay > 0 {
+		time.Sleep(delay)
+	}
+	set := jose.JSONWebKeySet{}
+	for _, k := range keys {
+		set.Keys = append(set.Keys, k.Public())
+	}
+	writeJSON(w, set)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Claims builds a token's claims: the registered ones for this issuer
+// and audience, valid for an hour from now, plus extra.
+func (idp *IDP) Claims(aud string, extra map[string]any) map[string]any {
+	now := time.Now()
+	c := map[string]any{
+		"iss":       idp.Issuer,
+		"sub":       "svc-orders",
+		"aud":       aud,
+		"iat":       now.Unix(),
+		"nbf":       now.Unix(),
+		"exp":       now.Add(time.Hour).Unix(),
+		"client_id": "orders",
+		"scope":     "payments:read payments:write",
+	}
+	for k, v := range extra {
+		if v == nil {
+			delete(c, k)
+			continue
+		}
+		c[k] = v
+	}
+	return c
+}
+
+// Sign returns claims as a compact JWS signed by k, with k.ID as kid.
+func Sign(t testing.TB, k Key, claims map[string]any) string {
+	t.Helper()
+	return SignWithHeaders(t, k, claims, map[jose.HeaderKey]any{"kid": k.ID})
+}
+
+// SignWithHeaders is Sign with the protected headers given; a "kid" entry
+// is used as is, so tests can lie about the key.
+func SignWithHeaders(t testing.TB, k Key, claims map[string]any, headers map[jose.HeaderKey]any) string {
+	t.Helper()
+	opts := &jose.SignerOptions{ExtraHeaders: map[jose.HeaderKey]any{}}
+	opts.WithType("at+jwt")
+	for hk, v := range headers {
+		opts.ExtraHeaders[hk] = v
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: k.Alg, Key: k.Private}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := jwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(fmt.Errorf("idptest: sign: %w", err))
+	}
+	return raw
+}
