@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 const (
@@ -243,4 +245,45 @@ func TestIDPHonoursAShortTokenLifetime(t *testing.T) {
 	if left := time.Until(tok.Expiry); left > 3*time.Second {
 		t.Errorf("token expires in %v, want about 2s", left)
 	}
+}
+
+func TestIDPAcceptsPrivateKeyJWTClientAssertions(t *testing.T) {
+	t.Parallel()
+	rsaClientKey, ecClientKey := newRSAKey(t, "client-rsa"), newECKey(t, "client-ec")
+	cfg := smokeConfig()
+	cfg.Clients = append(cfg.Clients,
+		IDPClient{ID: "svc-jwt-rsa", AuthMethod: "private_key_jwt", Scopes: []string{"orders:read"}, JWKS: []*IDPKey{rsaClientKey}},
+		IDPClient{ID: "svc-jwt-ec", AuthMethod: "private_key_jwt", Scopes: []string{"orders:read"}, JWKS: []*IDPKey{ecClientKey}},
+	)
+	idp := startIDP(t, cfg)
+	for _, client := range []string{"svc-jwt-rsa", "svc-jwt-ec"} {
+		t.Run(client, func(t *testing.T) {
+			tok := idp.ClientCredentialsToken(t, client, "", ordersAPI, "orders:read")
+			if _, claims := verifyAccessToken(t, idp, tok.AccessToken, "RS256"); claims["client_id"] != client {
+				t.Errorf("client_id %v, want %q", claims["client_id"], client)
+			}
+		})
+	}
+
+	t.Run("an assertion signed by an unregistered key is refused", func(t *testing.T) {
+		assertion, err := newECKey(t, "client-ec").ClientAssertion("svc-jwt-ec", idp.Issuer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc := clientcredentials.Config{
+			ClientID: "svc-jwt-ec", TokenURL: idp.TokenURL(), AuthStyle: oauth2.AuthStyleInParams,
+			EndpointParams: url.Values{
+				"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+				"client_assertion":      {assertion},
+				"resource":              {ordersAPI},
+			},
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = cc.Token(ctx)
+		var re *oauth2.RetrieveError
+		if !errors.As(err, &re) || re.ErrorCode != "invalid_client" {
+			t.Fatalf("error %v, want invalid_client", err)
+		}
+	})
 }

@@ -1,15 +1,7 @@
 package e2e
 
 import (
-	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -22,8 +14,6 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 )
 
 // IDPConfig describes the identity provider a test runs. The zero value is
@@ -74,70 +64,6 @@ type IDPResource struct {
 	Opaque bool
 	// Audience overrides the aud claim, which is the indicator by default.
 	Audience string
-}
-
-// IDPKey is a signing key with its key id.
-type IDPKey struct {
-	KID     string
-	Private crypto.Signer
-}
-
-func newRSAKey(t testing.TB, kid string) *IDPKey {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatalf("generating RSA key: %v", err)
-	}
-	return &IDPKey{KID: kid, Private: k}
-}
-
-func newECKey(t testing.TB, kid string) *IDPKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("generating EC key: %v", err)
-	}
-	return &IDPKey{KID: kid, Private: k}
-}
-
-// newKeySet returns a fresh RSA and a fresh EC P-256 key with unique kids.
-func newKeySet(t testing.TB) []*IDPKey {
-	t.Helper()
-	return []*IDPKey{newRSAKey(t, "rsa-"+randomID(t)), newECKey(t, "ec-"+randomID(t))}
-}
-
-func randomID(t testing.TB) string {
-	t.Helper()
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("%x", b)
-}
-
-// PrivateJWK is the key as a private JWK.
-func (k *IDPKey) PrivateJWK() jose.JSONWebKey {
-	return jose.JSONWebKey{Key: k.Private, KeyID: k.KID, Use: "sig"}
-}
-
-// PublicJWK is the key's public half as a JWK.
-func (k *IDPKey) PublicJWK() jose.JSONWebKey {
-	return jose.JSONWebKey{Key: k.Private.Public(), KeyID: k.KID, Use: "sig"}
-}
-
-// WritePEM writes the private key as PKCS#8 PEM into dir and returns the
-// file's path, for the sidecar's private_key_jwt settings.
-func (k *IDPKey) WritePEM(t testing.TB, dir string) string {
-	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(k.Private)
-	if err != nil {
-		t.Fatalf("marshalling key %q: %v", k.KID, err)
-	}
-	path := filepath.Join(dir, k.KID+".pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // IDP is a running node-oidc-provider.
@@ -385,132 +311,4 @@ func clientMetadata(c IDPClient) map[string]any {
 		m["jwks"] = jose.JSONWebKeySet{Keys: keys}
 	}
 	return m
-}
-
-// TokenURL is the provider's token endpoint.
-func (i *IDP) TokenURL() string { return i.Issuer + "/token" }
-
-// IntrospectionURL is the provider's RFC 7662 endpoint.
-func (i *IDP) IntrospectionURL() string { return i.Issuer + "/token/introspection" }
-
-// RevocationURL is the provider's RFC 7009 endpoint.
-func (i *IDP) RevocationURL() string { return i.Issuer + "/token/revocation" }
-
-// FetchToken makes a client-credentials request, authenticating the way the
-// client is registered. resource and scope are omitted when empty; scope is
-// space-separated.
-func (i *IDP) FetchToken(ctx context.Context, clientID, secret, resource, scope string) (*oauth2.Token, error) {
-	cc := clientcredentials.Config{
-		ClientID:     clientID,
-		ClientSecret: secret,
-		TokenURL:     i.TokenURL(),
-		Scopes:       strings.Fields(scope),
-		AuthStyle:    i.authStyle(clientID),
-	}
-	if resource != "" {
-		cc.EndpointParams = url.Values{"resource": {resource}}
-	}
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, i.client)
-	return cc.Token(ctx)
-}
-
-// ClientCredentialsToken is FetchToken that fails the test on error.
-func (i *IDP) ClientCredentialsToken(t testing.TB, clientID, secret, resource, scope string) *oauth2.Token {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tok, err := i.FetchToken(ctx, clientID, secret, resource, scope)
-	if err != nil {
-		t.Fatalf("client credentials token for %q (resource %q, scope %q): %v", clientID, resource, scope, err)
-	}
-	return tok
-}
-
-func (i *IDP) authStyle(clientID string) oauth2.AuthStyle {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	for _, c := range i.cfg.Clients {
-		if c.ID != clientID {
-			continue
-		}
-		if c.AuthMethod == "client_secret_post" {
-			return oauth2.AuthStyleInParams
-		}
-		return oauth2.AuthStyleInHeader
-	}
-	return oauth2.AuthStyleAutoDetect
-}
-
-// Introspect asks the provider about token (RFC 7662) as the given client,
-// which must use a client_secret method, and returns the JSON answer.
-func (i *IDP) Introspect(t testing.TB, clientID, secret, token string) map[string]any {
-	t.Helper()
-	status, body := i.postForm(t, i.IntrospectionURL(), clientID, secret, url.Values{"token": {token}})
-	if status != http.StatusOK {
-		t.Fatalf("introspection: status %d, body %s", status, body)
-	}
-	var out map[string]any
-	if err := json.Unmarshal(body, &out); err != nil {
-		t.Fatalf("introspection: %v in %s", err, body)
-	}
-	return out
-}
-
-// Revoke revokes token (RFC 7009) as the given client.
-func (i *IDP) Revoke(t testing.TB, clientID, secret, token string) {
-	t.Helper()
-	status, body := i.postForm(t, i.RevocationURL(), clientID, secret, url.Values{"token": {token}})
-	if status != http.StatusOK {
-		t.Fatalf("revocation: status %d, body %s", status, body)
-	}
-}
-
-// postForm posts form to u authenticated as the client; it returns the
-// status and body.
-func (i *IDP) postForm(t testing.TB, u, clientID, secret string, form url.Values) (int, []byte) {
-	t.Helper()
-	post := i.authStyle(clientID) == oauth2.AuthStyleInParams
-	if post {
-		form.Set("client_id", clientID)
-		form.Set("client_secret", secret)
-	}
-	req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if !post {
-		req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(secret))
-	}
-	return i.do(t, req)
-}
-
-// GetJSON fetches a provider URL path (such as "/jwks") and decodes it.
-func (i *IDP) GetJSON(t testing.TB, path string, out any) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, i.Issuer+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	status, body := i.do(t, req)
-	if status != http.StatusOK {
-		t.Fatalf("GET %s: status %d, body %s", path, status, body)
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		t.Fatalf("GET %s: %v in %s", path, err, body)
-	}
-}
-
-func (i *IDP) do(t testing.TB, req *http.Request) (int, []byte) {
-	t.Helper()
-	resp, err := i.client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
-	}
-	defer resp.Body.Close()
-	body, err := readAllLimited(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: reading body: %v", req.Method, req.URL, err)
-	}
-	return resp.StatusCode, body
 }
