@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -116,10 +117,14 @@ func (i *IDP) Keys() []*IDPKey {
 func (i *IDP) Logs() string { return i.logs.String() }
 
 // Restart stops the provider and starts it again on the same port with
-// keys as its signing keys (the first key of each type signs). In-memory
-// state (opaque tokens, revocations) is lost.
+// keys as its signing keys (the first key of each type signs; nil means a
+// fresh RSA and EC key). In-memory state (opaque tokens, revocations) is
+// lost.
 func (i *IDP) Restart(t testing.TB, keys []*IDPKey) {
 	t.Helper()
+	if keys == nil {
+		keys = newKeySet(t)
+	}
 	i.Stop()
 	i.mu.Lock()
 	i.cfg.Keys = keys
@@ -127,8 +132,9 @@ func (i *IDP) Restart(t testing.TB, keys []*IDPKey) {
 	i.Start(t)
 }
 
-// Stop stops the provider; the port stays reserved for Start or Restart
-// only in the sense that the issuer URL keeps naming it.
+// Stop stops the provider (SIGTERM, then kill after 5 s). Start brings it
+// back on the same port, so the issuer URL stays valid; nothing holds the
+// port meanwhile.
 func (i *IDP) Stop() {
 	i.mu.Lock()
 	p, stdin := i.proc, i.stdin
@@ -215,8 +221,11 @@ func (i *IDP) awaitReady(p *proc, stdin interface{ Close() error }, ready <-chan
 			p.stop(time.Second)
 			return fmt.Errorf("bad issuer %q: %w", issuer, err)
 		}
-		var port int
-		fmt.Sscan(u.Port(), &port)
+		port, err := strconv.Atoi(u.Port())
+		if err != nil {
+			p.stop(time.Second)
+			return fmt.Errorf("bad issuer %q: %w", issuer, err)
+		}
 		if i.Port != 0 && port != i.Port {
 			p.stop(time.Second)
 			return fmt.Errorf("restarted on port %d, want %d", port, i.Port)
