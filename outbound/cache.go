@@ -1,0 +1,226 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/oauth2"
+
+	"github.com/authsidecar/authsidecar/metrics"
+)
+
+// TokenSource fetches a new token each time it is called; the Cache decides
+// when. A token's Expiry must be on the Cache's clock; a zero Expiry means
+// the endpoint did not say (no expires_in).
+type TokenSource interface {
+	Token(ctx context.Context) (*oauth2.Token, error)
+}
+
+// ErrTokenUnavailable is wrapped by every error the Cache returns when it
+// has no valid token to give; the handler answers 503 token_unavailable.
+var ErrTokenUnavailable = errors.New("outbound: no valid token")
+
+// Defaults of CacheOptions.
+const (
+	// DefaultLifetime is assumed for a token sent without expires_in:
+	// RFC 6749 makes the field optional, and a token of unknown lifetime
+	// must still be refreshed at some point rather than kept forever.
+	DefaultLifetime = 5 * time.Minute
+	// DefaultFetchTimeout bounds one token fetch.
+	DefaultFetchTimeout = 10 * time.Second
+	// DefaultMinBackoff and DefaultMaxBackoff bound the wait between failed
+	// fetches; it doubles from the first to the second, ±20% jitter.
+	DefaultMinBackoff = time.Second
+	DefaultMaxBackoff = time.Minute
+)
+
+// refreshFraction of a token's lifetime is left when it is refreshed.
+const refreshFraction = 5 // 1/5 = 20%
+
+// CacheOptions configure a Cache. Zero values take the defaults above,
+// the real clock and timers, and metrics on a throwaway registry.
+type CacheOptions struct {
+	// Route names the cache in metrics and logs.
+	Route   string
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// Now and After replace time.Now and time.After, so tests drive
+	// refresh and backoff without sleeping.
+	Now   func() time.Time
+	After func(time.Duration) <-chan time.Time
+	// DefaultLifetime is assumed for tokens without expires_in.
+	DefaultLifetime time.Duration
+	FetchTimeout    time.Duration
+	MinBackoff      time.Duration
+	MaxBackoff      time.Duration
+}
+
+// Cache holds one route's token. Reading a valid token is one atomic load;
+// fetches are shared by every caller waiting at the time and run on a
+// context of their own, so one caller giving up does not fail the others.
+type Cache struct {
+	src  TokenSource
+	opts CacheOptions
+	log  *slog.Logger
+
+	fetchOK, fetchErr prometheus.Counter
+	fetchDur          prometheus.Observer
+	expiry            prometheus.Gauge
+
+	cur atomic.Pointer[entry]
+
+	mu       sync.Mutex // guards the fields below; never held across a fetch
+	inflight *flight
+	failures int
+	lastErr  error
+	retryAt  time.Time
+
+	kick chan struct{} // wakes the refresh loop when the plan changed
+}
+
+// entry is one fetched token; it is never modified once stored.
+type entry struct {
+	tok       *oauth2.Token
+	header    string // "Bearer <token>", built once, not per request
+	expiry    time.Time
+	refreshAt time.Time
+}
+
+// flight is one fetch in progress; e and err are set before done closes.
+type flight struct {
+	done chan struct{}
+	e    *entry
+	err  error
+}
+
+// NewCache returns a cache of src's tokens. Nothing is fetched until the
+// first call or Start.
+func NewCache(src TokenSource, opts CacheOptions) *Cache {
+	opts = opts.withDefaults()
+	c := &Cache{src: src, opts: opts, kick: make(chan struct{}, 1)}
+	c.log = opts.Logger.With("route", opts.Route)
+	c.fetchOK = opts.Metrics.TokenFetches.WithLabelValues(opts.Route, "success")
+	c.fetchErr = opts.Metrics.TokenFetches.WithLabelValues(opts.Route, "error")
+	c.fetchDur = opts.Metrics.TokenFetchDuration.WithLabelValues(opts.Route)
+	c.expiry = opts.Metrics.TokenExpiry.WithLabelValues(opts.Route)
+	return c
+}
+
+func (o CacheOptions) withDefaults() CacheOptions {
+	if o.Metrics == nil {
+		o.Metrics = metrics.New(prometheus.NewRegistry(), "")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.After == nil {
+		// Since Go 1.23 a timer nobody references any more is collected
+		// even if it has not fired, so time.After does not leak here.
+		o.After = time.After
+	}
+	setDefault(&o.DefaultLifetime, DefaultLifetime)
+	setDefault(&o.FetchTimeout, DefaultFetchTimeout)
+	setDefault(&o.MinBackoff, DefaultMinBackoff)
+	setDefault(&o.MaxBackoff, DefaultMaxBackoff)
+	return o
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+// Token returns a valid token: the cached one, or, when there is none, the
+// result of a fetch shared with every other caller. ctx bounds only this
+// caller's wait. The error wraps ErrTokenUnavailable, or is ctx's error.
+func (c *Cache) Token(ctx context.Context) (*oauth2.Token, error) {
+	e, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return e.tok, nil
+}
+
+// get is the hot path: one atomic load and a clock read.
+func (c *Cache) get(ctx context.Context) (*entry, error) {
+	if e := c.cur.Load(); e != nil && c.opts.Now().Before(e.expiry) {
+		return e, nil
+	}
+	return c.wait(ctx)
+}
+
+func (c *Cache) wait(ctx context.Context) (*entry, error) {
+	f, e, err := c.join(ctx)
+	if f == nil {
+		return e, err
+	}
+	select {
+	case <-f.done:
+		if f.err != nil {
+			return nil, c.unavailable(f.err)
+		}
+		return f.e, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// join returns the valid entry, the fetch to wait for (starting one if
+// none runs), or, while backing off after a failure, the failure at once:
+// without that, every request would hit a failing token endpoint.
+func (c *Cache) join(ctx context.Context) (*flight, *entry, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.opts.Now()
+	if e := c.cur.Load(); e != nil && now.Before(e.expiry) {
+		return nil, e, nil
+	}
+	if c.inflight != nil {
+		return c.inflight, nil, nil
+	}
+	if c.lastErr != nil && now.Before(c.retryAt) {
+		return nil, nil, c.unavailable(c.lastErr)
+	}
+	return c.startLocked(ctx), nil, nil
+}
+
+func (c *Cache) unavailable(cause error) error {
+	return fmt.Errorf("%w for route %q: %w", ErrTokenUnavailable, c.opts.Route, cause)
+}
+
+// Invalidate drops tok if it is still the current token, as after an
+// upstream's 401; a token already replaced is left alone, so a burst of
+// 401s for one old token causes one fetch, not one each.
+func (c *Cache) Invalidate(tok *oauth2.Token) {
+	if tok == nil {
+		return
+	}
+	c.mu.Lock()
+	e := c.cur.Load()
+	dropped := e != nil && e.tok.AccessToken == tok.AccessToken
+	if dropped {
+		c.cur.Store(nil)
+	}
+	c.mu.Unlock()
+	if dropped {
+		c.log.Info("token dropped after the upstream refused it")
+		c.wake()
+	}
+}
+
+func (c *Cache) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}

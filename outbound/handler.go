@@ -1,0 +1,67 @@
+package outbound
+
+import (
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/authsidecar/authsidecar/metrics"
+	"github.com/authsidecar/authsidecar/proxy"
+)
+
+// unknownRouteLabel is the route label of calls to no known route. Route
+// names match [a-z0-9-]+, so it cannot clash with one.
+const unknownRouteLabel = "_unknown"
+
+// NewHandler serves the shared outbound listener: /<route>/rest?query goes
+// to the route's base URL with /<route> stripped and the query kept.
+func NewHandler(routes []*Route, m *metrics.Metrics, logger *slog.Logger) http.Handler {
+	h := &sharedHandler{byName: make(map[string]*Route, len(routes)), log: orDiscard(logger)}
+	for _, r := range routes {
+		h.byName[r.Name] = r
+		h.names = append(h.names, r.Name)
+	}
+	sort.Strings(h.names)
+	h.unknown = orNewMetrics(m).OutboundRequests.WithLabelValues(unknownRouteLabel, strconv.Itoa(http.StatusNotFound))
+	return h
+}
+
+type sharedHandler struct {
+	byName  map[string]*Route
+	names   []string
+	unknown prometheus.Counter
+	log     *slog.Logger
+}
+
+func (h *sharedHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	name, rest := splitRoute(req.URL.EscapedPath())
+	if r := h.byName[name]; r != nil {
+		r.serve(w, req, rest)
+		return
+	}
+	h.unknown.Inc()
+	const maxShown = 64 // the name comes from the app: keep the answer small
+	if len(name) > maxShown {
+		name = name[:maxShown] + "…"
+	}
+	h.log.Debug("call to an unknown route", "route", name)
+	proxy.WriteErrorBody(w, http.StatusNotFound, proxy.ErrorBody{
+		Error:       "unknown_route",
+		Description: "no route named " + strconv.Quote(name) + "; call /<route>/<path> with one of the known routes",
+		Routes:      h.names,
+	})
+}
+
+// splitRoute splits "/payments/a/b" into "payments" and "/a/b", and
+// "/payments" into "payments" and "".
+func splitRoute(escapedPath string) (name, rest string) {
+	p := strings.TrimPrefix(escapedPath, "/")
+	if i := strings.IndexByte(p, '/'); i >= 0 {
+		return p[:i], p[i:]
+	}
+	return p, ""
+}

@@ -1,0 +1,139 @@
+package outbound
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+)
+
+// retryTransport sends a call once more with a new token when the
+// upstream answers 401 to the first and the body can be replayed. It sits
+// under ReverseProxy, which keeps streaming both ways.
+type retryTransport struct {
+	base  http.RoundTripper
+	cache *Cache
+	log   *slog.Logger
+}
+
+var errNoToken = errors.New("outbound: refusing to send a call without a token")
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	a, _ := req.Context().Value(attemptKey{}).(*attempt)
+	if a == nil {
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		return nil, errNoToken
+	}
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	t.cache.Invalidate(a.entry.tok)
+	body, ok := a.replay()
+	if !ok {
+		t.log.Debug("upstream answered 401; the body is too large to replay, not retried")
+		return resp, nil
+	}
+	e, err := t.cache.get(req.Context())
+	if err != nil {
+		t.log.Debug("upstream answered 401; no new token to retry with", "error", err.Error())
+		return resp, nil // the app sees the upstream's own answer
+	}
+	discard(resp)
+	retry := req.Clone(req.Context())
+	retry.Header.Set("Authorization", e.header)
+	retry.Body, retry.GetBody = nil, nil
+	if body != nil {
+		retry.Body = io.NopCloser(bytes.NewReader(body))
+		retry.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	return t.base.RoundTrip(retry)
+}
+
+// discard drains a little of resp's body, so the connection can be reused,
+// and closes it.
+func discard(resp *http.Response) {
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	_ = resp.Body.Close()
+}
+
+// replay returns the whole request body for a retry (nil if there was
+// none) and whether it can be had within MaxReplayBytes.
+func (a *attempt) replay() ([]byte, bool) {
+	if a.body == nil {
+		return nil, true
+	}
+	return a.body.replay()
+}
+
+// replayBody passes a request body through while keeping a copy of up to
+// limit bytes.
+type replayBody struct {
+	mu       sync.Mutex // the first attempt's writer may still be reading
+	src      io.Reader
+	limit    int
+	buf      []byte
+	over     bool // more than limit bytes went through: no replay
+	eof      bool
+	detached bool // replay took over: the first attempt reads no more
+}
+
+var errDetached = errors.New("outbound: request body taken over by the retry")
+
+func newReplayBody(src io.Reader, limit int) *replayBody {
+	return &replayBody{src: src, limit: limit}
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.detached {
+		return 0, errDetached
+	}
+	n, err := b.src.Read(p)
+	b.keep(p[:n])
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+// Close does nothing: the body belongs to ReverseProxy, which closes it
+// when the call is over, and the retry may still need to read the rest.
+func (b *replayBody) Close() error { return nil }
+
+func (b *replayBody) keep(p []byte) {
+	if b.over {
+		return
+	}
+	if len(b.buf)+len(p) > b.limit {
+		b.over, b.buf = true, nil
+		return
+	}
+	b.buf = append(b.buf, p...)
+}
+
+// replay stops the first attempt from reading and returns the whole body,
+// reading what the first attempt left unread: an upstream may answer 401
+// before it has read the body.
+func (b *replayBody) replay() ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.detached = true
+	if !b.over && !b.eof {
+		rest, err := io.ReadAll(io.LimitReader(b.src, int64(b.limit-len(b.buf))+1))
+		if err != nil {
+			return nil, false
+		}
+		b.keep(rest)
+		b.eof = true
+	}
+	if b.over {
+		return nil, false
+	}
+	return b.buf, true
+}

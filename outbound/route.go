@@ -1,0 +1,208 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/authsidecar/authsidecar/metrics"
+	"github.com/authsidecar/authsidecar/proxy"
+)
+
+// MaxReplayBytes bounds the copy of a request body kept to retry it after
+// an upstream's 401; a longer body is streamed and not retried.
+const MaxReplayBytes = 1 << 20
+
+// Upstream transport limits used when RouteOptions gives no transport.
+const (
+	upstreamDialTimeout = 5 * time.Second
+	// upstreamHeaderTimeout bounds the wait for the response headers, not
+	// the streaming of the body.
+	upstreamHeaderTimeout = 60 * time.Second
+)
+
+// Route is one upstream the app reaches through the outbound listener.
+type Route struct {
+	// Name is the route's name from AUTHSIDECAR_OUTBOUND_ROUTES.
+	Name string
+	// Listen is the route's dedicated listener address; empty when it has
+	// none.
+	Listen string
+
+	target   *url.URL
+	cache    *Cache
+	proxy    *httputil.ReverseProxy
+	requests *prometheus.CounterVec // by code
+	duration prometheus.Observer
+	log      *slog.Logger
+}
+
+// RouteOptions configure NewRoute; zero values take defaults.
+type RouteOptions struct {
+	Listen string
+	// Transport carries the calls to the upstream; default proxy.NewTransport.
+	Transport http.RoundTripper
+	Metrics   *metrics.Metrics
+	Logger    *slog.Logger
+}
+
+// NewRoute returns the route name that forwards to target with tokens from
+// cache.
+func NewRoute(name string, target *url.URL, cache *Cache, opts RouteOptions) *Route {
+	m := orNewMetrics(opts.Metrics)
+	logger := orDiscard(opts.Logger).With("route", name)
+	base := opts.Transport
+	if base == nil {
+		base = proxy.NewTransport(upstreamDialTimeout, upstreamHeaderTimeout)
+	}
+	r := &Route{
+		Name:     name,
+		Listen:   opts.Listen,
+		target:   target,
+		cache:    cache,
+		requests: m.OutboundRequests.MustCurryWith(prometheus.Labels{"route": name}),
+		duration: m.OutboundDuration.WithLabelValues(name),
+		log:      logger,
+	}
+	r.proxy = proxy.NewReverseProxy(target, proxy.ReverseProxyOptions{
+		Transport: &retryTransport{base: base, cache: cache, log: logger},
+		Rewrite:   r.rewrite,
+		Logger:    logger,
+	})
+	return r
+}
+
+// Handler serves the route's dedicated listener: the app's path is
+// appended to the upstream's base path unchanged.
+func (r *Route) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.serve(w, req, req.URL.EscapedPath())
+	})
+}
+
+// attempt carries what the handler decided to the proxy's Rewrite and
+// transport.
+type attempt struct {
+	entry *entry
+	rest  string      // escaped path to append to the base path
+	body  *replayBody // nil when the request has no body
+}
+
+type attemptKey struct{}
+
+// serve forwards req with rest as its path below the base path. The token
+// is had first: without one the app gets 503 and nothing goes upstream.
+func (r *Route) serve(w http.ResponseWriter, req *http.Request, rest string) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		r.requests.WithLabelValues(strconv.Itoa(sw.status())).Inc()
+		r.duration.Observe(time.Since(start).Seconds())
+	}()
+	e, err := r.cache.get(req.Context())
+	if err != nil {
+		r.refuse(sw, req, err)
+		return
+	}
+	ctx := context.WithValue(req.Context(), attemptKey{}, &attempt{entry: e, rest: rest})
+	r.proxy.ServeHTTP(sw, req.WithContext(ctx))
+}
+
+func (r *Route) refuse(w http.ResponseWriter, req *http.Request, err error) {
+	if req.Context().Err() != nil && !errors.Is(err, ErrTokenUnavailable) {
+		w.WriteHeader(499) // the app left while the token was fetched
+		return
+	}
+	r.log.Debug("no token for the call", "error", err.Error())
+	proxy.WriteError(w, http.StatusServiceUnavailable, "token_unavailable",
+		"no access token could be obtained for route "+strconv.Quote(r.Name)+"; the sidecar's log says why")
+}
+
+func (r *Route) rewrite(pr *httputil.ProxyRequest) {
+	a, _ := pr.Out.Context().Value(attemptKey{}).(*attempt)
+	if a == nil {
+		return // retryTransport refuses to send it
+	}
+	pr.Out.URL.Path, pr.Out.URL.RawPath = joinPath(r.target, a.rest)
+	pr.Out.Header.Set("Authorization", a.entry.header)
+	if pr.Out.Body != nil {
+		a.body = newReplayBody(pr.Out.Body, MaxReplayBytes)
+		pr.Out.Body = a.body
+	}
+}
+
+// joinPath appends rest, an escaped path, to target's path. An empty rest
+// is the base path itself: /payments maps to the base URL as written.
+func joinPath(target *url.URL, rest string) (path, rawPath string) {
+	base := target.EscapedPath()
+	var raw string
+	switch {
+	case rest == "":
+		raw = base
+	case strings.HasPrefix(rest, "/"):
+		raw = strings.TrimSuffix(base, "/") + rest
+	default:
+		raw = strings.TrimSuffix(base, "/") + "/" + rest
+	}
+	if raw == "" {
+		raw = "/"
+	}
+	path, err := url.PathUnescape(raw)
+	if err != nil { // cannot happen: both parts come from EscapedPath
+		return raw, ""
+	}
+	return path, raw
+}
+
+// statusWriter records the status sent, for metrics. Unwrap lets
+// http.ResponseController, which ReverseProxy uses to flush and hijack,
+// reach the real writer.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK // net/http's answer when a handler writes nothing
+	}
+	return w.code
+}
+
+func orNewMetrics(m *metrics.Metrics) *metrics.Metrics {
+	if m == nil {
+		return metrics.New(prometheus.NewRegistry(), "")
+	}
+	return m
+}
+
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}

@@ -1,0 +1,157 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// clientAuth is how the token request proves the client's identity: one
+// implementation per AUTHSIDECAR_OUTBOUND_AUTH_METHOD. It fills cfg for one
+// request, so that credentials that change (a rotated secret file, a
+// freshly signed private_key_jwt assertion) are read per request.
+type clientAuth interface {
+	apply(cfg *clientcredentials.Config) error
+}
+
+// secretAuth is client_secret_basic and client_secret_post.
+type secretAuth struct {
+	style  oauth2.AuthStyle
+	secret secretSource
+}
+
+func (a secretAuth) apply(cfg *clientcredentials.Config) error {
+	s, err := a.secret.secret()
+	if err != nil {
+		return err
+	}
+	cfg.ClientSecret = s
+	cfg.AuthStyle = a.style
+	return nil
+}
+
+// newClientAuth returns the clientAuth of method.
+func newClientAuth(method string, secret secretSource) (clientAuth, error) {
+	switch method {
+	case "", "client_secret_basic":
+		return secretAuth{style: oauth2.AuthStyleInHeader, secret: secret}, nil
+	case "client_secret_post":
+		return secretAuth{style: oauth2.AuthStyleInParams, secret: secret}, nil
+	case "private_key_jwt", "tls_client_auth":
+		return nil, fmt.Errorf("outbound: AUTHSIDECAR_OUTBOUND_AUTH_METHOD=%s is not supported yet", method)
+	default:
+		return nil, fmt.Errorf("outbound: AUTHSIDECAR_OUTBOUND_AUTH_METHOD: unknown method %q", method)
+	}
+}
+
+// clientCredentials fetches tokens with the OAuth2 client-credentials grant
+// (RFC 6749 section 4.4) for one route.
+type clientCredentials struct {
+	clientID string
+	auth     clientAuth
+	endpoint *tokenEndpoint
+	scopes   []string
+	params   url.Values // audience, resource
+	client   *http.Client
+	timeout  time.Duration
+	now      func() time.Time
+}
+
+// Token implements TokenSource.
+func (s *clientCredentials) Token(ctx context.Context) (*oauth2.Token, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, s.client)
+	tokenURL, err := s.endpoint.url(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &clientcredentials.Config{
+		ClientID:       s.clientID,
+		TokenURL:       tokenURL,
+		Scopes:         s.scopes,
+		EndpointParams: s.params,
+	}
+	if err := s.auth.apply(cfg); err != nil {
+		return nil, err
+	}
+	start := s.now()
+	tok, err := cfg.Token(ctx)
+	if err != nil {
+		return nil, describeFetchError(tokenURL, err)
+	}
+	if err := checkToken(tok); err != nil {
+		return nil, err
+	}
+	// x/oauth2 turns expires_in into an Expiry on the real clock; the cache
+	// works on its own clock, so count the lifetime from our request's start.
+	if secs, ok := expiresIn(tok); ok {
+		tok.Expiry = start.Add(time.Duration(secs) * time.Second)
+	}
+	return tok, nil
+}
+
+// describeFetchError keeps what an operator needs from a failed token
+// request. x/oauth2's RetrieveError prints the whole response body, which
+// has no place in a log line.
+func describeFetchError(tokenURL string, err error) error {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || re.Response == nil {
+		return fmt.Errorf("outbound: token request: %w", err)
+	}
+	msg := fmt.Sprintf("outbound: token endpoint %s answered %d", redactURL(tokenURL), re.Response.StatusCode)
+	if re.ErrorCode != "" {
+		msg += fmt.Sprintf(": error %q", re.ErrorCode)
+	}
+	if re.ErrorDescription != "" {
+		msg += fmt.Sprintf(" (%q)", re.ErrorDescription)
+	}
+	return errors.New(msg)
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// checkToken refuses what cannot be sent as "Authorization: Bearer": a
+// DPoP or MAC token, or bytes a header cannot carry.
+func checkToken(tok *oauth2.Token) error {
+	if tok.AccessToken == "" {
+		return errors.New("outbound: token endpoint returned no access_token")
+	}
+	if tok.TokenType != "" && !strings.EqualFold(tok.TokenType, "bearer") {
+		return fmt.Errorf("outbound: token endpoint returned token_type %q, want %q", tok.TokenType, "Bearer")
+	}
+	for i := 0; i < len(tok.AccessToken); i++ {
+		if b := tok.AccessToken[i]; b < 0x21 || b > 0x7e {
+			return errors.New("outbound: token endpoint returned an access_token with characters a header cannot carry")
+		}
+	}
+	return nil
+}
+
+// expiresIn returns the response's expires_in in seconds: a JSON number, or
+// a string as some servers send (and as form-encoded responses are).
+func expiresIn(tok *oauth2.Token) (int64, bool) {
+	switch v := tok.Extra("expires_in").(type) {
+	case float64:
+		return int64(v), v > 0
+	case string:
+		n, err := strconv.ParseInt(v, 10, 64)
+		return n, err == nil && n > 0
+	default:
+		return 0, false
+	}
+}
