@@ -35,7 +35,7 @@ type app struct {
 	body []string
 }
 
-func newApp(t *testing.T) *app {
+func newApp(t testing.TB) *app {
 	a := &app{}
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -73,7 +73,11 @@ type fixtureOptions struct {
 	now          func() time.Time
 }
 
-func newFixture(t *testing.T, o fixtureOptions) *fixture {
+func newFixture(t *testing.T, o fixtureOptions) *fixture { return newFixtureWith(t, o) }
+
+func newFixtureTB(tb testing.TB) *fixture { return newFixtureWith(tb, fixtureOptions{}) }
+
+func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 	t.Helper()
 	f := &fixture{key: idptest.NewRSAKey(t, "key-1"), app: newApp(t), reg: prometheus.NewRegistry()}
 	f.idp = idptest.New(t, f.key)
@@ -108,11 +112,11 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	return f
 }
 
-func (f *fixture) token(t *testing.T, extra map[string]any) string {
+func (f *fixture) token(t testing.TB, extra map[string]any) string {
 	return idptest.Sign(t, f.key, f.idp.Claims(audience, extra))
 }
 
-func (f *fixture) do(t *testing.T, path string, header http.Header) (*http.Response, string) {
+func (f *fixture) do(t testing.TB, path string, header http.Header) (*http.Response, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, f.sidecar.URL+path, nil)
 	for k, v := range header {
@@ -386,4 +390,27 @@ func TestRequestBodyIsStreamedToTheApp(t *testing.T) {
 	if resp.StatusCode != 200 || len(f.app.body) != 1 || f.app.body[0] != body {
 		t.Fatalf("status %d; app got %d bodies, want the 3 MiB body once", resp.StatusCode, len(f.app.body))
 	}
+}
+
+func FuzzHandlerNeverLetsForgeriesThrough(f *testing.F) {
+	fx := newFixtureTB(f)
+	valid := fx.token(f, nil)
+	for _, seed := range []string{valid, tamper(valid), unsigned(fx.idp.Claims(audience, nil)), "a.b.c", valid + "x"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, tok string) {
+		resp, _ := fx.do(t, "/", http.Header{"Authorization": {"Bearer " + tok}})
+		if resp.StatusCode == 200 {
+			seen := fx.app.requests()
+			last := seen[len(seen)-1]
+			if last.Header.Get("X-Auth-Subject") != "svc-orders" {
+				t.Fatalf("token %q let through with subject %q", tok, last.Header.Get("X-Auth-Subject"))
+			}
+			// Only the valid token itself (base64 may have equivalent
+			// spellings of its last character) may pass.
+			if len(tok) != len(valid) || tok[:len(tok)-1] != valid[:len(valid)-1] {
+				t.Fatalf("token %q, not the valid one, let through", tok)
+			}
+		}
+	})
 }

@@ -1,0 +1,53 @@
+package inbound
+
+import (
+	"strings"
+	"testing"
+)
+
+func FuzzParseBearer(f *testing.F) {
+	for _, seed := range []string{
+		"Bearer abc.def.ghi", "bearer x", "BEARER  x==", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz",
+		"Bearer a b", "Bearer =", "Bearer a=b", "Bearer \x00", "Bearer eyJ.eyJ.", "Bearer ~+/-._",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		tok, err := ParseBearer(v)
+		if err != nil {
+			if tok != "" {
+				t.Fatalf("ParseBearer(%q) returned %q with error %v", v, tok, err)
+			}
+			return
+		}
+		if tok == "" || !isToken68(tok) || strings.ContainsAny(tok, " \t\r\n") {
+			t.Fatalf("ParseBearer(%q) = %q, not token68", v, tok)
+		}
+		if !strings.HasSuffix(v, tok) || !strings.EqualFold(v[:6], "bearer") {
+			t.Fatalf("ParseBearer(%q) = %q, not the header's token", v, tok)
+		}
+	})
+}
+
+func FuzzParseUnverified(f *testing.F) {
+	for _, seed := range []string{
+		"eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4IiwiZXhwIjoxfQ.c2ln",
+		"eyJhbGciOiJub25lIn0.e30.",
+		"eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOlsiYSIsImIiXSwic2NwIjoicmVhZCJ9.x",
+		"eyJhbGciOiJSUzI1NiJ9.eyJleHAiOiIxIn0.x", "..", "a.b.c.d.e", "e30.e30.e30",
+		"eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjFlMzAwfQ.x",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		h, c, payload, err := parseUnverified(raw)
+		if err != nil {
+			return
+		}
+		if h.Alg == "" || c == nil || payload == nil {
+			t.Fatalf("parseUnverified(%q) succeeded without alg, claims or payload", raw)
+		}
+		_ = c.scopes()
+		_ = c.clientID()
+	})
+}
