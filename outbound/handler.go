@@ -26,15 +26,17 @@ func NewHandler(routes []*Route, m *metrics.Metrics, logger *slog.Logger) http.H
 		h.names = append(h.names, r.Name)
 	}
 	sort.Strings(h.names)
-	h.unknown = orNewMetrics(m).OutboundRequests.WithLabelValues(unknownRouteLabel, strconv.Itoa(http.StatusNotFound))
+	h.requests = orNewMetrics(m).OutboundRequests
 	return h
 }
 
 type sharedHandler struct {
 	byName  map[string]*Route
 	names   []string
-	unknown prometheus.Counter
-	log     *slog.Logger
+	// requests counts 404s here; its series is made at the first one, so
+	// that a sidecar whose app never errs does not show a zero series.
+	requests *prometheus.CounterVec
+	log      *slog.Logger
 }
 
 func (h *sharedHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -43,7 +45,7 @@ func (h *sharedHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.serve(w, req, rest)
 		return
 	}
-	h.unknown.Inc()
+	h.requests.WithLabelValues(unknownRouteLabel, "404").Inc()
 	const maxShown = 64 // the name comes from the app: keep the answer small
 	if len(name) > maxShown {
 		name = name[:maxShown] + "…"
@@ -51,7 +53,7 @@ func (h *sharedHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	h.log.Debug("call to an unknown route", "route", name)
 	proxy.WriteErrorBody(w, http.StatusNotFound, proxy.ErrorBody{
 		Error:       "unknown_route",
-		Description: "no route named " + strconv.Quote(name) + "; call /<route>/<path> with one of the known routes",
+		Description: "no route named " + strconv.Quote(name) + "; the first path segment must name one of the known routes",
 		Routes:      h.names,
 	})
 }

@@ -21,6 +21,10 @@ func (c *Cache) Start(ctx context.Context) {
 
 func (c *Cache) run(ctx context.Context) {
 	for {
+		select { // plan below sees every change signalled so far
+		case <-c.kick:
+		default:
+		}
 		var (
 			timer <-chan time.Time
 			done  <-chan struct{}
@@ -83,8 +87,10 @@ func (c *Cache) fetch(parent context.Context, f *flight) {
 	}
 	c.fetchDur.Observe(time.Since(began).Seconds())
 	c.finish(f, e, err)
-	close(f.done)
+	// Wake the loop before releasing the waiters: the loop, if it is one
+	// of them, then sees one event, not two, and plans once.
 	c.wake()
+	close(f.done)
 }
 
 // finish records the fetch's outcome; f's fields are set before its done
