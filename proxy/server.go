@@ -14,7 +14,8 @@ import (
 // ServerOptions are the hardening limits every listener gets.
 type ServerOptions struct {
 	// MaxHeaderBytes caps request line plus headers; past it the caller
-	// gets 431 Request Header Fields Too Large.
+	// gets 431 Request Header Fields Too Large. net/http reads up to a
+	// few KiB of buffer slack past the cap before it notices.
 	MaxHeaderBytes    int
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration

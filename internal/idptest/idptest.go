@@ -11,6 +11,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -85,13 +86,18 @@ type IDP struct {
 // New starts a fake IdP publishing keys; it stops when the test ends.
 func New(t testing.TB, keys ...Key) *IDP {
 	idp := &IDP{keys: keys}
+	idp.Server = httptest.NewUnstartedServer(idp.mux())
+	idp.Issuer = "http://" + idp.Server.Listener.Addr().String()
+	idp.Server.Start()
+	t.Cleanup(idp.Server.Close)
+	return idp
+}
+
+func (idp *IDP) mux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", idp.serveDiscovery)
 	mux.HandleFunc("GET /jwks", idp.serveJWKS)
-	idp.Server = httptest.NewServer(mux)
-	idp.Issuer = idp.Server.URL
-	t.Cleanup(idp.Server.Close)
-	return idp
+	return mux
 }
 
 // SetKeys replaces the published keys, as a key rotation does.
@@ -207,4 +213,22 @@ func SignWithHeaders(t testing.TB, k Key, claims map[string]any, headers map[jos
 		t.Fatal(fmt.Errorf("idptest: sign: %w", err))
 	}
 	return raw
+}
+
+// NewOn is New on a fixed address, for tests where the issuer's URL must
+// be known before the issuer is up.
+func NewOn(t testing.TB, addr string, keys ...Key) *IDP {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp := &IDP{keys: keys}
+	idp.Server = httptest.NewUnstartedServer(idp.mux())
+	idp.Server.Listener.Close()
+	idp.Server.Listener = ln
+	idp.Issuer = "http://" + ln.Addr().String()
+	idp.Server.Start()
+	t.Cleanup(idp.Server.Close)
+	return idp
 }
