@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/authsidecar/authsidecar/config"
+	"github.com/authsidecar/authsidecar/internal/sidecar"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -66,7 +67,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		if err != nil {
 			return err
 		}
-		return serve(ctx, cfg, stderr)
+		return sidecar.Run(ctx, cfg, buildVersion(), stderr)
 	default:
 		return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
 	}

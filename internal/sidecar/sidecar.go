@@ -1,4 +1,7 @@
-package main
+// Package sidecar assembles authsidecar from its parts: it builds the
+// inbound and outbound handlers and the admin endpoints from a validated
+// configuration, serves them, and drains them on shutdown.
+package sidecar
 
 import (
 	"context"
@@ -17,6 +20,7 @@ import (
 
 // sidecar is the running program: its servers and background work.
 type sidecar struct {
+	version string
 	cfg     *config.Config
 	log     *slog.Logger
 	metrics *metrics.Metrics
@@ -26,12 +30,14 @@ type sidecar struct {
 	background []func(context.Context)
 }
 
-// serve builds every part, binds every listener, serves until ctx ends,
-// then drains.
-func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
-	s := &sidecar{cfg: cfg, log: newLogger(cfg.General, logOut), ready: metrics.NewReadiness()}
+// Run builds every part of the sidecar configured by cfg, binds every
+// listener, serves until ctx ends, then drains: readiness turns 503 first,
+// then in-flight requests get AUTHSIDECAR_SHUTDOWN_GRACE to finish. Logs
+// go to logOut; version is reported in logs and authsidecar_build_info.
+func Run(ctx context.Context, cfg *config.Config, version string, logOut io.Writer) error {
+	s := &sidecar{version: version, cfg: cfg, log: newLogger(cfg.General, logOut), ready: metrics.NewReadiness()}
 	reg := metrics.NewRegistry()
-	s.metrics = metrics.New(reg, buildVersion())
+	s.metrics = metrics.New(reg, s.version)
 	if err := s.build(ctx); err != nil {
 		s.closeAll()
 		return err
@@ -41,7 +47,7 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		s.closeAll()
 		return err
 	}
-	s.log.Info("authsidecar starting", "version", buildVersion(),
+	s.log.Info("authsidecar starting", "version", s.version,
 		"inbound", cfg.Inbound.Enabled(), "outbound", cfg.Outbound.Enabled())
 	return s.run(ctx, admin)
 }
