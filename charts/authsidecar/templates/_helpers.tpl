@@ -186,6 +186,10 @@ The sidecar's environment. Secrets are only ever files: the chart sets the
 *_FILE variables and mounts the Secrets; it never sets a secret's value.
 */}}
 {{- define "authsidecar.envVars" -}}
+{{- include "authsidecar.envVars.untrimmed" . | trim -}}
+{{- end -}}
+
+{{- define "authsidecar.envVars.untrimmed" -}}
 {{- $v := .values -}}
 {{- $s := $v.sidecar -}}
 {{- $in := $v.inbound -}}
@@ -266,6 +270,10 @@ The sidecar's environment. Secrets are only ever files: the chart sets the
 
 {{/* The sidecar's volume mounts, one per file source. */}}
 {{- define "authsidecar.volumeMounts" -}}
+{{- include "authsidecar.volumeMounts.untrimmed" . | trim -}}
+{{- end -}}
+
+{{- define "authsidecar.volumeMounts.untrimmed" -}}
 {{- $v := .values -}}
 {{- if include "authsidecar.inboundEnabled" . -}}
 {{- if include "authsidecar.rulesRef" . }}
@@ -327,6 +335,10 @@ under the pod's `volumes:`. Whole directories, never subPath, so that the
 kubelet's updates (a rotated secret or certificate) reach the sidecar.
 */}}
 {{- define "authsidecar.volumes" -}}
+{{- include "authsidecar.volumes.untrimmed" . | trim -}}
+{{- end -}}
+
+{{- define "authsidecar.volumes.untrimmed" -}}
 {{- $v := .values -}}
 {{- if include "authsidecar.inboundEnabled" . -}}
 {{- with include "authsidecar.rulesRef" . }}
@@ -469,7 +481,7 @@ under `containers:` otherwise:
       containerPort: {{ int $s.ports.admin }}
       protocol: TCP
   env:
-    {{- include "authsidecar.envVars" . | trim | nindent 4 }}
+    {{- include "authsidecar.envVars" . | nindent 4 }}
     {{- with $s.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -477,7 +489,7 @@ under `containers:` otherwise:
   envFrom:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with include "authsidecar.volumeMounts" . | trim }}
+  {{- with include "authsidecar.volumeMounts" . }}
   volumeMounts:
     {{- . | nindent 4 }}
   {{- end }}
