@@ -39,9 +39,11 @@ func (o *Outbound) Start(ctx context.Context) {
 
 // Options replace what Build would otherwise create, for tests.
 type Options struct {
-	// Now and After replace time.Now and time.After in the token caches.
-	Now   func() time.Time
-	After func(time.Duration) <-chan time.Time
+	// Now, After and AfterFunc replace the token caches' clock and timers;
+	// see CacheOptions.
+	Now       func() time.Time
+	After     func(time.Duration) <-chan time.Time
+	AfterFunc func(time.Duration, func()) (stop func() bool)
 	// TokenClient sends discovery and token requests. Default: a client
 	// bounded by AUTHSIDECAR_OUTBOUND_TOKEN_TIMEOUT that does not follow
 	// redirects with the client's credentials.
@@ -134,7 +136,7 @@ func (b routeBuilder) route(rc config.Route) (*Route, error) {
 		timeout: b.cfg.Outbound.TokenTimeout, now: now,
 	}
 	cache := NewCache(src, CacheOptions{
-		Route: rc.Name, Metrics: b.m, Logger: b.logger, Now: now, After: b.opts.After,
+		Route: rc.Name, Metrics: b.m, Logger: b.logger, Now: now, After: b.opts.After, AfterFunc: b.opts.AfterFunc,
 		DefaultLifetime: b.opts.DefaultLifetime, FetchTimeout: b.cfg.Outbound.TokenTimeout,
 		MinBackoff: b.opts.MinBackoff, MaxBackoff: b.opts.MaxBackoff,
 	})

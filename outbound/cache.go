@@ -50,10 +50,12 @@ type CacheOptions struct {
 	Route   string
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
-	// Now and After replace time.Now and time.After, so tests drive
-	// refresh and backoff without sleeping.
-	Now   func() time.Time
-	After func(time.Duration) <-chan time.Time
+	// Now, After and AfterFunc replace time.Now, time.After and
+	// time.AfterFunc, so tests drive expiry, refresh and backoff without
+	// sleeping. AfterFunc returns the timer's Stop.
+	Now       func() time.Time
+	After     func(time.Duration) <-chan time.Time
+	AfterFunc func(time.Duration, func()) (stop func() bool)
 	// DefaultLifetime is assumed for tokens without expires_in.
 	DefaultLifetime time.Duration
 	FetchTimeout    time.Duration
@@ -61,8 +63,9 @@ type CacheOptions struct {
 	MaxBackoff      time.Duration
 }
 
-// Cache holds one route's token. Reading a valid token is one atomic load;
-// fetches are shared by every caller waiting at the time and run on a
+// Cache holds one route's token. Reading a valid token is two atomic loads
+// and no clock read (a clock read costs more than the rest; a timer marks
+// the token expired instead); fetches are shared by every caller waiting at the time and run on a
 // context of their own, so one caller giving up does not fail the others.
 type Cache struct {
 	src  TokenSource
@@ -81,15 +84,25 @@ type Cache struct {
 	lastErr  error
 	retryAt  time.Time
 
-	kick chan struct{} // wakes the refresh loop when the plan changed
+	kick    chan struct{} // wakes the refresh loop when the plan changed
+	started atomic.Bool
 }
 
-// entry is one fetched token; it is never modified once stored.
+// entry is one fetched token. Only expired changes once it is stored.
 type entry struct {
 	tok       *oauth2.Token
 	header    string // "Bearer <token>", built once, not per request
 	expiry    time.Time
 	refreshAt time.Time
+	// expired is set by a timer at expiry. The hot path reads only it;
+	// the slow paths also read the clock, in case the timer runs late.
+	expired atomic.Bool
+	stop    func() bool // the timer's
+}
+
+// live reports whether e can be sent at now.
+func (e *entry) live(now time.Time) bool {
+	return e != nil && !e.expired.Load() && now.Before(e.expiry)
 }
 
 // flight is one fetch in progress; e and err are set before done closes.
@@ -127,6 +140,9 @@ func (o CacheOptions) withDefaults() CacheOptions {
 		// even if it has not fired, so time.After does not leak here.
 		o.After = time.After
 	}
+	if o.AfterFunc == nil {
+		o.AfterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+	}
 	setDefault(&o.DefaultLifetime, DefaultLifetime)
 	setDefault(&o.FetchTimeout, DefaultFetchTimeout)
 	setDefault(&o.MinBackoff, DefaultMinBackoff)
@@ -151,9 +167,9 @@ func (c *Cache) Token(ctx context.Context) (*oauth2.Token, error) {
 	return e.tok, nil
 }
 
-// get is the hot path: one atomic load and a clock read.
+// get is the hot path: two atomic loads.
 func (c *Cache) get(ctx context.Context) (*entry, error) {
-	if e := c.cur.Load(); e != nil && c.opts.Now().Before(e.expiry) {
+	if e := c.cur.Load(); e != nil && !e.expired.Load() {
 		return e, nil
 	}
 	return c.wait(ctx)
@@ -182,7 +198,7 @@ func (c *Cache) join(ctx context.Context) (*flight, *entry, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.opts.Now()
-	if e := c.cur.Load(); e != nil && now.Before(e.expiry) {
+	if e := c.cur.Load(); e.live(now) {
 		return nil, e, nil
 	}
 	if c.inflight != nil {
@@ -210,6 +226,7 @@ func (c *Cache) Invalidate(tok *oauth2.Token) {
 	dropped := e != nil && e.tok.AccessToken == tok.AccessToken
 	if dropped {
 		c.cur.Store(nil)
+		e.stop()
 	}
 	c.mu.Unlock()
 	if dropped {

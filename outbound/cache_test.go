@@ -62,7 +62,7 @@ func TestTokenIsRefreshedAtEightyPercentWithoutCallersWaiting(t *testing.T) {
 	if d := clock.nextArmed(t); d != 80*time.Second {
 		t.Fatalf("after the first fetch the refresh is due in %s, want 80s", d)
 	}
-	wantExpiry := float64(fetchedAt.Add(100*time.Second).Unix())
+	wantExpiry := float64(fetchedAt.Add(100 * time.Second).Unix())
 	if got := testutil.ToFloat64(h.m.TokenExpiry.WithLabelValues("payments")); got != wantExpiry {
 		t.Errorf("authsidecar_token_expiry_timestamp_seconds = %v, want %v", got, wantExpiry)
 	}
@@ -217,4 +217,23 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup) {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	receive(t, done)
+}
+
+func TestTokenExpiresOnTimeWithoutTheRefreshLoop(t *testing.T) {
+	ts := newTokenServer(t) // expires_in 100
+	clock := newFakeClock()
+	h := build(t, env(ts, "http://upstream.test", nil), clock)
+	cache := h.route("payments").cache // not started: no refresh
+
+	if tok := tokenWithin(t, cache, waitLimit); tok != "tok-1" {
+		t.Fatalf("got %q, want tok-1", tok)
+	}
+	clock.Advance(100*time.Second - time.Nanosecond)
+	if tok := tokenWithin(t, cache, waitLimit); tok != "tok-1" {
+		t.Fatalf("a nanosecond before expiry got %q, want tok-1", tok)
+	}
+	clock.Advance(time.Nanosecond)
+	if tok := tokenWithin(t, cache, waitLimit); tok != "tok-2" {
+		t.Fatalf("at expiry got %q, want a new token, tok-2", tok)
+	}
 }

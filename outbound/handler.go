@@ -31,8 +31,8 @@ func NewHandler(routes []*Route, m *metrics.Metrics, logger *slog.Logger) http.H
 }
 
 type sharedHandler struct {
-	byName  map[string]*Route
-	names   []string
+	byName map[string]*Route
+	names  []string
 	// requests counts 404s here; its series is made at the first one, so
 	// that a sidecar whose app never errs does not show a zero series.
 	requests *prometheus.CounterVec

@@ -43,8 +43,10 @@ type fakeClock struct {
 }
 
 type fakeTimer struct {
-	at time.Time
-	ch chan time.Time
+	at      time.Time
+	ch      chan time.Time // After's
+	f       func()         // AfterFunc's
+	stopped *atomic.Bool
 }
 
 func newFakeClock() *fakeClock {
@@ -66,19 +68,40 @@ func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 	return ch
 }
 
+// AfterFunc is not reported on armed: only the refresh loop's timers are.
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
+	stopped := new(atomic.Bool)
+	c.mu.Lock()
+	c.timers = append(c.timers, fakeTimer{at: c.now.Add(d), f: f, stopped: stopped})
+	c.mu.Unlock()
+	return func() bool { return !stopped.Swap(true) }
+}
+
+// Advance moves the clock and fires the timers due, AfterFunc's first.
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
-	kept := c.timers[:0]
+	now := c.now
+	var due, kept []fakeTimer
 	for _, t := range c.timers {
-		if t.at.After(c.now) {
+		if t.at.After(now) {
 			kept = append(kept, t)
-			continue
+		} else {
+			due = append(due, t)
 		}
-		t.ch <- c.now
 	}
 	c.timers = kept
+	c.mu.Unlock()
+	for _, t := range due {
+		if t.f != nil && !t.stopped.Swap(true) {
+			t.f()
+		}
+	}
+	for _, t := range due {
+		if t.ch != nil {
+			t.ch <- now
+		}
+	}
 }
 
 // nextArmed waits for the refresh loop to set its next timer.
@@ -340,7 +363,7 @@ func build(t *testing.T, environ map[string]string, clock *fakeClock) *harness {
 	logger := slog.New(slog.NewJSONHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var opts Options
 	if clock != nil {
-		opts.Now, opts.After = clock.Now, clock.After
+		opts.Now, opts.After, opts.AfterFunc = clock.Now, clock.After, clock.AfterFunc
 	}
 	h.Outbound, err = BuildWithOptions(t.Context(), cfg, h.m, logger, opts)
 	if err != nil {

@@ -15,8 +15,11 @@ import (
 // It returns at once; the loop stops when ctx ends. A fetch already in
 // flight then still finishes (within FetchTimeout), so that requests
 // draining after shutdown get their token.
+// Calls after the first do nothing.
 func (c *Cache) Start(ctx context.Context) {
-	go c.run(ctx)
+	if c.started.CompareAndSwap(false, true) {
+		go c.run(ctx)
+	}
 }
 
 func (c *Cache) run(ctx context.Context) {
@@ -54,7 +57,7 @@ func (c *Cache) plan(ctx context.Context) (*flight, time.Duration) {
 	}
 	now := c.opts.Now()
 	var due time.Time // zero: now
-	if e := c.cur.Load(); e != nil && now.Before(e.expiry) {
+	if e := c.cur.Load(); e.live(now) {
 		due = e.refreshAt
 	}
 	if c.lastErr != nil && c.retryAt.After(due) {
@@ -110,7 +113,10 @@ func (c *Cache) finish(f *flight, e *entry, err error) {
 		return
 	}
 	c.failures, c.lastErr = 0, nil
-	c.cur.Store(e)
+	e.stop = c.opts.AfterFunc(e.expiry.Sub(c.opts.Now()), func() { e.expired.Store(true) })
+	if old := c.cur.Swap(e); old != nil {
+		old.stop()
+	}
 	c.fetchOK.Inc()
 	c.expiry.Set(float64(e.expiry.UnixMilli()) / 1e3)
 	c.log.Debug("token fetched", "expires_at", e.expiry.Format(time.RFC3339), "refresh_at", e.refreshAt.Format(time.RFC3339))
@@ -121,7 +127,7 @@ func (c *Cache) finish(f *flight, e *entry, err error) {
 // asked before callers are left without a token.
 func (c *Cache) retryTime(now time.Time) time.Time {
 	at := now.Add(backoff(c.failures, c.opts.MinBackoff, c.opts.MaxBackoff))
-	if e := c.cur.Load(); e != nil && now.Before(e.expiry) && e.expiry.Before(at) {
+	if e := c.cur.Load(); e.live(now) && e.expiry.Before(at) {
 		at = e.expiry
 	}
 	return at
