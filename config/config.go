@@ -36,23 +36,21 @@ type General struct {
 
 // Inbound configures token verification in front of the app.
 type Inbound struct {
-	Listen          string        `env:"LISTEN" envDefault:":8000"`
-	Upstream        url.URL       `env:"UPSTREAM" envDefault:"http://127.0.0.1:8080"`
-	Issuers         List          `env:"ISSUERS"`
-	JWKSURL         string        `env:"JWKS_URL"`
-	JWKSRefresh     time.Duration `env:"JWKS_REFRESH_INTERVAL" envDefault:"10m"`
-	Audiences       List          `env:"AUDIENCES"`
-	Algorithms      List          `env:"ALGORITHMS" envDefault:"RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"`
-	ClockSkew       time.Duration `env:"CLOCK_SKEW" envDefault:"30s"`
-	RequiredScopes  Set           `env:"REQUIRED_SCOPES"`
-	AllowedClients  List          `env:"ALLOWED_CLIENTS"`
-	PublicPaths     List          `env:"PUBLIC_PATHS"`
-	ForwardToken    bool          `env:"FORWARD_TOKEN" envDefault:"false"`
-	TLSCertFile     string        `env:"TLS_CERT_FILE"`
-	TLSKeyFile      string        `env:"TLS_KEY_FILE"`
-	ClientCAFile    string        `env:"CLIENT_CA_FILE"`
-	TokenCacheSize  int           `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
-	IntrospectionID string        `env:"INTROSPECTION_CLIENT_ID"`
+	Listen         string        `env:"LISTEN" envDefault:":8000"`
+	Upstream       url.URL       `env:"UPSTREAM" envDefault:"http://127.0.0.1:8080"`
+	Issuers        List          `env:"ISSUERS"`
+	JWKSURL        string        `env:"JWKS_URL"`
+	JWKSRefresh    time.Duration `env:"JWKS_REFRESH_INTERVAL" envDefault:"10m"`
+	Audiences      List          `env:"AUDIENCES"`
+	Algorithms     List          `env:"ALGORITHMS" envDefault:"RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"`
+	ClockSkew      time.Duration `env:"CLOCK_SKEW" envDefault:"30s"`
+	RequiredScopes Set           `env:"REQUIRED_SCOPES"`
+	AllowedClients List          `env:"ALLOWED_CLIENTS"`
+	PublicPaths    List          `env:"PUBLIC_PATHS"`
+	ForwardToken   bool          `env:"FORWARD_TOKEN" envDefault:"false"`
+	TLSCertFile    string        `env:"TLS_CERT_FILE"`
+	TLSKeyFile     string        `env:"TLS_KEY_FILE"`
+	ClientCAFile   string        `env:"CLIENT_CA_FILE"`
 }
 
 // Enabled reports whether the inbound direction runs.

@@ -51,3 +51,23 @@ func format(v any) string {
 		return fmt.Sprint(v)
 	}
 }
+
+// Variables lists every variable authsidecar reads, with route variables
+// written AUTHSIDECAR_ROUTE_<NAME>_…: the names the README documents.
+func Variables() []string {
+	var out []string
+	add := func(prefix string, section any) {
+		t := reflect.TypeOf(section)
+		for i := range t.NumField() {
+			key := strings.Split(t.Field(i).Tag.Get("env"), ",")[0]
+			if key != "" && key != "-" {
+				out = append(out, prefix+key)
+			}
+		}
+	}
+	add(Prefix, General{})
+	add(Prefix+"INBOUND_", Inbound{})
+	add(Prefix+"OUTBOUND_", Outbound{})
+	add(Prefix+"ROUTE_<NAME>_", Route{})
+	return out
+}

@@ -6,6 +6,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/authsidecar/authsidecar/config"
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/proxy"
 )
@@ -60,5 +61,13 @@ func (s *sidecar) buildInbound() error {
 		Logger:       s.log,
 		AccessLog:    s.cfg.General.AccessLog,
 	})
-	return s.listen("inbound", in.Listen, h, s.serverOptions())
+	opts := s.serverOptions()
+	if in.TLSCertFile != "" {
+		tlsConf, err := proxy.ServerTLS(in.TLSCertFile, in.TLSKeyFile, in.ClientCAFile)
+		if err != nil {
+			return fmt.Errorf("inbound: %sINBOUND_TLS_CERT_FILE: %w", config.Prefix, err)
+		}
+		opts.TLS = tlsConf
+	}
+	return s.listen("inbound", in.Listen, h, opts)
 }
