@@ -93,6 +93,7 @@ func TestUpstream401IsRetriedOnceWithANewTokenAndTheSameBody(t *testing.T) {
 	}{
 		{"a body the upstream read", "POST", strings.Repeat("order;", 50_000), true},
 		{"a body the upstream did not read", "POST", `{"amount": 42}`, false},
+		{"a large body the upstream did not read", "POST", strings.Repeat("y", MaxReplayBytes), false},
 		{"a call without a body", "GET", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

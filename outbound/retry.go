@@ -38,7 +38,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.log.Debug("upstream answered 401; the body is too large to replay, not retried")
 		return resp, nil
 	}
-	e, err := t.cache.get(req.Context())
+	e, err := t.cache.get(a.ctx)
 	if err != nil {
 		t.log.Debug("upstream answered 401; no new token to retry with", "error", err.Error())
 		return resp, nil // the app sees the upstream's own answer

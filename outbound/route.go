@@ -91,6 +91,10 @@ func (r *Route) Handler() http.Handler {
 // attempt carries what the handler decided to the proxy's Rewrite and
 // transport.
 type attempt struct {
+	// ctx is the app's request's, for a token fetch on retry: the
+	// outgoing request's context carries ReverseProxy's httptrace hooks,
+	// which a shared fetch must not inherit.
+	ctx   context.Context
 	entry *entry
 	rest  string      // escaped path to append to the base path
 	body  *replayBody // nil when the request has no body
@@ -112,7 +116,7 @@ func (r *Route) serve(w http.ResponseWriter, req *http.Request, rest string) {
 		r.refuse(sw, req, err)
 		return
 	}
-	ctx := context.WithValue(req.Context(), attemptKey{}, &attempt{entry: e, rest: rest})
+	ctx := context.WithValue(req.Context(), attemptKey{}, &attempt{ctx: req.Context(), entry: e, rest: rest})
 	r.proxy.ServeHTTP(sw, req.WithContext(ctx))
 }
 

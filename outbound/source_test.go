@@ -174,38 +174,47 @@ func TestBuildRefuses(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty")
 	must(t, os.WriteFile(empty, []byte("\n"), 0o600))
+	valid := func(t *testing.T, extra map[string]string) *config.Config {
+		cfg, err := config.Load(env(&tokenServer{Server: &httptest.Server{URL: "http://idp.test"}}, "http://upstream.test", extra))
+		if err != nil {
+			t.Fatalf("config.Load: %v", err)
+		}
+		return cfg
+	}
+	// config.Load refuses these methods too; Build does not rely on it.
+	unsupported := func(method string) func(t *testing.T) *config.Config {
+		return func(t *testing.T) *config.Config {
+			cfg := valid(t, nil)
+			cfg.Outbound.AuthMethod = method
+			return cfg
+		}
+	}
+	withEnv := func(extra map[string]string) func(t *testing.T) *config.Config {
+		return func(t *testing.T) *config.Config { return valid(t, extra) }
+	}
 	for _, tc := range []struct {
-		name  string
-		extra map[string]string
-		want  string
+		name string
+		cfg  func(t *testing.T) *config.Config
+		want string
 	}{
-		{"private_key_jwt, for now", map[string]string{
-			"AUTHSIDECAR_OUTBOUND_AUTH_METHOD":      "private_key_jwt",
-			"AUTHSIDECAR_OUTBOUND_PRIVATE_KEY_FILE": filepath.Join(dir, "key.pem"),
-		}, "outbound: AUTHSIDECAR_OUTBOUND_AUTH_METHOD=private_key_jwt is not supported yet"},
-		{"tls_client_auth, for now", map[string]string{
-			"AUTHSIDECAR_OUTBOUND_AUTH_METHOD":   "tls_client_auth",
-			"AUTHSIDECAR_OUTBOUND_TLS_CERT_FILE": filepath.Join(dir, "cert.pem"),
-			"AUTHSIDECAR_OUTBOUND_TLS_KEY_FILE":  filepath.Join(dir, "key.pem"),
-		}, "outbound: AUTHSIDECAR_OUTBOUND_AUTH_METHOD=tls_client_auth is not supported yet"},
-		{"a missing secret file", map[string]string{
+		{"private_key_jwt, for now", unsupported("private_key_jwt"),
+			"outbound: AUTHSIDECAR_OUTBOUND_AUTH_METHOD=private_key_jwt is not supported yet"},
+		{"tls_client_auth, for now", unsupported("tls_client_auth"),
+			"outbound: AUTHSIDECAR_OUTBOUND_AUTH_METHOD=tls_client_auth is not supported yet"},
+		{"a missing secret file", withEnv(map[string]string{
 			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET":      "",
 			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE": filepath.Join(dir, "missing"),
-		}, "outbound: client secret file: stat " + filepath.Join(dir, "missing") + ": no such file or directory"},
-		{"an empty secret file", map[string]string{
+		}), "outbound: client secret file: stat " + filepath.Join(dir, "missing") + ": no such file or directory"},
+		{"an empty secret file", withEnv(map[string]string{
 			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET":      "",
 			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE": empty,
-		}, "outbound: client secret file " + empty + " is empty"},
-		{"a CA file without certificates", map[string]string{
+		}), "outbound: client secret file " + empty + " is empty"},
+		{"a CA file without certificates", withEnv(map[string]string{
 			"AUTHSIDECAR_OUTBOUND_TLS_CA_FILE": empty,
-		}, "outbound: AUTHSIDECAR_OUTBOUND_TLS_CA_FILE: no PEM certificate in " + empty},
+		}), "outbound: AUTHSIDECAR_OUTBOUND_TLS_CA_FILE: no PEM certificate in " + empty},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := config.Load(env(&tokenServer{Server: &httptest.Server{URL: "http://idp.test"}}, "http://upstream.test", tc.extra))
-			if err != nil {
-				t.Fatalf("config.Load: %v", err)
-			}
-			_, err = Build(t.Context(), cfg, nil, nil)
+			_, err := Build(t.Context(), tc.cfg(t), nil, nil)
 			if err == nil || err.Error() != tc.want {
 				t.Fatalf("Build error = %v, want %q", err, tc.want)
 			}

@@ -1,0 +1,90 @@
+package outbound
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"golang.org/x/oauth2"
+)
+
+func TestReplayBody(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		body      string
+		readFirst int // bytes the first attempt reads before the 401
+		limit     int
+		want      bool
+	}{
+		{"read whole, within the bound", "0123456789", 10, 10, true},
+		{"read in part: the rest is read for the retry", "0123456789", 4, 10, true},
+		{"not read at all", "0123456789", 0, 10, true},
+		{"read in part, the rest over the bound", "0123456789", 4, 9, false},
+		{"read past the bound", "0123456789", 10, 9, false},
+		{"empty", "", 0, 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newReplayBody(io.NopCloser(strings.NewReader(tc.body)), tc.limit)
+			first := make([]byte, tc.readFirst)
+			if _, err := io.ReadFull(b, first); err != nil {
+				t.Fatal(err)
+			}
+			got, ok := b.replay()
+			if ok != tc.want {
+				t.Fatalf("replayable = %v, want %v", ok, tc.want)
+			}
+			if ok && string(got) != tc.body {
+				t.Errorf("replayed %q, want %q", got, tc.body)
+			}
+			if _, err := b.Read(make([]byte, 1)); !errors.Is(err, errDetached) {
+				t.Errorf("the first attempt read on after the replay: err = %v, want errDetached", err)
+			}
+		})
+	}
+}
+
+func TestCheckToken(t *testing.T) {
+	for _, tc := range []struct {
+		tok  oauth2.Token
+		want string
+	}{
+		{oauth2.Token{AccessToken: "abc", TokenType: "Bearer"}, ""},
+		{oauth2.Token{AccessToken: "abc", TokenType: "bearer"}, ""},
+		{oauth2.Token{AccessToken: "abc"}, ""},
+		{oauth2.Token{AccessToken: "abc", TokenType: "DPoP"}, `outbound: token endpoint returned token_type "DPoP", want "Bearer"`},
+		{oauth2.Token{AccessToken: "", TokenType: "Bearer"}, "outbound: token endpoint returned no access_token"},
+		{oauth2.Token{AccessToken: "abc\r\nX-Evil: 1"}, "outbound: token endpoint returned an access_token with characters a header cannot carry"},
+	} {
+		err := checkToken(&tc.tok)
+		if got := errString(err); got != tc.want {
+			t.Errorf("checkToken(%q, %q) = %q, want %q", tc.tok.AccessToken, tc.tok.TokenType, got, tc.want)
+		}
+	}
+}
+
+func TestExpiresIn(t *testing.T) {
+	for _, tc := range []struct {
+		raw    any
+		want   int64
+		wantOK bool
+	}{
+		{float64(3600), 3600, true},
+		{"3600", 3600, true}, // as PayPal sends it
+		{nil, 0, false},
+		{"soon", 0, false},
+		{float64(0), 0, false},
+	} {
+		tok := (&oauth2.Token{AccessToken: "a"}).WithExtra(map[string]any{"expires_in": tc.raw})
+		if got, ok := expiresIn(tok); got != tc.want || ok != tc.wantOK {
+			t.Errorf("expiresIn(%v) = %d, %v; want %d, %v", tc.raw, got, ok, tc.want, tc.wantOK)
+		}
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
