@@ -64,9 +64,10 @@ type CacheOptions struct {
 }
 
 // Cache holds one route's token. Reading a valid token is two atomic loads
-// and no clock read (a clock read costs more than the rest; a timer marks
-// the token expired instead); fetches are shared by every caller waiting at the time and run on a
-// context of their own, so one caller giving up does not fail the others.
+// and no clock read (reading the clock costs more than all the rest, so a
+// timer marks the token expired instead). A fetch is shared by every
+// caller waiting at the time and runs on a context of its own, so one
+// caller giving up does not fail the others.
 type Cache struct {
 	src  TokenSource
 	opts CacheOptions
