@@ -51,6 +51,7 @@ type Inbound struct {
 	TLSCertFile    string        `env:"TLS_CERT_FILE"`
 	TLSKeyFile     string        `env:"TLS_KEY_FILE"`
 	ClientCAFile   string        `env:"CLIENT_CA_FILE"`
+	TokenCacheSize int           `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
 }
 
 // Enabled reports whether the inbound direction runs.

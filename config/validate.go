@@ -107,6 +107,9 @@ func (in Inbound) validate(p *problems) {
 	if (in.TLSCertFile == "") != (in.TLSKeyFile == "") {
 		p.add(v+"TLS_KEY_FILE", "%sTLS_CERT_FILE and %sTLS_KEY_FILE must be set together", v, v)
 	}
+	if in.TokenCacheSize < 0 {
+		p.add(v+"TOKEN_CACHE_SIZE", "must not be negative, got %d", in.TokenCacheSize)
+	}
 	if in.ClientCAFile != "" && in.TLSCertFile == "" {
 		p.add(v+"CLIENT_CA_FILE", "needs %sTLS_CERT_FILE and %sTLS_KEY_FILE: mTLS is served over TLS", v, v)
 	}

@@ -71,6 +71,7 @@ type fixtureOptions struct {
 	forwardToken bool
 	skipWarmUp   bool
 	now          func() time.Time
+	cacheSize    int
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture { return newFixtureWith(t, o) }
@@ -97,6 +98,8 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 		Audiences:  []string{"other", audience},
 		Algorithms: []string{"RS256", "ES256"},
 		ClockSkew:  30 * time.Second,
+		CacheSize:  o.cacheSize,
+		Now:        o.now,
 	})
 	if err != nil {
 		t.Fatal(err)

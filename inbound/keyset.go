@@ -1,6 +1,7 @@
 package inbound
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,6 +55,9 @@ type KeySet struct {
 	opts    KeySetOptions
 	keys    atomic.Pointer[keyIndex]
 	jwksURL atomic.Pointer[string]
+	// generation counts changes of the key set, so that tokens verified
+	// under keys since withdrawn are not taken from the token cache.
+	generation atomic.Uint64
 
 	mu        sync.Mutex
 	inflight  chan struct{} // closed when the running fetch ends
@@ -63,8 +67,9 @@ type KeySet struct {
 var _ oidc.KeySet = (*KeySet)(nil)
 
 type keyIndex struct {
-	byKID map[string][]jose.JSONWebKey
-	all   []jose.JSONWebKey
+	byKID  map[string][]jose.JSONWebKey
+	all    []jose.JSONWebKey
+	source []byte // the JWKS document, to tell a change from a repeat
 }
 
 // NewKeySet returns a KeySet with no keys; Run loads them.
@@ -212,13 +217,20 @@ func (ks *KeySet) fetchOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if old := ks.keys.Load(); old != nil && bytes.Equal(old.source, body) {
+		return nil
+	}
 	idx, err := parseJWKS(body)
 	if err != nil {
 		return fmt.Errorf("inbound: %s: %w", *u, err)
 	}
 	ks.keys.Store(idx)
+	ks.generation.Add(1)
 	return nil
 }
+
+// Generation changes whenever the key set does.
+func (ks *KeySet) Generation() uint64 { return ks.generation.Load() }
 
 // parseJWKS keeps the public signing keys of a JWKS document. Symmetric
 // keys are dropped: a JWKS is public, so an HMAC key in it is known to all.
@@ -227,7 +239,7 @@ func parseJWKS(body []byte) (*keyIndex, error) {
 	if err := json.Unmarshal(body, &set); err != nil {
 		return nil, fmt.Errorf("bad JWKS: %w", err)
 	}
-	idx := &keyIndex{byKID: map[string][]jose.JSONWebKey{}}
+	idx := &keyIndex{byKID: map[string][]jose.JSONWebKey{}, source: body}
 	for _, k := range set.Keys {
 		if k.Use != "" && k.Use != "sig" {
 			continue

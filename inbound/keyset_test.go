@@ -112,7 +112,23 @@ func TestSlowIdentityProviderDoesNotStallRequestsWithKnownKeys(t *testing.T) {
 	f := newFixture(t, fixtureOptions{now: clk.Now})
 	f.idp.SetDelay(2 * time.Second)
 	clk.Advance(time.Hour)
-	go f.do(t, "/", bearer(idptest.Sign(t, idptest.NewECKey(t, "unknown"), f.idp.Claims(audience, nil))))
+	unknown := idptest.Sign(t, idptest.NewECKey(t, "unknown"), f.idp.Claims(audience, nil))
+	slow := make(chan struct{})
+	go func() {
+		defer close(slow)
+		req, _ := http.NewRequest(http.MethodGet, f.sidecar.URL, nil)
+		req.Header.Set("Authorization", "Bearer "+unknown)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	defer func() { <-slow }()
+	for deadline := time.Now().Add(5 * time.Second); f.idp.JWKSHits.Load() < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the unknown kid did not start a refresh")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	start := time.Now()
 	if resp, _ := f.do(t, "/", bearer(f.token(t, nil))); resp.StatusCode != 200 {
 		t.Fatalf("status %d, want 200", resp.StatusCode)

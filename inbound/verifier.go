@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Identity is a verified caller, as the app is told about it.
@@ -34,7 +35,11 @@ type VerifierOptions struct {
 	Algorithms []string
 	// ClockSkew is the leeway on exp, nbf and iat.
 	ClockSkew time.Duration
-	Now       func() time.Time
+	// CacheSize bounds the verified-token cache; 0 turns it off.
+	CacheSize int
+	// CacheHits and CacheMisses count cache lookups; nil for none.
+	CacheHits, CacheMisses prometheus.Counter
+	Now                    func() time.Time
 }
 
 // Verifier checks JWT access tokens from a set of trusted issuers.
@@ -44,6 +49,9 @@ type Verifier struct {
 	algs      map[string]bool
 	skew      time.Duration
 	now       func() time.Time
+	cache     *tokenCache
+	hits      prometheus.Counter
+	misses    prometheus.Counter
 }
 
 type trustedIssuer struct {
@@ -65,6 +73,9 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 		algs:      map[string]bool{},
 		skew:      opts.ClockSkew,
 		now:       opts.Now,
+		cache:     newTokenCache(opts.CacheSize),
+		hits:      orDiscardCounter(opts.CacheHits),
+		misses:    orDiscardCounter(opts.CacheMisses),
 	}
 	for _, alg := range opts.Algorithms {
 		if alg == "none" || strings.HasPrefix(alg, "HS") {
@@ -91,6 +102,21 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 // refusal is a *Rejection; ErrKeysNotLoaded means the token's issuer has
 // no keys yet and the request should be retried later.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
+	if v.cache == nil {
+		return v.verify(ctx, raw)
+	}
+	if e := v.cache.get(raw, v.now()); e != nil {
+		v.hits.Inc()
+		if err := v.checkClaims(e.claims); err != nil {
+			return nil, err
+		}
+		return e.identity, nil
+	}
+	v.misses.Inc()
+	return v.verify(ctx, raw)
+}
+
+func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, error) {
 	hdr, c, payload, err := parseUnverified(raw)
 	if err != nil {
 		return nil, reject(ReasonMalformed, "%v", err)
@@ -105,13 +131,14 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 	if err := iss.keys.Ready(); err != nil {
 		return nil, err
 	}
+	generation := iss.keys.Generation()
 	if err := iss.verifySignature(ctx, raw); err != nil {
 		return nil, err
 	}
 	if err := v.checkClaims(c); err != nil {
 		return nil, err
 	}
-	return &Identity{
+	id := &Identity{
 		Subject:  c.Subject,
 		Issuer:   c.Issuer,
 		ClientID: c.clientID(),
@@ -119,7 +146,12 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 		Audience: c.Audience,
 		Expiry:   c.Expiry.Time,
 		Claims:   payload,
-	}, nil
+	}
+	if v.cache != nil {
+		v.cache.put(raw, &cacheEntry{identity: id, claims: c, keys: iss.keys, generation: generation,
+			until: c.Expiry.Add(v.skew)}, v.now())
+	}
+	return id, nil
 }
 
 func (iss *trustedIssuer) verifySignature(ctx context.Context, raw string) error {
@@ -170,4 +202,11 @@ func (v *Verifier) Ready() map[string]error {
 		}
 	}
 	return out
+}
+
+func orDiscardCounter(c prometheus.Counter) prometheus.Counter {
+	if c == nil {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "discarded"})
+	}
+	return c
 }

@@ -41,10 +41,13 @@ func (s *sidecar) buildInbound() error {
 		s.ready.Add("issuer "+iss, ks.Ready)
 	}
 	verifier, err := inbound.NewVerifier(inbound.VerifierOptions{
-		KeySets:    keySets,
-		Audiences:  in.Audiences,
-		Algorithms: in.Algorithms,
-		ClockSkew:  in.ClockSkew,
+		KeySets:     keySets,
+		Audiences:   in.Audiences,
+		Algorithms:  in.Algorithms,
+		ClockSkew:   in.ClockSkew,
+		CacheSize:   in.TokenCacheSize,
+		CacheHits:   s.metrics.TokenCacheRequests.WithLabelValues("hit"),
+		CacheMisses: s.metrics.TokenCacheRequests.WithLabelValues("miss"),
 	})
 	if err != nil {
 		return fmt.Errorf("inbound: %w", err)
