@@ -13,9 +13,12 @@ type RecordedRequest struct {
 	Method   string
 	Path     string
 	RawQuery string
-	Host     string
-	Header   http.Header
-	Body     []byte
+	// RequestURI is the request target exactly as it arrived, escapes
+	// included: "/a%2Fb?x=1".
+	RequestURI string
+	Host       string
+	Header     http.Header
+	Body       []byte
 }
 
 // App stands for the service behind (inbound) or the upstream in front of
@@ -46,7 +49,7 @@ func (a *App) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	a.mu.Lock()
 	a.reqs = append(a.reqs, RecordedRequest{
-		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
+		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, RequestURI: r.RequestURI,
 		Host: r.Host, Header: r.Header.Clone(), Body: body,
 	})
 	respond := a.respond
