@@ -185,6 +185,7 @@ var apiTypes = map[string]struct {
 	"ServiceAccount": {"v1", func() any { return &corev1.ServiceAccount{} }},
 	"Secret":         {"v1", func() any { return &corev1.Secret{} }},
 	"ConfigMap":      {"v1", func() any { return &corev1.ConfigMap{} }},
+	"Namespace":      {"v1", func() any { return &corev1.Namespace{} }},
 	"NetworkPolicy":  {"networking.k8s.io/v1", func() any { return &networkingv1.NetworkPolicy{} }},
 	"ServiceMonitor": {"monitoring.coreos.com/v1", func() any { return &ServiceMonitor{} }},
 	"PodMonitor":     {"monitoring.coreos.com/v1", func() any { return &PodMonitor{} }},

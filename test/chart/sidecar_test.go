@@ -253,9 +253,6 @@ func checkSidecar(t *testing.T, spec *corev1.PodSpec, c corev1.Container, native
 	if !reflect.DeepEqual(c.SecurityContext, wantSecurityContext) {
 		t.Errorf("securityContext = %+v, want %+v", c.SecurityContext, wantSecurityContext)
 	}
-	if v, _ := envValue(c, "AUTHSIDECAR_ADMIN_LISTEN"); v != fmt.Sprintf(":%d", adminPort) {
-		t.Errorf("AUTHSIDECAR_ADMIN_LISTEN = %q, want %q", v, fmt.Sprintf(":%d", adminPort))
-	}
 
 	volumes := map[string]corev1.Volume{}
 	for _, v := range spec.Volumes {
