@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"time"
 )
 
@@ -75,6 +76,7 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.Revers
 			}
 		},
 		Transport:     opts.Transport,
+		BufferPool:    copyBuffers,
 		FlushInterval: -1, // stream: never hold back bytes the upstream sent
 		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -89,6 +91,21 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.Revers
 			logger.Warn("upstream unreachable", "upstream", target.Redacted(), "error", err.Error())
 			WriteError(w, http.StatusBadGateway, "upstream_unavailable", "the upstream could not be reached")
 		},
+	}
+}
+
+// copyBuffers recycles the 32 KiB buffers ReverseProxy copies bodies
+// through; without them each request allocates one, a large object that
+// keeps the garbage collector and scavenger busy under load.
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { return new([32 << 10]byte) }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (b *bufferPool) Get() []byte { return b.pool.Get().(*[32 << 10]byte)[:] }
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		b.pool.Put((*[32 << 10]byte)(buf[:32<<10]))
 	}
 }
 
