@@ -717,3 +717,54 @@ func TestStrictDecodingCatchesUnknownFields(t *testing.T) {
 		})
 	}
 }
+
+// TestNotes renders NOTES.txt, which helm template skips, for the default
+// values and every ci/ file: a copy of the chart renders it into a
+// ConfigMap, so a mistake in it fails here rather than at helm install.
+func TestNotes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "authsidecar")
+	copyDir(t, chartDir, dir)
+	notes, err := os.ReadFile(filepath.Join(chartDir, "templates", "NOTES.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), notes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	notesTemplate := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: {{ tpl (.Files.Get \"notes.txt\") . | toJson }}\n"
+	if err := os.WriteFile(filepath.Join(dir, "templates", "zz-notes.yaml"), []byte(notesTemplate), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"": {
+			"authsidecar (ghcr.io/authsidecar/authsidecar:0.1.0) runs beside app in shop/demo-authsidecar\nas a native sidecar (init container, restartPolicy: Always).",
+			"WARNING: neither inbound.issuers nor outbound.routes is set.",
+		},
+		"plain-container-values.yaml": {
+			"as a plain second container.",
+			"Service demo-authsidecar:80 -> sidecar :8000 -> app 127.0.0.1:8080",
+			"http://127.0.0.1:4000/ledger/...  ->  https://ledger.example.com",
+		},
+		"monitoring-dashboard-values.yaml": {
+			`Grafana dashboard: ConfigMap shop/demo-authsidecar-dashboard (label grafana_dashboard: "1").`,
+		},
+	}
+	for _, file := range append([]string{""}, ciValuesFiles(t)...) {
+		name := "with default values"
+		if file != "" {
+			name = "with " + filepath.Base(file)
+		}
+		t.Run(name, func(t *testing.T) {
+			objs := render(t, dir, append(valuesArgs(file, nil), "--show-only", "templates/zz-notes.yaml")...)
+			got := find[corev1.ConfigMap](t, objs, "ConfigMap", "notes").Data["notes"]
+			if file != "" && strings.Contains(got, "WARNING") {
+				t.Errorf("NOTES warn for a working configuration:\n%s", got)
+			}
+			for _, w := range want[filepath.Base(file)] {
+				if !strings.Contains(got, w) {
+					t.Errorf("NOTES lack %q:\n%s", w, got)
+				}
+			}
+		})
+	}
+}
