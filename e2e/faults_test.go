@@ -1,0 +1,383 @@
+package e2e
+
+// The sidecars when things go wrong around them: keys rotated at the
+// identity provider, the provider down after start or not up at start, and
+// SIGTERM with a request in flight.
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// unknownKidCooldown is how long after a JWKS fetch a token with an
+// unknown kid makes the sidecar fetch again (SPEC: at most once per 10 s).
+const unknownKidCooldown = 10 * time.Second
+
+// jwksRefreshes returns B's successful and failed JWKS fetches.
+func jwksRefreshes(t testing.TB, b *inboundSidecar, issuer string) (ok, failed float64) {
+	t.Helper()
+	m := scrape(t, b.Addrs.AdminURL())
+	return sumMetric(m, "authsidecar_jwks_refreshes_total", "issuer", issuer, "result", "success"),
+		sumMetric(m, "authsidecar_jwks_refreshes_total", "issuer", issuer, "result", "error")
+}
+
+// sleepUntil sleeps until at, if it is in the future.
+func sleepUntil(at time.Time) {
+	if d := time.Until(at); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// forgedLike returns a token with raw's claims, signed by a key the
+// provider never had (so with a kid it never published).
+func forgedLike(t testing.TB, raw string) string {
+	t.Helper()
+	return signToken(t, newRSAKey(t, "rsa-forged-"+randomID(t)), tokenClaims(t, raw))
+}
+
+func TestRotatedIDPKeysAreAcceptedWithoutRestart(t *testing.T) {
+	t.Parallel()
+	oldRSA := newRSAKey(t, "rsa-old-"+randomID(t))
+	ec := newECKey(t, "ec-"+randomID(t))
+	cfg := chainIDPConfig()
+	cfg.Keys = []*IDPKey{oldRSA, ec}
+	idp := startIDP(t, cfg)
+	appB := startApp(t)
+	b := startInbound(t, idp, paymentsRS, "payments:read", appB, nil)
+	b.WaitReady(t, b.Addrs.AdminURL())
+	// B's first JWKS fetch began before it was ready, so its cooldown ends
+	// before readyAt+10s.
+	readyAt := time.Now()
+	inB := b.Addrs.InboundURL() + "/orders/7"
+	if ok, failed := jwksRefreshes(t, b, idp.Issuer); ok != 1 || failed != 0 {
+		t.Fatalf("B made %v successful and %v failed JWKS fetches at start, want 1 and 0", ok, failed)
+	}
+
+	oldTok := idp.ClientCredentialsToken(t, basicClient, basicSecret, paymentsRS, "payments:read").AccessToken
+	if kid := tokenKID(t, oldTok); kid != oldRSA.KID {
+		t.Fatalf("token signed by %q, want the old key %q", kid, oldRSA.KID)
+	}
+	if r := call(t, http.MethodGet, inB, nil, bearer(oldTok)); r.Status != http.StatusOK {
+		t.Fatalf("a token signed by the old key before rotation: %s", r)
+	}
+
+	// Rotation: the new key comes first and signs, the old one is still
+	// published for the tokens it signed.
+	newRSA := newRSAKey(t, "rsa-new-"+randomID(t))
+	idp.Restart(t, []*IDPKey{newRSA, oldRSA, ec})
+	newTok := idp.ClientCredentialsToken(t, postClient, postSecret, paymentsRS, "payments:read").AccessToken
+	if kid := tokenKID(t, newTok); kid != newRSA.KID {
+		t.Fatalf("token signed by %q after rotation, want the new key %q", kid, newRSA.KID)
+	}
+
+	if time.Since(readyAt) < unknownKidCooldown-2*time.Second {
+		// Too soon after B's last fetch: the unknown kid is refused
+		// without asking the provider.
+		r := call(t, http.MethodGet, inB, nil, bearer(newTok))
+		if r.Status != http.StatusUnauthorized || r.errorCode() != "invalid_token" {
+			t.Errorf("new kid within the cooldown: %s; want 401 invalid_token", r)
+		}
+		if ok, _ := jwksRefreshes(t, b, idp.Issuer); ok != 1 {
+			t.Errorf("B fetched the JWKS again within %s of its last fetch (%v fetches)", unknownKidCooldown, ok)
+		}
+	} else {
+		t.Logf("rotation took until %s after readiness: not checking the cooldown", time.Since(readyAt).Round(time.Millisecond))
+	}
+
+	// Once the cooldown is over, the next token with the new kid makes B
+	// fetch the JWKS once, and passes.
+	sleepUntil(readyAt.Add(unknownKidCooldown))
+	appB.Reset()
+	eventually(t, 10*time.Second, "a token signed by the rotated key passes", func() (bool, string) {
+		r := call(t, http.MethodGet, inB, nil, bearer(newTok))
+		return r.Status == http.StatusOK, r.String()
+	})
+	if reqs := appB.Requests(); len(reqs) != 1 {
+		t.Errorf("app B saw %d requests, want the 1 that passed", len(reqs))
+	} else {
+		checkIdentity(t, reqs[0], idp.Issuer, postClient, "payments:read")
+	}
+	if ok, failed := jwksRefreshes(t, b, idp.Issuer); ok != 2 || failed != 0 {
+		t.Errorf("B made %v successful and %v failed JWKS fetches in all, want 2 and 0", ok, failed)
+	}
+	if r := call(t, http.MethodGet, inB, nil, bearer(oldTok)); r.Status != http.StatusOK {
+		t.Errorf("a token signed by the old, still published key after rotation: %s", r)
+	}
+
+	// A burst of forged kids right after that fetch: all refused, none
+	// makes B ask the provider.
+	appB.Reset()
+	var wg sync.WaitGroup
+	for range 20 {
+		forged := forgedLike(t, newTok)
+		wg.Go(func() {
+			r, err := tryCall(http.MethodGet, inB, nil, bearer(forged))
+			if err != nil || r.Status != http.StatusUnauthorized {
+				t.Errorf("forged kid: %v %v; want 401", r, err)
+			}
+		})
+	}
+	wg.Wait()
+	checkAppSawNothing(t, appB, "forged kids")
+	if ok, failed := jwksRefreshes(t, b, idp.Issuer); ok != 2 || failed != 0 {
+		t.Errorf("after 20 forged kids B made %v successful and %v failed JWKS fetches, want still 2 and 0", ok, failed)
+	}
+	if b.Exited() {
+		t.Errorf("B exited; rotation must need no restart")
+	}
+}
+
+func TestIDPOutageKeepsLoadedKeysAndCachedTokens(t *testing.T) {
+	t.Parallel()
+	idp := startIDP(t, chainIDPConfig())
+	appB := startApp(t)
+	b := startInbound(t, idp, paymentsRS, "payments:write", appB, nil)
+	a := startOutbound(t, idp, basicClient, basicSecret, "client_secret_basic", false, outboundRoute{
+		Name: "payments", URL: b.Addrs.InboundURL(), Resource: paymentsRS, Scopes: "payments:read payments:write",
+	})
+	b.WaitReady(t, b.Addrs.AdminURL())
+	readyAt := time.Now()
+	a.WaitReady(t, a.Addrs.AdminURL())
+
+	viaA := a.Addrs.OutboundURL() + "/payments/charges?via=a"
+	inB := b.Addrs.InboundURL() + "/charges?via=direct"
+	if r := call(t, http.MethodPost, viaA, []byte("before"), nil); r.Status != http.StatusOK {
+		t.Fatalf("through A before the outage: %s", r)
+	}
+	direct := idp.ClientCredentialsToken(t, postClient, postSecret, paymentsRS, "payments:write").AccessToken
+	if r := call(t, http.MethodPost, inB, []byte("before"), bearer(direct)); r.Status != http.StatusOK {
+		t.Fatalf("directly to B before the outage: %s", r)
+	}
+	forged := forgedLike(t, direct)
+	escalated := tamperClaims(t, direct, func(c map[string]any) {
+		c["client_id"], c["sub"] = "svc-admin", "svc-admin"
+	})
+
+	idp.Stop()
+	appB.Reset()
+	check := func(when string) {
+		t.Helper()
+		if r := call(t, http.MethodPost, viaA, []byte(when), nil); r.Status != http.StatusOK {
+			t.Errorf("%s: through A with its cached token: %s", when, r)
+		} else {
+			seen := appB.Last(t)
+			if seen.RawQuery != "via=a" || string(seen.Body) != when {
+				t.Errorf("%s: app B saw %s with body %q, want A's call", when, seen.RequestURI, seen.Body)
+			}
+			checkIdentity(t, seen, idp.Issuer, basicClient, "payments:read payments:write")
+		}
+		if r := call(t, http.MethodPost, inB, []byte(when), bearer(direct)); r.Status != http.StatusOK {
+			t.Errorf("%s: a token obtained before the outage: %s", when, r)
+		} else {
+			seen := appB.Last(t)
+			if seen.RawQuery != "via=direct" || string(seen.Body) != when {
+				t.Errorf("%s: app B saw %s with body %q, want the direct call", when, seen.RequestURI, seen.Body)
+			}
+			checkIdentity(t, seen, idp.Issuer, postClient, "payments:write")
+		}
+		n := len(appB.Requests())
+		for name, tok := range map[string]string{"unknown kid": forged, "tampered claims": escalated} {
+			r := call(t, http.MethodPost, inB, []byte(when), bearer(tok))
+			if r.Status != http.StatusUnauthorized || r.errorCode() != "invalid_token" {
+				t.Errorf("%s: %s: %s; want 401 invalid_token", when, name, r)
+			}
+		}
+		if got := len(appB.Requests()); got != n {
+			t.Errorf("%s: a refused token reached app B", when)
+		}
+		if st, body := getStatus(b.Addrs.AdminURL() + "/readyz"); st != http.StatusOK {
+			t.Errorf("%s: B /readyz %d %s; keys are loaded, want 200", when, st, body)
+		}
+	}
+	check("right after the IdP stopped")
+
+	// Past B's cooldown the unknown kid makes B ask the provider, which
+	// is down: the fetch fails and B keeps the keys it has.
+	sleepUntil(readyAt.Add(unknownKidCooldown + 200*time.Millisecond))
+	if r := call(t, http.MethodGet, inB, nil, bearer(forged)); r.Status != http.StatusUnauthorized {
+		t.Errorf("unknown kid with the IdP down: %s; want 401", r)
+	}
+	if ok, failed := jwksRefreshes(t, b, idp.Issuer); ok != 1 || failed != 1 {
+		t.Errorf("B made %v successful and %v failed JWKS fetches, want 1 and 1", ok, failed)
+	}
+	check("after a failed JWKS fetch")
+	// The failed fetch counts for the cooldown too: check's unknown kid
+	// made no second attempt.
+	if ok, failed := jwksRefreshes(t, b, idp.Issuer); ok != 1 || failed != 1 {
+		t.Errorf("B made %v successful and %v failed JWKS fetches, want still 1 and 1", ok, failed)
+	}
+
+	am, bm := scrape(t, a.Addrs.AdminURL()), scrape(t, b.Addrs.AdminURL())
+	if ok, failed := sumMetric(am, "authsidecar_token_fetches_total", "route", "payments", "result", "success"),
+		sumMetric(am, "authsidecar_token_fetches_total", "route", "payments", "result", "error"); ok != 1 || failed != 0 {
+		t.Errorf("A made %v successful and %v failed token fetches, want 1 and 0: the cached token serves", ok, failed)
+	}
+	if v := sumMetric(bm, "authsidecar_inbound_token_rejections_total", "reason", "bad_signature"); v != 2 {
+		t.Errorf("B counted %v bad_signature rejections, want 2", v)
+	}
+	if v := sumMetric(bm, "authsidecar_inbound_token_rejections_total", "reason", "unknown_key"); v != 3 {
+		t.Errorf("B counted %v unknown_key rejections, want 3", v)
+	}
+	if got := len(appB.Requests()); got != 4 {
+		t.Errorf("app B saw %d requests during the outage, want 4", got)
+	}
+}
+
+func TestIssuerUnreachableAtStartThenComingUp(t *testing.T) {
+	t.Parallel()
+	idp := startIDP(t, chainIDPConfig())
+	tok := idp.ClientCredentialsToken(t, basicClient, basicSecret, paymentsRS, "payments:write").AccessToken
+	idp.Stop() // its port is known; nothing listens there now
+
+	appB := startApp(t)
+	b := startInbound(t, idp, paymentsRS, "payments:write", appB, nil)
+	a := startOutbound(t, idp, postClient, postSecret, "client_secret_post", false, outboundRoute{
+		Name: "payments", URL: b.Addrs.InboundURL(), Resource: paymentsRS, Scopes: "payments:write",
+	})
+	for _, admin := range []string{b.Addrs.AdminURL(), a.Addrs.AdminURL()} {
+		eventually(t, 20*time.Second, admin+"/healthz answers 200", func() (bool, string) {
+			st, body := getStatus(admin + "/healthz")
+			return st == http.StatusOK, body
+		})
+	}
+	inB := b.Addrs.InboundURL() + "/charges"
+	viaA := a.Addrs.OutboundURL() + "/payments/charges"
+
+	st, body := getStatus(b.Addrs.AdminURL() + "/readyz")
+	var ready struct {
+		NotReady []string `json:"not_ready"`
+	}
+	_ = json.Unmarshal([]byte(body), &ready)
+	if st != http.StatusServiceUnavailable || !strings.Contains(strings.Join(ready.NotReady, ","), idp.Issuer) {
+		t.Errorf("B /readyz with the issuer down: %d %s; want 503 naming %s", st, body, idp.Issuer)
+	}
+	if r := call(t, http.MethodPost, inB, []byte("x"), bearer(tok)); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("B with no keys loaded: %s; want 503", r)
+	}
+	if r := call(t, http.MethodPost, viaA, []byte("x"), nil); r.Status != http.StatusServiceUnavailable || r.errorCode() != "token_unavailable" {
+		t.Errorf("A with no token to be had: %s; want 503 token_unavailable", r)
+	}
+	checkAppSawNothing(t, appB, "issuer down")
+	eventually(t, 5*time.Second, "B counts its failed JWKS fetch", func() (bool, string) {
+		_, failed := jwksRefreshes(t, b, idp.Issuer)
+		return failed >= 1, ""
+	})
+
+	idp.Start(t)
+	b.WaitReady(t, b.Addrs.AdminURL())
+	if r := call(t, http.MethodPost, inB, []byte("direct"), bearer(tok)); r.Status != http.StatusOK {
+		t.Errorf("B once the issuer is up: %s; want 200", r)
+	} else {
+		checkIdentity(t, appB.Last(t), idp.Issuer, basicClient, "payments:write")
+	}
+	// A retries with backoff (1 s, 2 s, 4 s, …); until its next attempt
+	// callers get 503 at once.
+	eventually(t, 25*time.Second, "a call through A once the issuer is up", func() (bool, string) {
+		r := call(t, http.MethodPost, viaA, []byte("via a"), nil)
+		return r.Status == http.StatusOK, r.String()
+	})
+	seen := appB.Last(t)
+	if string(seen.Body) != "via a" {
+		t.Errorf("app B last saw body %q, want A's call", seen.Body)
+	}
+	checkIdentity(t, seen, idp.Issuer, postClient, "payments:write")
+	if got := len(appB.Requests()); got != 2 {
+		t.Errorf("app B saw %d requests, want 2: none while the issuer was down", got)
+	}
+	am := scrape(t, a.Addrs.AdminURL())
+	if ok := sumMetric(am, "authsidecar_token_fetches_total", "route", "payments", "result", "success"); ok != 1 {
+		t.Errorf("A made %v successful token fetches, want 1", ok)
+	}
+	if failed := sumMetric(am, "authsidecar_token_fetches_total", "route", "payments", "result", "error"); failed < 1 {
+		t.Errorf("A counted %v failed token fetches while the issuer was down, want at least 1", failed)
+	}
+}
+
+func TestSIGTERMDrainsAnInFlightRequest(t *testing.T) {
+	t.Parallel()
+	idp := startIDP(t, chainIDPConfig())
+	appB := startApp(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	var startOnce, releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // before the app closes
+	appB.Respond(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			startOnce.Do(func() { close(started) })
+			select {
+			case <-release:
+			case <-time.After(15 * time.Second):
+			}
+		}
+		_, _ = io.WriteString(w, "slow done")
+	})
+	b := startInbound(t, idp, paymentsRS, "payments:write", appB, map[string]string{"AUTHSIDECAR_SHUTDOWN_GRACE": "10s"})
+	b.WaitReady(t, b.Addrs.AdminURL())
+	tok := idp.ClientCredentialsToken(t, basicClient, basicSecret, paymentsRS, "payments:write").AccessToken
+
+	type result struct {
+		r   reply
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := tryCall(http.MethodPost, b.Addrs.InboundURL()+"/slow?n=1", []byte("in flight"), bearer(tok))
+		done <- result{r, err}
+	}()
+	select {
+	case <-started:
+	case res := <-done:
+		t.Fatalf("the slow call ended before reaching the app: %v %v", res.r, res.err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow call did not reach the app within 10s")
+	}
+
+	if err := b.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "B /readyz turns 503 during the drain", func() (bool, string) {
+		st, body := getStatus(b.Addrs.AdminURL() + "/readyz")
+		return st == http.StatusServiceUnavailable && strings.Contains(body, "shutdown"), body
+	})
+	time.Sleep(300 * time.Millisecond)
+	if b.Exited() {
+		t.Fatalf("B exited with a request in flight; output:\n%s", b.Output())
+	}
+	select {
+	case res := <-done:
+		t.Fatalf("the in-flight call was answered before the app finished: %v %v", res.r, res.err)
+	default:
+	}
+
+	releaseOnce.Do(func() { close(release) })
+	select {
+	case res := <-done:
+		if res.err != nil || res.r.Status != http.StatusOK || string(res.r.Body) != "slow done" {
+			t.Errorf("the in-flight call: %v %v; want 200 slow done", res.r, res.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the in-flight call was not answered within 10s of the app finishing")
+	}
+	if code, inTime := b.WaitTimeout(10 * time.Second); code != 0 || !inTime {
+		t.Errorf("B exit code %d (exited by itself: %v), want 0", code, inTime)
+	}
+	seen := appB.Last(t)
+	if seen.RequestURI != "/slow?n=1" || string(seen.Body) != "in flight" {
+		t.Errorf("app B saw %s with body %q", seen.RequestURI, seen.Body)
+	}
+	checkIdentity(t, seen, idp.Issuer, basicClient, "payments:write")
+	var msgs []string
+	for _, rec := range b.LogLines() {
+		if m, _ := rec["msg"].(string); m != "" {
+			msgs = append(msgs, m)
+		}
+	}
+	if !strings.Contains(strings.Join(msgs, "|"), "shutting down") {
+		t.Errorf("B logged %q, want a shutting down record", msgs)
+	}
+}
