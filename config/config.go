@@ -52,6 +52,13 @@ type Inbound struct {
 	TLSKeyFile     string        `env:"TLS_KEY_FILE"`
 	ClientCAFile   string        `env:"CLIENT_CA_FILE"`
 	TokenCacheSize int           `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
+	// Introspection (RFC 7662) is on when IntrospectionClientID is set.
+	IntrospectionClientID         string        `env:"INTROSPECTION_CLIENT_ID"`
+	IntrospectionClientSecret     Secret        `env:"INTROSPECTION_CLIENT_SECRET"`
+	IntrospectionClientSecretFile string        `env:"INTROSPECTION_CLIENT_SECRET_FILE"`
+	IntrospectionURL              string        `env:"INTROSPECTION_URL"`
+	Introspect                    string        `env:"INTROSPECT" envDefault:"opaque"`
+	IntrospectionCacheTTL         time.Duration `env:"INTROSPECTION_CACHE_TTL" envDefault:"30s"`
 }
 
 // Enabled reports whether the inbound direction runs.

@@ -107,11 +107,43 @@ func (in Inbound) validate(p *problems) {
 	if (in.TLSCertFile == "") != (in.TLSKeyFile == "") {
 		p.add(v+"TLS_KEY_FILE", "%sTLS_CERT_FILE and %sTLS_KEY_FILE must be set together", v, v)
 	}
+	in.validateIntrospection(p)
 	if in.TokenCacheSize < 0 {
 		p.add(v+"TOKEN_CACHE_SIZE", "must not be negative, got %d", in.TokenCacheSize)
 	}
 	if in.ClientCAFile != "" && in.TLSCertFile == "" {
 		p.add(v+"CLIENT_CA_FILE", "needs %sTLS_CERT_FILE and %sTLS_KEY_FILE: mTLS is served over TLS", v, v)
+	}
+}
+
+func (in Inbound) validateIntrospection(p *problems) {
+	const v = Prefix + "INBOUND_"
+	if in.Introspect != "opaque" && in.Introspect != "all" {
+		p.add(v+"INTROSPECT", "want opaque or all, got %q", in.Introspect)
+	}
+	if in.IntrospectionClientID == "" {
+		for name, set := range map[string]bool{
+			"INTROSPECTION_CLIENT_SECRET":      in.IntrospectionClientSecret != "",
+			"INTROSPECTION_CLIENT_SECRET_FILE": in.IntrospectionClientSecretFile != "",
+			"INTROSPECTION_URL":                in.IntrospectionURL != "",
+		} {
+			if set {
+				p.add(v+name, "is set but %sINTROSPECTION_CLIENT_ID is not, so introspection is off", v)
+			}
+		}
+		return
+	}
+	switch {
+	case in.IntrospectionClientSecret == "" && in.IntrospectionClientSecretFile == "":
+		p.add(v+"INTROSPECTION_CLIENT_SECRET", "introspection needs %sINTROSPECTION_CLIENT_SECRET or …_SECRET_FILE", v)
+	case in.IntrospectionClientSecret != "" && in.IntrospectionClientSecretFile != "":
+		p.add(v+"INTROSPECTION_CLIENT_SECRET_FILE", "set %sINTROSPECTION_CLIENT_SECRET or …_SECRET_FILE, not both", v)
+	}
+	if in.IntrospectionURL != "" {
+		checkHTTPString(p, v+"INTROSPECTION_URL", in.IntrospectionURL)
+	}
+	if in.IntrospectionCacheTTL < 0 {
+		p.add(v+"INTROSPECTION_CACHE_TTL", "must not be negative, got %s", in.IntrospectionCacheTTL)
 	}
 }
 

@@ -153,7 +153,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 			return h.refuse(w, r, rej)
 		}
 		h.log.Warn("token not verifiable now", "error", err.Error())
-		proxy.WriteError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the issuer's keys are not loaded yet")
+		desc := "the issuer's keys are not loaded yet"
+		if errors.Is(err, ErrIntrospectionUnavailable) {
+			desc = "the token cannot be introspected now"
+		}
+		proxy.WriteError(w, http.StatusServiceUnavailable, "temporarily_unavailable", desc)
 		return metrics.ResultUnavailable
 	}
 	if rej := h.opts.Policy.Check(id); rej != nil {

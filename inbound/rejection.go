@@ -19,6 +19,9 @@ const (
 	ReasonDisallowedAlgorithm = "disallowed_algorithm"
 	ReasonInsufficientScope   = "insufficient_scope"
 	ReasonClientNotAllowed    = "client_not_allowed"
+	// ReasonInactive: introspection says the token is not active (revoked,
+	// expired or unknown to the authorization server).
+	ReasonInactive = "inactive"
 )
 
 // descriptions are what a caller is told for each reason. They are fixed
@@ -35,6 +38,7 @@ var descriptions = map[string]string{
 	ReasonDisallowedAlgorithm: "the token signing algorithm is not accepted",
 	ReasonInsufficientScope:   "the token lacks a required scope",
 	ReasonClientNotAllowed:    "the calling client is not allowed",
+	ReasonInactive:            "the token is not active",
 }
 
 // Rejection is a refused token: why, and the detail for the debug log.

@@ -23,6 +23,9 @@ type Identity struct {
 	// Claims is the token's verified JSON payload, for rules that read
 	// claims beyond the ones above.
 	Claims []byte
+	// introspected is set when the authorization server vouched for the
+	// token, which then needs no second introspection.
+	introspected bool
 }
 
 // VerifierOptions configure a Verifier.
@@ -37,6 +40,11 @@ type VerifierOptions struct {
 	ClockSkew time.Duration
 	// CacheSize bounds the verified-token cache; 0 turns it off.
 	CacheSize int
+	// Introspector, when set, checks tokens that are not JWTs (RFC 7662).
+	Introspector *Introspector
+	// IntrospectAll also introspects JWTs after their local checks, so that
+	// a revoked token is refused before it expires.
+	IntrospectAll bool
 	// CacheHits and CacheMisses count cache lookups; nil for none.
 	CacheHits, CacheMisses prometheus.Counter
 	Now                    func() time.Time
@@ -50,6 +58,8 @@ type Verifier struct {
 	skew      time.Duration
 	now       func() time.Time
 	cache     *tokenCache
+	intro     *Introspector
+	introAll  bool
 	hits      prometheus.Counter
 	misses    prometheus.Counter
 }
@@ -74,6 +84,8 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 		skew:      opts.ClockSkew,
 		now:       opts.Now,
 		cache:     newTokenCache(opts.CacheSize),
+		intro:     opts.Introspector,
+		introAll:  opts.IntrospectAll && opts.Introspector != nil,
 		hits:      orDiscardCounter(opts.CacheHits),
 		misses:    orDiscardCounter(opts.CacheMisses),
 	}
@@ -102,6 +114,17 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 // refusal is a *Rejection; ErrKeysNotLoaded means the token's issuer has
 // no keys yet and the request should be retried later.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
+	id, err := v.verifyCached(ctx, raw)
+	if err != nil || !v.introAll || id.introspected {
+		return id, err
+	}
+	if err := v.checkActive(ctx, raw); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+func (v *Verifier) verifyCached(ctx context.Context, raw string) (*Identity, error) {
 	if v.cache == nil {
 		return v.verify(ctx, raw)
 	}
@@ -119,6 +142,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, error) {
 	hdr, c, payload, err := parseUnverified(raw)
 	if err != nil {
+		if v.intro != nil {
+			return v.verifyOpaque(ctx, raw)
+		}
 		return nil, reject(ReasonMalformed, "%v", err)
 	}
 	if !v.algs[hdr.Alg] {
@@ -169,6 +195,48 @@ func (iss *trustedIssuer) verifySignature(ctx context.Context, raw string) error
 	default:
 		return reject(ReasonMalformed, "%v", err)
 	}
+}
+
+// verifyOpaque checks a token that is not a JWT by asking the
+// authorization server, then applies the same checks as to a JWT.
+func (v *Verifier) verifyOpaque(ctx context.Context, raw string) (*Identity, error) {
+	a, err := v.intro.introspect(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	if !a.Active {
+		return nil, reject(ReasonInactive, "introspection: not active")
+	}
+	if a.Issuer != "" {
+		if _, ok := v.issuers[a.Issuer]; !ok {
+			return nil, reject(ReasonWrongIssuer, "iss %q", a.Issuer)
+		}
+	}
+	c := a.claims
+	if c.Expiry == nil {
+		// RFC 7662 makes exp optional; the answer's cache TTL bounds it.
+		c.Expiry = &numericDate{Time: a.until}
+	}
+	if err := v.checkClaims(&c); err != nil {
+		return nil, err
+	}
+	return &Identity{
+		Subject: c.Subject, Issuer: c.Issuer, ClientID: c.clientID(), Scopes: c.scopes(),
+		Audience: c.Audience, Expiry: c.Expiry.Time, Claims: a.raw, introspected: true,
+	}, nil
+}
+
+// checkActive asks the authorization server whether a locally valid JWT
+// is still active, so that revocation takes effect before expiry.
+func (v *Verifier) checkActive(ctx context.Context, raw string) error {
+	a, err := v.intro.introspect(ctx, raw)
+	if err != nil {
+		return err
+	}
+	if !a.Active {
+		return reject(ReasonInactive, "introspection: revoked")
+	}
+	return nil
 }
 
 // checkClaims checks time and audience. The claims were decoded before

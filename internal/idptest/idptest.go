@@ -81,6 +81,14 @@ type IDP struct {
 
 	DiscoveryHits atomic.Int64
 	JWKSHits      atomic.Int64
+
+	// Introspection: answers by token, and the calls received.
+	answers          map[string]map[string]any
+	introspectDown   bool
+	introspectGate   chan struct{}
+	IntrospectHits   atomic.Int64
+	introspectClient string
+	introspectSecret string
 }
 
 // New starts a fake IdP publishing keys; it stops when the test ends.
@@ -97,6 +105,7 @@ func (idp *IDP) mux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", idp.serveDiscovery)
 	mux.HandleFunc("GET /jwks", idp.serveJWKS)
+	mux.HandleFunc("POST /introspect", idp.serveIntrospect)
 	return mux
 }
 
@@ -231,4 +240,74 @@ func NewOn(t testing.TB, addr string, keys ...Key) *IDP {
 	idp.Server.Start()
 	t.Cleanup(idp.Server.Close)
 	return idp
+}
+
+// SetAnswer makes introspection of token answer with answer; a token with
+// no answer is {"active": false}.
+func (idp *IDP) SetAnswer(token string, answer map[string]any) {
+	idp.mu.Lock()
+	defer idp.mu.Unlock()
+	if idp.answers == nil {
+		idp.answers = map[string]map[string]any{}
+	}
+	idp.answers[token] = answer
+}
+
+// SetIntrospectionClient sets the credentials introspection callers need.
+func (idp *IDP) SetIntrospectionClient(id, secret string) {
+	idp.mu.Lock()
+	defer idp.mu.Unlock()
+	idp.introspectClient, idp.introspectSecret = id, secret
+}
+
+// SetIntrospectionDown makes the introspection endpoint answer 503 while on.
+func (idp *IDP) SetIntrospectionDown(on bool) {
+	idp.mu.Lock()
+	defer idp.mu.Unlock()
+	idp.introspectDown = on
+}
+
+// HoldIntrospection makes introspection calls wait until the returned
+// function is called.
+func (idp *IDP) HoldIntrospection() (release func()) {
+	gate := make(chan struct{})
+	idp.mu.Lock()
+	idp.introspectGate = gate
+	idp.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(gate) }) }
+}
+
+func (idp *IDP) serveIntrospect(w http.ResponseWriter, r *http.Request) {
+	idp.IntrospectHits.Add(1)
+	idp.mu.Lock()
+	down, gate := idp.introspectDown, idp.introspectGate
+	wantID, wantSecret := idp.introspectClient, idp.introspectSecret
+	idp.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	if down {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	if id, secret, ok := r.BasicAuth(); !ok || id != wantID || secret != wantSecret {
+		w.Header().Set("WWW-Authenticate", "Basic")
+		writeJSONStatus(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
+		return
+	}
+	_ = r.ParseForm()
+	idp.mu.Lock()
+	answer, ok := idp.answers[r.PostForm.Get("token")]
+	idp.mu.Unlock()
+	if !ok {
+		answer = map[string]any{"active": false}
+	}
+	writeJSON(w, answer)
+}
+
+func writeJSONStatus(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
 }

@@ -1,13 +1,18 @@
 package sidecar
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/authsidecar/authsidecar/config"
+	"github.com/authsidecar/authsidecar/discovery"
 	"github.com/authsidecar/authsidecar/inbound"
+	"github.com/authsidecar/authsidecar/internal/filesecret"
 	"github.com/authsidecar/authsidecar/proxy"
 )
 
@@ -41,13 +46,15 @@ func (s *sidecar) buildInbound() error {
 		s.ready.Add("issuer "+iss, ks.Ready)
 	}
 	verifier, err := inbound.NewVerifier(inbound.VerifierOptions{
-		KeySets:     keySets,
-		Audiences:   in.Audiences,
-		Algorithms:  in.Algorithms,
-		ClockSkew:   in.ClockSkew,
-		CacheSize:   in.TokenCacheSize,
-		CacheHits:   s.metrics.TokenCacheRequests.WithLabelValues("hit"),
-		CacheMisses: s.metrics.TokenCacheRequests.WithLabelValues("miss"),
+		KeySets:       keySets,
+		Audiences:     in.Audiences,
+		Algorithms:    in.Algorithms,
+		ClockSkew:     in.ClockSkew,
+		CacheSize:     in.TokenCacheSize,
+		CacheHits:     s.metrics.TokenCacheRequests.WithLabelValues("hit"),
+		CacheMisses:   s.metrics.TokenCacheRequests.WithLabelValues("miss"),
+		Introspector:  s.introspector(client),
+		IntrospectAll: in.Introspect == "all",
 	})
 	if err != nil {
 		return fmt.Errorf("inbound: %w", err)
@@ -73,4 +80,49 @@ func (s *sidecar) buildInbound() error {
 		opts.TLS = tlsConf
 	}
 	return s.listen("inbound", in.Listen, h, opts)
+}
+
+// introspector returns the RFC 7662 client, or nil when introspection is
+// off. Without AUTHSIDECAR_INBOUND_INTROSPECTION_URL the endpoint comes
+// from the first issuer's metadata, looked up on first use so that start-up
+// does not wait for the identity provider.
+func (s *sidecar) introspector(client *http.Client) *inbound.Introspector {
+	in := s.cfg.Inbound
+	if in.IntrospectionClientID == "" {
+		return nil
+	}
+	endpoint := func(context.Context) (string, error) { return in.IntrospectionURL, nil }
+	if in.IntrospectionURL == "" {
+		var found atomic.Pointer[string]
+		endpoint = func(ctx context.Context) (string, error) {
+			if u := found.Load(); u != nil {
+				return *u, nil
+			}
+			md, err := discovery.Fetch(ctx, client, in.Issuers[0])
+			if err != nil {
+				return "", err
+			}
+			if md.IntrospectionEndpoint == "" {
+				return "", fmt.Errorf("issuer %q lists no introspection_endpoint; set %sINBOUND_INTROSPECTION_URL", in.Issuers[0], config.Prefix)
+			}
+			found.Store(&md.IntrospectionEndpoint)
+			return md.IntrospectionEndpoint, nil
+		}
+	}
+	secret := func() (string, error) { return in.IntrospectionClientSecret.Reveal(), nil }
+	if in.IntrospectionClientSecretFile != "" {
+		secret = filesecret.New(in.IntrospectionClientSecretFile).Value
+	}
+	results := s.metrics.IntrospectionRequests
+	for _, r := range []string{inbound.IntrospectionActive, inbound.IntrospectionInactive, inbound.IntrospectionError} {
+		results.WithLabelValues(r)
+	}
+	return inbound.NewIntrospector(inbound.IntrospectorOptions{
+		Endpoint: endpoint,
+		ClientID: in.IntrospectionClientID,
+		Secret:   secret,
+		Client:   client,
+		TTL:      in.IntrospectionCacheTTL,
+		OnResult: func(result string) { results.WithLabelValues(result).Inc() },
+	})
 }

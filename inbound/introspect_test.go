@@ -1,0 +1,200 @@
+package inbound_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/authsidecar/authsidecar/inbound"
+	"github.com/authsidecar/authsidecar/metrics"
+)
+
+type introFixture struct {
+	*fixture
+	clk     *clock
+	results map[string]int
+	mu      sync.Mutex
+}
+
+func newIntroFixture(t *testing.T, all bool) *introFixture {
+	t.Helper()
+	clk := newClock()
+	f := &introFixture{fixture: newFixture(t, fixtureOptions{now: clk.Now}), clk: clk, results: map[string]int{}}
+	f.idp.SetIntrospectionClient("payments-rs", "rs-secret")
+	intro := inbound.NewIntrospector(inbound.IntrospectorOptions{
+		Endpoint: func(context.Context) (string, error) { return f.idp.Issuer + "/introspect", nil },
+		ClientID: "payments-rs",
+		Secret:   func() (string, error) { return "rs-secret", nil },
+		Client:   &http.Client{Timeout: 5 * time.Second},
+		TTL:      30 * time.Second,
+		Now:      clk.Now,
+		OnResult: func(r string) { f.mu.Lock(); f.results[r]++; f.mu.Unlock() },
+	})
+	v, err := inbound.NewVerifier(inbound.VerifierOptions{
+		KeySets: []*inbound.KeySet{f.keys}, Audiences: []string{audience}, Algorithms: []string{"RS256"},
+		ClockSkew: 30 * time.Second, Now: clk.Now, Introspector: intro, IntrospectAll: all, CacheSize: 100,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream, _ := url.Parse(f.app.URL)
+	f.sidecar.Config.Handler = inbound.NewHandler(inbound.HandlerOptions{
+		Verifier: v, Upstream: upstream, Metrics: metrics.New(prometheus.NewRegistry(), "test"),
+		Policy: inbound.Policy{RequiredScopes: []string{"payments:read"}},
+	})
+	return f
+}
+
+func (f *introFixture) active(extra map[string]any) map[string]any {
+	a := map[string]any{
+		"active": true, "iss": f.idp.Issuer, "sub": "svc-billing", "aud": audience,
+		"client_id": "billing", "scope": "payments:read", "exp": f.clk.Now().Add(time.Hour).Unix(),
+	}
+	for k, v := range extra {
+		a[k] = v
+	}
+	return a
+}
+
+func TestActiveOpaqueTokenPassesWithItsIdentity(t *testing.T) {
+	f := newIntroFixture(t, false)
+	f.idp.SetAnswer("opaque-abc", f.active(nil))
+	resp, body := f.do(t, "/", bearer("opaque-abc"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d %s, want 200", resp.StatusCode, body)
+	}
+	h := f.app.requests()[0].Header
+	for k, want := range map[string]string{"X-Auth-Subject": "svc-billing", "X-Auth-Client-Id": "billing",
+		"X-Auth-Scopes": "payments:read", "X-Auth-Issuer": f.idp.Issuer, "Authorization": ""} {
+		if got := h.Get(k); got != want {
+			t.Errorf("app saw %s = %q, want %q", k, got, want)
+		}
+	}
+}
+
+func TestIntrospectedTokensGetTheSameChecksAsJWTs(t *testing.T) {
+	f := newIntroFixture(t, false)
+	cases := []struct {
+		name   string
+		answer map[string]any
+		status int
+		www    string
+	}{
+		{"an inactive token", map[string]any{"active": false}, 401, invalidToken("the token is not active")},
+		{"another audience", f.active(map[string]any{"aud": "inventory"}), 401, invalidToken("the token audience is not accepted")},
+		{"no audience", f.active(map[string]any{"aud": nil}), 401, invalidToken("the token audience is not accepted")},
+		{"an untrusted issuer", f.active(map[string]any{"iss": "https://evil.example"}), 401, invalidToken("the token issuer is not trusted")},
+		{"an expired token", f.active(map[string]any{"exp": f.clk.Now().Add(-time.Hour).Unix()}), 401, invalidToken("the token is expired")},
+		{"a missing scope", f.active(map[string]any{"scope": "payments:write"}), 403, `Bearer realm="authsidecar", error="insufficient_scope", scope="payments:read"`},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name+" is refused", func(t *testing.T) {
+			tok := "opaque-" + string(rune('a'+i))
+			f.idp.SetAnswer(tok, tc.answer)
+			resp, _ := f.do(t, "/", bearer(tok))
+			if resp.StatusCode != tc.status || resp.Header.Get("WWW-Authenticate") != tc.www {
+				t.Errorf("got %d %q, want %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), tc.status, tc.www)
+			}
+		})
+	}
+	if n := len(f.app.requests()); n != 0 {
+		t.Errorf("the app saw %d requests, want 0", n)
+	}
+}
+
+func TestConcurrentRequestsWithOneTokenShareOneCall(t *testing.T) {
+	f := newIntroFixture(t, false)
+	f.idp.SetAnswer("opaque-shared", f.active(nil))
+	release := f.idp.HoldIntrospection()
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Go(func() {
+			if resp, _ := f.do(t, "/", bearer("opaque-shared")); resp.StatusCode != 200 {
+				t.Errorf("status %d, want 200", resp.StatusCode)
+			}
+		})
+	}
+	for deadline := time.Now().Add(5 * time.Second); f.idp.IntrospectHits.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no introspection call")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // let the other 99 arrive and join
+	release()
+	wg.Wait()
+	if got := f.idp.IntrospectHits.Load(); got != 1 {
+		t.Errorf("100 concurrent requests made %d introspection calls, want 1", got)
+	}
+}
+
+func TestCachedAnswerExpiresAfterTheTTL(t *testing.T) {
+	f := newIntroFixture(t, false)
+	f.idp.SetAnswer("opaque-ttl", f.active(nil))
+	for range 3 {
+		f.do(t, "/", bearer("opaque-ttl"))
+	}
+	if got := f.idp.IntrospectHits.Load(); got != 1 {
+		t.Fatalf("%d calls within the TTL, want 1", got)
+	}
+	f.idp.SetAnswer("opaque-ttl", map[string]any{"active": false}) // revoked
+	f.clk.Advance(31 * time.Second)
+	if resp, _ := f.do(t, "/", bearer("opaque-ttl")); resp.StatusCode != 401 {
+		t.Errorf("revoked token after the TTL: status %d, want 401", resp.StatusCode)
+	}
+	if got := f.idp.IntrospectHits.Load(); got != 2 {
+		t.Errorf("%d calls after the TTL, want 2", got)
+	}
+}
+
+func TestIntrospectionDownFailsClosedExceptForCachedAnswers(t *testing.T) {
+	f := newIntroFixture(t, false)
+	f.idp.SetAnswer("opaque-known", f.active(nil))
+	f.idp.SetAnswer("opaque-new", f.active(nil))
+	if resp, _ := f.do(t, "/", bearer("opaque-known")); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	f.idp.SetIntrospectionDown(true)
+	if resp, body := f.do(t, "/", bearer("opaque-new")); resp.StatusCode != 503 {
+		t.Errorf("new token while introspection is down: %d %s, want 503", resp.StatusCode, body)
+	}
+	if resp, _ := f.do(t, "/", bearer("opaque-known")); resp.StatusCode != 200 {
+		t.Errorf("cached active token while introspection is down: %d, want 200", resp.StatusCode)
+	}
+	if n := len(f.app.requests()); n != 2 {
+		t.Errorf("app saw %d requests, want 2", n)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.results["error"] != 1 || f.results["active"] != 1 {
+		t.Errorf("results %v, want one active and one error", f.results)
+	}
+}
+
+func TestIntrospectAllRefusesARevokedJWTWithAGoodSignature(t *testing.T) {
+	f := newIntroFixture(t, true)
+	good := f.token(t, map[string]any{"scope": "payments:read"})
+	f.idp.SetAnswer(good, f.active(nil))
+	if resp, _ := f.do(t, "/", bearer(good)); resp.StatusCode != 200 {
+		t.Fatalf("active JWT: status %d, want 200", resp.StatusCode)
+	}
+	revoked := f.token(t, map[string]any{"scope": "payments:read", "jti": "revoked-1"})
+	f.idp.SetAnswer(revoked, map[string]any{"active": false})
+	resp, _ := f.do(t, "/", bearer(revoked))
+	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != invalidToken("the token is not active") {
+		t.Errorf("revoked JWT: %d %q, want 401 not active", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+}
+
+func TestOpaqueTokenWithoutIntrospectionIsMalformed(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	resp, _ := f.do(t, "/", bearer("opaque-abc"))
+	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != invalidToken("the token is malformed") {
+		t.Errorf("got %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+}
