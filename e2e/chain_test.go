@@ -59,11 +59,57 @@ func testChain(t *testing.T, idp *IDP, tc chainCase) {
 	// B accepts only tc.alg: a pass proves the token was signed with it.
 	b := startInbound(t, idp, tc.resource, tc.requiredByServer, appB,
 		map[string]string{"AUTHSIDECAR_INBOUND_ALGORITHMS": tc.alg})
-	a := startOutbound(t, idp, tc.client, tc.secret, tc.method, tc.tokenURL, outboundRoute{
+	// With a configured token URL, A's token requests go through a tap
+	// that records them and holds each back, so that the calls below
+	// arrive while the first fetch is still under way.
+	var tap *tokenTap
+	tokenURL := ""
+	if tc.tokenURL {
+		tap = startTokenTap(t, idp, 500*time.Millisecond)
+		tokenURL = tap.TokenURL()
+	}
+	b.WaitReady(t, b.Addrs.AdminURL())
+	a := startOutbound(t, idp, tc.client, tc.secret, tc.method, tokenURL, outboundRoute{
 		Name: "payments", URL: b.Addrs.InboundURL(), Resource: tc.resource, Scopes: tc.grantedScopes,
 	})
-	b.WaitReady(t, b.Addrs.AdminURL())
 	a.WaitReady(t, a.Addrs.AdminURL())
+
+	// Many concurrent calls as soon as A listens: each reaches app B with
+	// its own body and query, and they all share A's one token fetch.
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make(chan string, n)
+	for i := range n {
+		wg.Go(func() {
+			r, err := tryCall(http.MethodPost, fmt.Sprintf("%s/payments/charges/%d?i=%d", a.Addrs.OutboundURL(), i, i),
+				[]byte("call-"+strconv.Itoa(i)), map[string]string{"X-Request-Id": "c-" + strconv.Itoa(i)})
+			switch {
+			case err != nil:
+				errs <- err.Error()
+			case r.Status != http.StatusCreated:
+				errs <- r.String()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("concurrent call: %s", e)
+	}
+	reqs := appB.Requests()
+	if len(reqs) != n {
+		t.Fatalf("app B saw %d concurrent calls, want %d", len(reqs), n)
+	}
+	seenIdx := map[string]bool{}
+	for _, r := range reqs {
+		i := strings.TrimPrefix(r.RawQuery, "i=")
+		if r.Path != "/charges/"+i || string(r.Body) != "call-"+i || r.Header.Get("X-Request-Id") != "c-"+i || seenIdx[i] {
+			t.Errorf("app B saw %s %s with body %q and request id %q: calls mixed up", r.Method, r.RequestURI, r.Body, r.Header.Get("X-Request-Id"))
+		}
+		seenIdx[i] = true
+		checkIdentity(t, r, idp.Issuer, tc.client, tc.grantedScopes)
+	}
+	appB.Reset()
 
 	// One call with everything an app might send: a body larger than a
 	// socket buffer, an escaped slash, a repeated and an empty query
@@ -86,7 +132,7 @@ func testChain(t *testing.T, idp *IDP, tc chainCase) {
 		string(got.Body) != `{"charged":true,"path":"/charges/42/x"}` {
 		t.Fatalf("app A got %s, X-App %q; want app B's 201 unchanged", got, got.Header.Get("X-App"))
 	}
-	reqs := appB.Requests()
+	reqs = appB.Requests()
 	if len(reqs) != 1 {
 		t.Fatalf("app B saw %d requests, want 1", len(reqs))
 	}
@@ -110,42 +156,27 @@ func testChain(t *testing.T, idp *IDP, tc chainCase) {
 	}
 	checkIdentity(t, seen, idp.Issuer, tc.client, tc.grantedScopes)
 
-	// Many concurrent calls: each reaches app B with its own body and
-	// query, and A asked the provider for one token in all.
-	const n = 50
-	var wg sync.WaitGroup
-	errs := make(chan string, n)
-	for i := range n {
-		wg.Go(func() {
-			r, err := tryCall(http.MethodPost, fmt.Sprintf("%s/payments/charges/%d?i=%d", a.Addrs.OutboundURL(), i, i),
-				[]byte("call-"+strconv.Itoa(i)), map[string]string{"X-Request-Id": "c-" + strconv.Itoa(i)})
-			switch {
-			case err != nil:
-				errs <- err.Error()
-			case r.Status != http.StatusCreated:
-				errs <- r.String()
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Errorf("concurrent call: %s", e)
-	}
-	reqs = appB.Requests()[1:]
-	if len(reqs) != n {
-		t.Fatalf("app B saw %d concurrent calls, want %d", len(reqs), n)
-	}
-	seenIdx := map[string]bool{}
-	for _, r := range reqs {
-		i := strings.TrimPrefix(r.RawQuery, "i=")
-		if r.Path != "/charges/"+i || string(r.Body) != "call-"+i || r.Header.Get("X-Request-Id") != "c-"+i || seenIdx[i] {
-			t.Errorf("app B saw %s %s with body %q and request id %q: calls mixed up", r.Method, r.RequestURI, r.Body, r.Header.Get("X-Request-Id"))
+	// What the provider got: one client-credentials request for the
+	// resource and scopes, authenticated the configured way.
+	if tap != nil {
+		treqs := tap.Requests()
+		if len(treqs) != 1 {
+			t.Errorf("the provider got %d token requests for %d calls, want 1", len(treqs), n+1)
 		}
-		seenIdx[i] = true
-		checkIdentity(t, r, idp.Issuer, tc.client, tc.grantedScopes)
+		for _, tr := range treqs {
+			f := tr.Form
+			if f.Get("grant_type") != "client_credentials" || f.Get("resource") != tc.resource ||
+				scopeSet(f.Get("scope")) != scopeSet(tc.grantedScopes) {
+				t.Errorf("token request form %v, want client_credentials for %s with scope %q", f, tc.resource, tc.grantedScopes)
+			}
+			basic := tr.BasicUser == tc.client && !f.Has("client_secret")
+			post := tr.BasicUser == "" && f.Get("client_id") == tc.client && f.Get("client_secret") == tc.secret
+			if (tc.method == "client_secret_basic" && !basic) || (tc.method == "client_secret_post" && !post) {
+				t.Errorf("token request authenticated with basic user %q and form client_id %q (secret in form: %v), want %s",
+					tr.BasicUser, f.Get("client_id"), f.Has("client_secret"), tc.method)
+			}
+		}
 	}
-
 	am, bm := scrape(t, a.Addrs.AdminURL()), scrape(t, b.Addrs.AdminURL())
 	if ok, bad := sumMetric(am, "authsidecar_token_fetches_total", "route", "payments", "result", "success"),
 		sumMetric(am, "authsidecar_token_fetches_total", "route", "payments", "result", "error"); ok != 1 || bad != 0 {
@@ -178,7 +209,7 @@ func TestRealTokensForAnotherAudienceOrScopeNeverReachTheApp(t *testing.T) {
 	idp := startIDP(t, chainIDPConfig())
 	appB := startApp(t)
 	b := startInbound(t, idp, paymentsRS, "payments:write", appB, nil)
-	a := startOutbound(t, idp, readerClient, readerSecret, "client_secret_basic", false,
+	a := startOutbound(t, idp, readerClient, readerSecret, "client_secret_basic", "",
 		outboundRoute{Name: "reader", URL: b.Addrs.InboundURL(), Resource: paymentsRS, Scopes: "payments:read"},
 		outboundRoute{Name: "elsewhere", URL: b.Addrs.InboundURL(), Resource: otherAPI, Scopes: "payments:read"},
 	)

@@ -138,7 +138,7 @@ func TestIDPOutageKeepsLoadedKeysAndCachedTokens(t *testing.T) {
 	idp := startIDP(t, chainIDPConfig())
 	appB := startApp(t)
 	b := startInbound(t, idp, paymentsRS, "payments:write", appB, nil)
-	a := startOutbound(t, idp, basicClient, basicSecret, "client_secret_basic", false, outboundRoute{
+	a := startOutbound(t, idp, basicClient, basicSecret, "client_secret_basic", "", outboundRoute{
 		Name: "payments", URL: b.Addrs.InboundURL(), Resource: paymentsRS, Scopes: "payments:read payments:write",
 	})
 	b.WaitReady(t, b.Addrs.AdminURL())
@@ -237,7 +237,7 @@ func TestIssuerUnreachableAtStartThenComingUp(t *testing.T) {
 
 	appB := startApp(t)
 	b := startInbound(t, idp, paymentsRS, "payments:write", appB, nil)
-	a := startOutbound(t, idp, postClient, postSecret, "client_secret_post", false, outboundRoute{
+	a := startOutbound(t, idp, postClient, postSecret, "client_secret_post", "", outboundRoute{
 		Name: "payments", URL: b.Addrs.InboundURL(), Resource: paymentsRS, Scopes: "payments:write",
 	})
 	for _, admin := range []string{b.Addrs.AdminURL(), a.Addrs.AdminURL()} {

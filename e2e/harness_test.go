@@ -11,12 +11,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,9 +56,23 @@ func testMain(m *testing.M) int {
 		banner("E2E FAILED: " + err.Error())
 		return 1
 	}
+	raiseDefaultParallelism()
 	code := m.Run()
 	removeSidecarBinary()
 	return code
+}
+
+// raiseDefaultParallelism runs up to max(4, 2×GOMAXPROCS) parallel tests
+// at once unless -test.parallel was given: the scenarios spend most of
+// their time waiting (on child processes, cool-downs, back-offs), not
+// computing, and the default of GOMAXPROCS leaves a small machine idle.
+func raiseDefaultParallelism() {
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		_ = flag.Set("test.parallel", strconv.Itoa(max(4, 2*runtime.GOMAXPROCS(0))))
+	}
 }
 
 func banner(msg string) {

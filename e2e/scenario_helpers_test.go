@@ -10,10 +10,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,9 +100,9 @@ type outboundSidecar struct {
 }
 
 // startOutbound starts sidecar A as client (secret, method), with routes.
-// With tokenURL the token endpoint is configured, otherwise found by
-// discovery. It does not wait for readiness.
-func startOutbound(t testing.TB, idp *IDP, client, secret, method string, tokenURL bool, routes ...outboundRoute) *outboundSidecar {
+// Its token endpoint is tokenURL, or found by discovery of the provider
+// when tokenURL is empty. It does not wait for readiness.
+func startOutbound(t testing.TB, idp *IDP, client, secret, method, tokenURL string, routes ...outboundRoute) *outboundSidecar {
 	t.Helper()
 	addrs := freeSidecarAddrs(t)
 	env := mergeEnv(addrs.Env(), map[string]string{
@@ -106,8 +111,8 @@ func startOutbound(t testing.TB, idp *IDP, client, secret, method string, tokenU
 		"AUTHSIDECAR_OUTBOUND_AUTH_METHOD":   method,
 		"AUTHSIDECAR_LOG_LEVEL":              "debug",
 	})
-	if tokenURL {
-		env["AUTHSIDECAR_OUTBOUND_TOKEN_URL"] = idp.TokenURL()
+	if tokenURL != "" {
+		env["AUTHSIDECAR_OUTBOUND_TOKEN_URL"] = tokenURL
 	} else {
 		env["AUTHSIDECAR_OUTBOUND_ISSUER"] = idp.Issuer
 	}
@@ -125,6 +130,63 @@ func startOutbound(t testing.TB, idp *IDP, client, secret, method string, tokenU
 	}
 	env["AUTHSIDECAR_OUTBOUND_ROUTES"] = strings.Join(names, ",")
 	return &outboundSidecar{Sidecar: startSidecar(t, env), Addrs: addrs}
+}
+
+// tokenTap is a reverse proxy in front of the provider's token endpoint:
+// it records every token request the provider gets through it, and holds
+// each back for delay first, so that callers pile up behind a fetch.
+type tokenTap struct {
+	*httptest.Server
+	delay time.Duration
+
+	mu   sync.Mutex
+	seen []tokenRequest
+}
+
+// tokenRequest is a token request as the provider got it.
+type tokenRequest struct {
+	BasicUser string // client id in the Authorization header, if any
+	Form      url.Values
+}
+
+func startTokenTap(t testing.TB, idp *IDP, delay time.Duration) *tokenTap {
+	t.Helper()
+	target, err := url.Parse(idp.Issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap := &tokenTap{delay: delay}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	tap.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			body, err := readAllLimited(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			form, _ := url.ParseQuery(string(body))
+			user, _, _ := r.BasicAuth()
+			user, _ = url.QueryUnescape(user)
+			tap.mu.Lock()
+			tap.seen = append(tap.seen, tokenRequest{BasicUser: user, Form: form})
+			tap.mu.Unlock()
+			time.Sleep(tap.delay)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(tap.Close)
+	return tap
+}
+
+// TokenURL is the tapped token endpoint.
+func (tap *tokenTap) TokenURL() string { return tap.URL + "/token" }
+
+// Requests returns the token requests seen so far.
+func (tap *tokenTap) Requests() []tokenRequest {
+	tap.mu.Lock()
+	defer tap.mu.Unlock()
+	return append([]tokenRequest(nil), tap.seen...)
 }
 
 // reply is an answer as a caller saw it.
