@@ -36,22 +36,24 @@ type General struct {
 
 // Inbound configures token verification in front of the app.
 type Inbound struct {
-	Listen         string        `env:"LISTEN" envDefault:":8000"`
-	Upstream       url.URL       `env:"UPSTREAM" envDefault:"http://127.0.0.1:8080"`
-	Issuers        List          `env:"ISSUERS"`
-	JWKSURL        string        `env:"JWKS_URL"`
-	JWKSRefresh    time.Duration `env:"JWKS_REFRESH_INTERVAL" envDefault:"10m"`
-	Audiences      List          `env:"AUDIENCES"`
-	Algorithms     List          `env:"ALGORITHMS" envDefault:"RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"`
-	ClockSkew      time.Duration `env:"CLOCK_SKEW" envDefault:"30s"`
-	RequiredScopes Set           `env:"REQUIRED_SCOPES"`
-	AllowedClients List          `env:"ALLOWED_CLIENTS"`
-	PublicPaths    List          `env:"PUBLIC_PATHS"`
-	ForwardToken   bool          `env:"FORWARD_TOKEN" envDefault:"false"`
-	TLSCertFile    string        `env:"TLS_CERT_FILE"`
-	TLSKeyFile     string        `env:"TLS_KEY_FILE"`
-	ClientCAFile   string        `env:"CLIENT_CA_FILE"`
-	TokenCacheSize int           `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
+	Listen             string        `env:"LISTEN" envDefault:":8000"`
+	Upstream           url.URL       `env:"UPSTREAM" envDefault:"http://127.0.0.1:8080"`
+	Issuers            List          `env:"ISSUERS"`
+	JWKSURL            string        `env:"JWKS_URL"`
+	JWKSRefresh        time.Duration `env:"JWKS_REFRESH_INTERVAL" envDefault:"10m"`
+	Audiences          List          `env:"AUDIENCES"`
+	Algorithms         List          `env:"ALGORITHMS" envDefault:"RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"`
+	ClockSkew          time.Duration `env:"CLOCK_SKEW" envDefault:"30s"`
+	RequiredScopes     Set           `env:"REQUIRED_SCOPES"`
+	AllowedClients     List          `env:"ALLOWED_CLIENTS"`
+	PublicPaths        List          `env:"PUBLIC_PATHS"`
+	ForwardToken       bool          `env:"FORWARD_TOKEN" envDefault:"false"`
+	TLSCertFile        string        `env:"TLS_CERT_FILE"`
+	TLSKeyFile         string        `env:"TLS_KEY_FILE"`
+	ClientCAFile       string        `env:"CLIENT_CA_FILE"`
+	ClientAllowedSANs  List          `env:"CLIENT_ALLOWED_SANS"`
+	RequireBoundTokens bool          `env:"REQUIRE_BOUND_TOKENS" envDefault:"false"`
+	TokenCacheSize     int           `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
 	// Introspection (RFC 7662) is on when IntrospectionClientID is set.
 	IntrospectionClientID         string        `env:"INTROSPECTION_CLIENT_ID"`
 	IntrospectionClientSecret     Secret        `env:"INTROSPECTION_CLIENT_SECRET"`
@@ -66,21 +68,22 @@ func (in Inbound) Enabled() bool { return len(in.Issuers) > 0 }
 
 // Outbound configures the token source behind the app's outbound calls.
 type Outbound struct {
-	Listen           string        `env:"LISTEN" envDefault:"127.0.0.1:4000"`
-	AllowRemote      bool          `env:"ALLOW_REMOTE" envDefault:"false"`
-	Routes           List          `env:"ROUTES"`
-	Issuer           string        `env:"ISSUER"`
-	TokenURL         string        `env:"TOKEN_URL"`
-	ClientID         string        `env:"CLIENT_ID"`
-	ClientSecret     Secret        `env:"CLIENT_SECRET"`
-	ClientSecretFile string        `env:"CLIENT_SECRET_FILE"`
-	AuthMethod       string        `env:"AUTH_METHOD" envDefault:"client_secret_basic"`
-	PrivateKeyFile   string        `env:"PRIVATE_KEY_FILE"`
-	PrivateKeyID     string        `env:"PRIVATE_KEY_ID"`
-	TLSCAFile        string        `env:"TLS_CA_FILE"`
-	TLSCertFile      string        `env:"TLS_CERT_FILE"`
-	TLSKeyFile       string        `env:"TLS_KEY_FILE"`
-	TokenTimeout     time.Duration `env:"TOKEN_TIMEOUT" envDefault:"10s"`
+	Listen              string        `env:"LISTEN" envDefault:"127.0.0.1:4000"`
+	AllowRemote         bool          `env:"ALLOW_REMOTE" envDefault:"false"`
+	Routes              List          `env:"ROUTES"`
+	Issuer              string        `env:"ISSUER"`
+	TokenURL            string        `env:"TOKEN_URL"`
+	ClientID            string        `env:"CLIENT_ID"`
+	ClientSecret        Secret        `env:"CLIENT_SECRET"`
+	ClientSecretFile    string        `env:"CLIENT_SECRET_FILE"`
+	AuthMethod          string        `env:"AUTH_METHOD" envDefault:"client_secret_basic"`
+	PrivateKeyFile      string        `env:"PRIVATE_KEY_FILE"`
+	PrivateKeyID        string        `env:"PRIVATE_KEY_ID"`
+	ClientAssertionFile string        `env:"CLIENT_ASSERTION_FILE"`
+	TLSCAFile           string        `env:"TLS_CA_FILE"`
+	TLSCertFile         string        `env:"TLS_CERT_FILE"`
+	TLSKeyFile          string        `env:"TLS_KEY_FILE"`
+	TokenTimeout        time.Duration `env:"TOKEN_TIMEOUT" envDefault:"10s"`
 }
 
 // Enabled reports whether the outbound direction runs.

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -22,8 +23,10 @@ var SafeAlgorithms = map[string]bool{
 }
 
 // AuthMethods are the client authentication methods of the outbound token
-// request.
-var AuthMethods = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth"}
+// request. client_assertion_file is ours: it sends a JWT someone else
+// signed (a projected service-account token) the way private_key_jwt sends
+// one the sidecar signs.
+var AuthMethods = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth", "client_assertion_file"}
 
 func (c *Config) validate(p *problems, environ map[string]string) {
 	c.General.validate(p)
@@ -40,7 +43,8 @@ func (c *Config) validate(p *problems, environ map[string]string) {
 		}
 	}
 	if c.Outbound.Enabled() {
-		c.Outbound.validate(p)
+		implied := c.Outbound.chooseAuthMethod(environ)
+		c.Outbound.validate(p, implied)
 		c.validateRoutes(p)
 	}
 }
@@ -111,6 +115,12 @@ func (in Inbound) validate(p *problems) {
 	if in.TokenCacheSize < 0 {
 		p.add(v+"TOKEN_CACHE_SIZE", "must not be negative, got %d", in.TokenCacheSize)
 	}
+	if len(in.ClientAllowedSANs) > 0 && in.ClientCAFile == "" {
+		p.add(v+"CLIENT_ALLOWED_SANS", "needs %sCLIENT_CA_FILE: only verified certificates have trusted SANs", v)
+	}
+	if in.RequireBoundTokens && in.ClientCAFile == "" {
+		p.add(v+"REQUIRE_BOUND_TOKENS", "needs %sCLIENT_CA_FILE: a bound token is checked against the client certificate", v)
+	}
 	if in.ClientCAFile != "" && in.TLSCertFile == "" {
 		p.add(v+"CLIENT_CA_FILE", "needs %sTLS_CERT_FILE and %sTLS_KEY_FILE: mTLS is served over TLS", v, v)
 	}
@@ -147,7 +157,7 @@ func (in Inbound) validateIntrospection(p *problems) {
 	}
 }
 
-func (out Outbound) validate(p *problems) {
+func (out Outbound) validate(p *problems, impliedAuth bool) {
 	const v = Prefix + "OUTBOUND_"
 	checkListen(p, v+"LISTEN", out.Listen)
 	if !out.AllowRemote && !isLoopback(out.Listen) {
@@ -176,7 +186,7 @@ func (out Outbound) validate(p *problems) {
 	if out.ClientID == "" {
 		p.add(v+"CLIENT_ID", "is required when %sROUTES is set", v)
 	}
-	out.validateAuth(p)
+	out.validateAuth(p, impliedAuth)
 	if (out.TLSCertFile == "") != (out.TLSKeyFile == "") {
 		p.add(v+"TLS_KEY_FILE", "%sTLS_CERT_FILE and %sTLS_KEY_FILE must be set together", v, v)
 	}
@@ -185,7 +195,22 @@ func (out Outbound) validate(p *problems) {
 	}
 }
 
-func (out Outbound) validateAuth(p *problems) {
+// chooseAuthMethod makes AUTHSIDECAR_OUTBOUND_CLIENT_ASSERTION_FILE select
+// client_assertion_file when AUTH_METHOD is unset, so that the loaded
+// configuration, and `authsidecar check`, show the method in use. It
+// reports whether it did.
+func (out *Outbound) chooseAuthMethod(environ map[string]string) bool {
+	if out.ClientAssertionFile == "" || environ[Prefix+"OUTBOUND_AUTH_METHOD"] != "" {
+		return false
+	}
+	out.AuthMethod = "client_assertion_file"
+	return true
+}
+
+// validateAuth checks that the method has its credential and, through
+// checkUnusedCredentials, that no other credential is set: one left over
+// means the operator expects a method other than the one configured.
+func (out Outbound) validateAuth(p *problems, implied bool) {
 	const v = Prefix + "OUTBOUND_"
 	switch out.AuthMethod {
 	case "client_secret_basic", "client_secret_post":
@@ -195,12 +220,53 @@ func (out Outbound) validateAuth(p *problems) {
 		case out.ClientSecret != "" && out.ClientSecretFile != "":
 			p.add(v+"CLIENT_SECRET_FILE", "set %sCLIENT_SECRET or %sCLIENT_SECRET_FILE, not both", v, v)
 		}
-	case "private_key_jwt", "tls_client_auth":
-		// Named by SPEC and planned; refused here, with exit 2, rather
-		// than at the first token fetch.
-		p.add(v+"AUTH_METHOD", "%s is not supported by this version yet; use client_secret_basic or client_secret_post", out.AuthMethod)
+	case "private_key_jwt":
+		if out.PrivateKeyFile == "" {
+			p.add(v+"PRIVATE_KEY_FILE", "is required when %sAUTH_METHOD is private_key_jwt", v)
+		}
+	case "tls_client_auth":
+		if out.TLSCertFile == "" {
+			p.add(v+"TLS_CERT_FILE", "is required when %sAUTH_METHOD is tls_client_auth: the token endpoint identifies the client by its certificate", v)
+		}
+		for _, e := range [][2]string{{"ISSUER", out.Issuer}, {"TOKEN_URL", out.TokenURL}} {
+			if u, err := url.Parse(e[1]); err == nil && u.Scheme == "http" {
+				p.add(v+e[0], "must be https when %sAUTH_METHOD is tls_client_auth: the client certificate is presented only over TLS; got %q", v, e[1])
+			}
+		}
+	case "client_assertion_file":
+		if out.ClientAssertionFile == "" {
+			p.add(v+"CLIENT_ASSERTION_FILE", "is required when %sAUTH_METHOD is client_assertion_file", v)
+		}
 	default:
 		p.add(v+"AUTH_METHOD", "want one of %s, got %q", strings.Join(AuthMethods, ", "), out.AuthMethod)
+		return
+	}
+	out.checkUnusedCredentials(p, implied)
+}
+
+func (out Outbound) checkUnusedCredentials(p *problems, implied bool) {
+	const v = Prefix + "OUTBOUND_"
+	secret := []string{"client_secret_basic", "client_secret_post"}
+	for _, c := range []struct {
+		name    string
+		set     bool
+		methods []string // those that send it
+	}{
+		{"CLIENT_SECRET", out.ClientSecret != "", secret},
+		{"CLIENT_SECRET_FILE", out.ClientSecretFile != "", secret},
+		{"PRIVATE_KEY_FILE", out.PrivateKeyFile != "", []string{"private_key_jwt"}},
+		{"PRIVATE_KEY_ID", out.PrivateKeyID != "", []string{"private_key_jwt"}},
+		{"CLIENT_ASSERTION_FILE", out.ClientAssertionFile != "", []string{"client_assertion_file"}},
+	} {
+		switch {
+		case !c.set || slices.Contains(c.methods, out.AuthMethod):
+		case implied:
+			p.add(v+c.name, "is set, but so is %sCLIENT_ASSERTION_FILE, with which the client authenticates alone: remove one of them", v)
+		case c.name == "CLIENT_ASSERTION_FILE":
+			p.add(v+c.name, "is set, but %sAUTH_METHOD=%s does not send it: leave %sAUTH_METHOD unset to authenticate with the file, or remove it", v, out.AuthMethod, v)
+		default:
+			p.add(v+c.name, "is set, but %sAUTH_METHOD=%s does not use it: remove it, or set %sAUTH_METHOD to %s", v, out.AuthMethod, v, strings.Join(c.methods, " or "))
+		}
 	}
 }
 

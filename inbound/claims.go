@@ -22,6 +22,17 @@ type claims struct {
 	AZP       string       `json:"azp"`
 	AppID     string       `json:"appid"`
 	CID       string       `json:"cid"`
+	// Cnf binds the token to a client certificate (RFC 8705).
+	Cnf *struct {
+		X5tS256 string `json:"x5t#S256"`
+	} `json:"cnf"`
+}
+
+func (c *claims) certThumbprint() string {
+	if c.Cnf == nil {
+		return ""
+	}
+	return c.Cnf.X5tS256
 }
 
 // clientID is the caller's client id: the first present of client_id (RFC

@@ -51,6 +51,8 @@ type HandlerOptions struct {
 	Logger       *slog.Logger
 	// AccessLog logs one line per request at info level.
 	AccessLog bool
+	// ClientCerts is what is asked of TLS client certificates (mTLS).
+	ClientCerts ClientCertPolicy
 }
 
 // Handler is the inbound http.Handler.
@@ -131,6 +133,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve answers r and returns its result label.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	stripIdentityHeaders(r.Header)
+	cert := clientCert(r)
+	if rej := h.opts.ClientCerts.check(cert); rej != nil {
+		return h.refuse(w, r, rej)
+	}
+	if cert != nil {
+		setCertHeaders(r.Header, cert)
+	}
 	if h.isPublic(r.URL.Path) {
 		if !h.opts.ForwardToken {
 			r.Header.Del("Authorization")
@@ -159,6 +168,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 		}
 		proxy.WriteError(w, http.StatusServiceUnavailable, "temporarily_unavailable", desc)
 		return metrics.ResultUnavailable
+	}
+	if rej := h.opts.ClientCerts.checkBinding(id, cert); rej != nil {
+		return h.refuse(w, r, rej)
 	}
 	if rej := h.opts.Policy.Check(id); rej != nil {
 		return h.refuse(w, r, rej)

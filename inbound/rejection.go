@@ -39,6 +39,7 @@ var descriptions = map[string]string{
 	ReasonInsufficientScope:   "the token lacks a required scope",
 	ReasonClientNotAllowed:    "the calling client is not allowed",
 	ReasonInactive:            "the token is not active",
+	ReasonCertificateMismatch: "the token is bound to another client certificate",
 }
 
 // Rejection is a refused token: why, and the detail for the debug log.

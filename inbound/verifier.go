@@ -23,6 +23,8 @@ type Identity struct {
 	// Claims is the token's verified JSON payload, for rules that read
 	// claims beyond the ones above.
 	Claims []byte
+	// CertThumbprint is the cnf.x5t#S256 of a certificate-bound token.
+	CertThumbprint string
 	// introspected is set when the authorization server vouched for the
 	// token, which then needs no second introspection.
 	introspected bool
@@ -172,6 +174,8 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, error) {
 		Audience: c.Audience,
 		Expiry:   c.Expiry.Time,
 		Claims:   payload,
+
+		CertThumbprint: c.certThumbprint(),
 	}
 	if v.cache != nil {
 		v.cache.put(raw, &cacheEntry{identity: id, claims: c, keys: iss.keys, generation: generation,
@@ -223,6 +227,7 @@ func (v *Verifier) verifyOpaque(ctx context.Context, raw string) (*Identity, err
 	return &Identity{
 		Subject: c.Subject, Issuer: c.Issuer, ClientID: c.clientID(), Scopes: c.scopes(),
 		Audience: c.Audience, Expiry: c.Expiry.Time, Claims: a.raw, introspected: true,
+		CertThumbprint: c.certThumbprint(),
 	}, nil
 }
 

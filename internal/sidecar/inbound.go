@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -70,12 +71,22 @@ func (s *sidecar) buildInbound() error {
 		Metrics:      s.metrics,
 		Logger:       s.log,
 		AccessLog:    s.cfg.General.AccessLog,
+		ClientCerts: inbound.ClientCertPolicy{
+			Required:           in.ClientCAFile != "",
+			AllowedSANs:        in.ClientAllowedSANs,
+			RequireBoundTokens: in.RequireBoundTokens,
+		},
 	})
 	opts := s.serverOptions()
 	if in.TLSCertFile != "" {
 		tlsConf, err := proxy.ServerTLS(in.TLSCertFile, in.TLSKeyFile, in.ClientCAFile)
 		if err != nil {
 			return fmt.Errorf("inbound: %sINBOUND_TLS_CERT_FILE: %w", config.Prefix, err)
+		}
+		if tlsConf.ClientCAs != nil {
+			// Chains are verified in the handshake; a missing certificate is
+			// refused by the handler with 403, an answer callers can read.
+			tlsConf.ClientAuth = tls.VerifyClientCertIfGiven
 		}
 		opts.TLS = tlsConf
 	}
