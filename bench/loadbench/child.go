@@ -1,0 +1,291 @@
+package loadbench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/authsidecar/authsidecar/proxy"
+)
+
+// Environment variables that turn the loadbench executable (or a test
+// binary that calls ChildMain) into one of the benchmark's servers.
+const (
+	EnvRole     = "LOADBENCH_ROLE" // "app" or "bare-proxy"
+	EnvListen   = "LOADBENCH_LISTEN"
+	EnvUpstream = "LOADBENCH_UPSTREAM"
+	// EnvBufferPool set to 1 gives the bare proxy a pool of copy buffers.
+	EnvBufferPool = "LOADBENCH_BUFFER_POOL"
+)
+
+// Roles a child process can play.
+const (
+	RoleApp       = "app"
+	RoleBareProxy = "bare-proxy"
+)
+
+// AppBody is what the app answers, with status 200.
+const AppBody = "hello from the app\n"
+
+// ChildMain serves as the app or the bare proxy and exits when EnvRole is
+// set; otherwise it returns at once. Call it first thing in main (and in
+// TestMain), so that the benchmark can start its servers by running its
+// own executable again.
+func ChildMain() {
+	role := os.Getenv(EnvRole)
+	if role == "" {
+		return
+	}
+	err := Serve(role, os.Getenv(EnvListen), os.Getenv(EnvUpstream), os.Getenv(EnvBufferPool) == "1", os.Stdin, os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadbench", role+":", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// AppHandler is the app: 200 with a short body, nothing else.
+func AppHandler() http.Handler {
+	body := []byte(AppBody)
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+		_, _ = w.Write(body)
+	})
+}
+
+// BareProxy is the baseline: an httputil.ReverseProxy to upstream that
+// sets X-Forwarded-* as any proxy would, with the sidecar's own transport
+// (proxy.NewTransport: the same keep-alive pool, 256 idle connections per
+// host) so the comparison is about what the sidecar adds, not about pool
+// sizes. With bufferPool it also recycles its 32 KiB copy buffers, as the
+// sidecar does; without, httputil allocates one per request.
+func BareProxy(upstream *url.URL, bufferPool bool) http.Handler {
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(upstream)
+			pr.SetXForwarded()
+		},
+		Transport: proxy.NewTransport(5*time.Second, 0),
+	}
+	if bufferPool {
+		rp.BufferPool = &copyBuffers{pool: sync.Pool{New: func() any { return new([32 << 10]byte) }}}
+	}
+	return rp
+}
+
+// copyBuffers is an httputil.BufferPool over a sync.Pool of arrays (an
+// array pointer, unlike a slice, goes into the pool without allocating).
+type copyBuffers struct{ pool sync.Pool }
+
+func (p *copyBuffers) Get() []byte { return p.pool.Get().(*[32 << 10]byte)[:] }
+
+func (p *copyBuffers) Put(b []byte) {
+	if cap(b) == 32<<10 {
+		p.pool.Put((*[32 << 10]byte)(b[:32<<10]))
+	}
+}
+
+// Serve runs the server for role on listen (default 127.0.0.1:0), prints
+// "listening ADDR" on ready, and serves until stop reaches EOF (the parent
+// closed the pipe or died).
+func Serve(role, listen, upstream string, bufferPool bool, stop io.Reader, ready io.Writer) error {
+	var h http.Handler
+	switch role {
+	case RoleApp:
+		h = AppHandler()
+	case RoleBareProxy:
+		u, err := url.Parse(upstream)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("bad upstream %q", upstream)
+		}
+		h = BareProxy(u, bufferPool)
+	default:
+		return fmt.Errorf("unknown role %q", role)
+	}
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if _, err := fmt.Fprintf(ready, "listening %s\n", ln.Addr()); err != nil {
+		return err
+	}
+	go func() {
+		_, _ = io.Copy(io.Discard, stop)
+		errc <- nil
+	}()
+	err = <-errc
+	_ = srv.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Process is a child process of the benchmark.
+type Process struct {
+	Name string
+	Cmd  *exec.Cmd
+	// Addr is where it listens, for the app and the bare proxy.
+	Addr  string
+	stdin io.WriteCloser
+	done  chan struct{}
+	err   error
+}
+
+// PID returns the process id.
+func (p *Process) PID() int { return p.Cmd.Process.Pid }
+
+// Exited is closed when the process has exited.
+func (p *Process) Exited() <-chan struct{} { return p.done }
+
+// Stop ends the process: SIGTERM (and closed stdin), then SIGKILL after
+// grace. It returns once the process is gone.
+func (p *Process) Stop(grace time.Duration) {
+	if p.stdin != nil {
+		_ = p.stdin.Close()
+	}
+	_ = p.Cmd.Process.Signal(terminate)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.Cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func start(name string, cmd *exec.Cmd) (*Process, error) {
+	p := &Process{Name: name, Cmd: cmd, done: make(chan struct{})}
+	setParentDeathSignal(cmd)
+	if cmd.Stderr == nil {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// StartChild runs self (the loadbench executable, or a test binary that
+// calls ChildMain) as role and waits for it to listen.
+func StartChild(ctx context.Context, self []string, role, upstream string, env []string) (*Process, error) {
+	cmd := exec.Command(self[0], self[1:]...)
+	cmd.Env = append(env, EnvRole+"="+role, EnvListen+"=127.0.0.1:0", EnvUpstream+"="+upstream)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	p, err := start(role, cmd)
+	if err != nil {
+		return nil, err
+	}
+	p.stdin = stdin
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	select {
+	case line, ok := <-lines:
+		addr, found := strings.CutPrefix(line, "listening ")
+		if !ok || !found {
+			p.Stop(time.Second)
+			return nil, fmt.Errorf("%s did not start: %q (%v)", role, line, p.err)
+		}
+		p.Addr = addr
+		return p, nil
+	case <-ctx.Done():
+		p.Stop(time.Second)
+		return nil, fmt.Errorf("%s did not start: %w", role, ctx.Err())
+	}
+}
+
+// StartSidecar runs the authsidecar binary with env and waits until its
+// admin endpoint says it is ready.
+func StartSidecar(ctx context.Context, binary string, env []string, adminAddr string) (*Process, error) {
+	cmd := exec.Command(binary)
+	cmd.Env = env
+	cmd.Stdout = os.Stderr
+	p, err := start("authsidecar", cmd)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
+	defer client.CloseIdleConnections()
+	for {
+		resp, err := client.Get("http://" + adminAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		select {
+		case <-p.done:
+			return nil, fmt.Errorf("authsidecar exited before it was ready: %v", p.err)
+		case <-ctx.Done():
+			p.Stop(2 * time.Second)
+			return nil, fmt.Errorf("authsidecar not ready: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// FreePort returns a loopback address with a port free a moment ago.
+func FreePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// ChildEnv is the environment for a child: ours without AUTHSIDECAR_*,
+// LOADBENCH_* or GOMAXPROCS (set explicitly when asked), plus extra.
+func ChildEnv(gomaxprocs int, extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "AUTHSIDECAR_") || strings.HasPrefix(kv, "LOADBENCH_") || strings.HasPrefix(kv, "GOMAXPROCS=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	if gomaxprocs > 0 {
+		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", gomaxprocs))
+	}
+	return append(env, extra...)
+}

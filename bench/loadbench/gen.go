@@ -1,0 +1,226 @@
+package loadbench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Target is what a load run sends: GET URL, with an Authorization header
+// taken from Tokens (none when empty; the same one when one; in turn
+// across all workers when several, so every token is used about equally).
+type Target struct {
+	URL    string
+	Tokens []string
+}
+
+// Result is what one load run measured.
+type Result struct {
+	// OK counts 2xx responses; only they are in the histogram and RPS.
+	OK uint64
+	// Failed counts transport errors and non-2xx responses.
+	Failed uint64
+	// FirstFailure describes one failure, to make a broken case obvious.
+	FirstFailure string
+	// Dropped counts open-loop arrivals that found the queue full (the
+	// generator could not keep up); they were never sent.
+	Dropped uint64
+	// Elapsed is the wall time from the first request to the last answer.
+	Elapsed time.Duration
+	Hist    *Histogram
+}
+
+// RPS is successful requests per second.
+func (r *Result) RPS() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.OK) / r.Elapsed.Seconds()
+}
+
+// NewClient returns the load generator's client: keep-alive with enough
+// idle connections per host for every worker, no proxy from the
+// environment, no compression, bounded in time.
+func NewClient(workers int, timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			MaxIdleConns:        2 * workers,
+			MaxIdleConnsPerHost: 2 * workers,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+	}
+}
+
+// worker sends requests for one goroutine, reusing one *http.Request (net/http
+// allows it once the previous response body is closed).
+type worker struct {
+	client  *http.Client
+	target  Target
+	req     *http.Request
+	next    int // index into target.Tokens
+	stride  int
+	hist    *Histogram
+	ok      uint64
+	failed  uint64
+	failure string
+}
+
+func newWorker(ctx context.Context, client *http.Client, t Target, id, workers int) (*worker, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL, nil)
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{client: client, target: t, req: req, stride: workers, hist: NewHistogram()}
+	if len(t.Tokens) > 0 {
+		w.next = id % len(t.Tokens)
+	}
+	return w, nil
+}
+
+// do sends one request and records its latency measured from start.
+func (w *worker) do(start time.Time) {
+	if n := len(w.target.Tokens); n > 0 {
+		w.req.Header["Authorization"] = []string{"Bearer " + w.target.Tokens[w.next]}
+		w.next = (w.next + w.stride) % n
+	}
+	resp, err := w.client.Do(w.req)
+	if err != nil {
+		w.fail(err.Error())
+		return
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	lat := time.Since(start)
+	switch {
+	case err != nil:
+		w.fail("reading the body: " + err.Error())
+	case resp.StatusCode/100 != 2:
+		w.fail(fmt.Sprintf("status %d", resp.StatusCode))
+	default:
+		w.ok++
+		w.hist.Record(lat)
+	}
+}
+
+func (w *worker) fail(msg string) {
+	w.failed++
+	if w.failure == "" {
+		w.failure = msg
+	}
+}
+
+func merge(workers []*worker, elapsed time.Duration) *Result {
+	r := &Result{Hist: NewHistogram(), Elapsed: elapsed}
+	for _, w := range workers {
+		r.OK += w.ok
+		r.Failed += w.failed
+		if r.FirstFailure == "" {
+			r.FirstFailure = w.failure
+		}
+		r.Hist.Merge(w.hist)
+	}
+	return r
+}
+
+// ClosedLoop runs workers that each send a request as soon as the previous
+// one is answered, for d or until maxRequests were sent, whichever comes
+// first. Its throughput is the most the system can serve at this
+// concurrency.
+func ClosedLoop(ctx context.Context, client *http.Client, t Target, workers int, d time.Duration, maxRequests int64) (*Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	ws := make([]*worker, workers)
+	for i := range ws {
+		w, err := newWorker(ctx, client, t, i, workers)
+		if err != nil {
+			return nil, err
+		}
+		ws[i] = w
+	}
+	var budget atomic.Int64
+	budget.Store(maxRequests)
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for _, w := range ws {
+		wg.Go(func() {
+			for ctx.Err() == nil && budget.Add(-1) >= 0 {
+				now := time.Now()
+				if !now.Before(deadline) {
+					return
+				}
+				w.do(now)
+			}
+		})
+	}
+	wg.Wait()
+	return merge(ws, time.Since(start)), ctx.Err()
+}
+
+// OpenLoop sends requests at a constant arrival rate for d, whatever the
+// answers' speed, from a pool of workers. Each request's latency counts from
+// the moment it was due, not from when a worker got to it, so a system that
+// falls behind shows it in the latencies (no coordinated omission). The
+// arrivals are released in batches every millisecond. An arrival that finds
+// the queue full is dropped and counted.
+func OpenLoop(ctx context.Context, client *http.Client, t Target, workers int, rate float64, d time.Duration) (*Result, error) {
+	if rate <= 0 {
+		return nil, fmt.Errorf("open loop: rate %v must be positive", rate)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	ws := make([]*worker, workers)
+	for i := range ws {
+		w, err := newWorker(ctx, client, t, i, workers)
+		if err != nil {
+			return nil, err
+		}
+		ws[i] = w
+	}
+	total := int64(rate * d.Seconds())
+	// Room for a quarter second of arrivals (at least one per worker): past
+	// that the generator is hopelessly behind and drops.
+	queue := make(chan time.Time, max(int(rate/4), workers))
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Go(func() {
+			for due := range queue {
+				if ctx.Err() != nil {
+					continue
+				}
+				w.do(due)
+			}
+		})
+	}
+	var dropped uint64
+	start := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	var sent int64
+	for sent < total && ctx.Err() == nil {
+		<-tick.C
+		due := min(int64(time.Since(start).Seconds()*rate), total)
+		for ; sent < due; sent++ {
+			at := start.Add(time.Duration(float64(sent) / rate * float64(time.Second)))
+			select {
+			case queue <- at:
+			default:
+				dropped++
+			}
+		}
+	}
+	tick.Stop()
+	close(queue)
+	wg.Wait()
+	r := merge(ws, time.Since(start))
+	r.Dropped = dropped
+	return r, ctx.Err()
+}

@@ -1,0 +1,284 @@
+package loadbench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything one run measured.
+type Report struct {
+	Started  time.Time   `json:"started"`
+	Settings Settings    `json:"settings"`
+	Sidecar  SidecarInfo `json:"sidecar"`
+	// Cases are the closed-loop cases (open loop when Settings.Rate > 0).
+	Cases []CaseResult `json:"cases"`
+	// OpenLoop is the half-rate latency comparison.
+	OpenLoop *OpenLoopReport `json:"open_loop,omitempty"`
+	Memory   *MemoryReport   `json:"sidecar_memory,omitempty"`
+	// OutboundTokenFetches counts token requests the sidecar made: one
+	// means the outbound case ran on the cached token.
+	OutboundTokenFetches int64 `json:"outbound_token_fetches"`
+}
+
+// Settings describe the run.
+type Settings struct {
+	NumCPU         int     `json:"num_cpu"`
+	GenGOMAXPROCS  int     `json:"loadgen_gomaxprocs"`
+	AppGOMAXPROCS  int     `json:"app_gomaxprocs,omitempty"`
+	ProxyGOMAXPROC int     `json:"proxy_gomaxprocs,omitempty"`
+	Concurrency    int     `json:"concurrency"`
+	OpenWorkers    int     `json:"open_loop_workers"`
+	DurationSec    float64 `json:"duration_seconds"`
+	WarmupSec      float64 `json:"warmup_seconds"`
+	Tokens         int     `json:"mixed_tokens"`
+	BareBufferPool bool    `json:"bare_buffer_pool"`
+	Rate           float64 `json:"rate,omitempty"`
+	GoVersion      string  `json:"go_version"`
+}
+
+func settingsOf(o Options) Settings {
+	return Settings{
+		NumCPU: runtime.NumCPU(), GenGOMAXPROCS: runtime.GOMAXPROCS(0),
+		AppGOMAXPROCS: o.AppProcs, ProxyGOMAXPROC: o.ProxyProcs,
+		Concurrency: o.Concurrency, OpenWorkers: o.OpenWorkers,
+		DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(),
+		Tokens: o.Tokens, BareBufferPool: o.BareBufferPool, Rate: o.Rate, GoVersion: runtime.Version(),
+	}
+}
+
+// SidecarInfo names the binary measured.
+type SidecarInfo struct {
+	Binary  string `json:"binary"`
+	Version string `json:"version"`
+}
+
+// CaseResult is one case's figures.
+type CaseResult struct {
+	Name         string  `json:"name"`
+	Title        string  `json:"title"`
+	Rate         float64 `json:"rate,omitempty"`
+	OK           uint64  `json:"ok"`
+	Failed       uint64  `json:"failed"`
+	FirstFailure string  `json:"first_failure,omitempty"`
+	Dropped      uint64  `json:"dropped,omitempty"`
+	ElapsedSec   float64 `json:"elapsed_seconds"`
+	RPS          float64 `json:"rps"`
+	P50Micros    float64 `json:"p50_us"`
+	P90Micros    float64 `json:"p90_us"`
+	P99Micros    float64 `json:"p99_us"`
+	P999Micros   float64 `json:"p999_us"`
+	MaxMicros    float64 `json:"max_us"`
+	// RatioToBare is RPS over the bare proxy's RPS in the same run (closed
+	// loop), 0 when the bare proxy did not run.
+	RatioToBare float64 `json:"ratio_to_bare,omitempty"`
+	// P99RatioToBare is P99 over the bare proxy's P99.
+	P99RatioToBare float64 `json:"p99_ratio_to_bare,omitempty"`
+	CPU            CPUUse  `json:"cpu"`
+	// CacheHitRatio is the share of the sidecar's verified-token cache
+	// lookups that hit during the timed run (inbound cases, when the
+	// sidecar exports the metric).
+	CacheHitRatio float64 `json:"cache_hit_ratio,omitempty"`
+	CacheLookups  float64 `json:"cache_lookups,omitempty"`
+}
+
+// CPUUse is the CPU time each process spent per successful request during
+// the timed run, and the cores all three kept busy on average.
+type CPUUse struct {
+	ProxyMicrosPerReq float64 `json:"proxy_us_per_req,omitempty"`
+	AppMicrosPerReq   float64 `json:"app_us_per_req"`
+	GenMicrosPerReq   float64 `json:"loadgen_us_per_req"`
+	CoresBusy         float64 `json:"cores_busy"`
+}
+
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func newCaseResult(name, title string, r *Result) *CaseResult {
+	return &CaseResult{
+		Name: name, Title: title, OK: r.OK, Failed: r.Failed, FirstFailure: r.FirstFailure,
+		Dropped: r.Dropped, ElapsedSec: r.Elapsed.Seconds(), RPS: r.RPS(),
+		P50Micros: micros(r.Hist.Percentile(0.50)), P90Micros: micros(r.Hist.Percentile(0.90)),
+		P99Micros: micros(r.Hist.Percentile(0.99)), P999Micros: micros(r.Hist.Percentile(0.999)),
+		MaxMicros: micros(r.Hist.Max()),
+	}
+}
+
+func cpuUse(before, after cpuSnapshot, r *Result, hasProxy bool) CPUUse {
+	if r.OK == 0 {
+		return CPUUse{}
+	}
+	per := func(d time.Duration) float64 { return micros(d) / float64(r.OK) }
+	u := CPUUse{
+		AppMicrosPerReq: per(after.app - before.app),
+		GenMicrosPerReq: per(after.gen - before.gen),
+	}
+	total := (after.app - before.app) + (after.gen - before.gen)
+	if hasProxy {
+		u.ProxyMicrosPerReq = per(after.proxy - before.proxy)
+		total += after.proxy - before.proxy
+	}
+	if r.Elapsed > 0 {
+		u.CoresBusy = total.Seconds() / r.Elapsed.Seconds()
+	}
+	return u
+}
+
+func (r *Report) find(name string) *CaseResult {
+	for i := range r.Cases {
+		if r.Cases[i].Name == name {
+			return &r.Cases[i]
+		}
+	}
+	return nil
+}
+
+func (r *Report) computeRatios() {
+	bare := r.find(CaseBare)
+	if bare == nil || bare.RPS == 0 {
+		return
+	}
+	for i := range r.Cases {
+		c := &r.Cases[i]
+		c.RatioToBare = c.RPS / bare.RPS
+		if bare.P99Micros > 0 {
+			c.P99RatioToBare = c.P99Micros / bare.P99Micros
+		}
+	}
+}
+
+// OpenLoopReport compares latencies at a rate neither proxy is saturated by.
+type OpenLoopReport struct {
+	Rate     float64 `json:"rate"`
+	Fraction float64 `json:"fraction_of_bare_max"`
+	// Cases are the bare proxy, then the sidecar inbound (one RS256 token).
+	Cases          []CaseResult `json:"cases"`
+	AddedP50Micros float64      `json:"added_p50_us"`
+	AddedP99Micros float64      `json:"added_p99_us"`
+}
+
+// MemoryReport is the sidecar's resident memory at three moments.
+type MemoryReport struct {
+	// Idle is after start-up (keys loaded), before any request.
+	Idle *Memory `json:"idle"`
+	// WithIdleConns is with IdleConns idle keep-alive connections open to
+	// the inbound port.
+	WithIdleConns *Memory `json:"with_idle_conns,omitempty"`
+	IdleConns     int     `json:"idle_conns"`
+	// AfterLoad is right after the last closed-loop case.
+	AfterLoad *Memory `json:"after_load,omitempty"`
+}
+
+// WriteJSON writes r as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+func fmtMicros(us float64) string {
+	switch {
+	case us <= 0:
+		return "-"
+	case us < 1000:
+		return fmt.Sprintf("%.0fµs", us)
+	case us < 100_000:
+		return fmt.Sprintf("%.2fms", us/1000)
+	default:
+		return fmt.Sprintf("%.0fms", us/1000)
+	}
+}
+
+func fmtRatio(x float64) string {
+	if x == 0 || math.IsNaN(x) || math.IsInf(x, 0) {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", x)
+}
+
+func fmtMiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func procs(n int) string {
+	if n <= 0 {
+		return "unset"
+	}
+	return fmt.Sprint(n)
+}
+
+// WriteTable writes r for people.
+func (r *Report) WriteTable(w io.Writer) error {
+	s := r.Settings
+	var b strings.Builder
+	fmt.Fprintf(&b, "authsidecar load benchmark, %s, sidecar %s\n", r.Started.Format(time.RFC3339), r.Sidecar.Version)
+	fmt.Fprintf(&b, "%d CPUs shared by the load generator (GOMAXPROCS %d), the proxy under test (%s) and the app (%s); %s\n",
+		s.NumCPU, s.GenGOMAXPROCS, procs(s.ProxyGOMAXPROC), procs(s.AppGOMAXPROCS), s.GoVersion)
+	if s.Rate > 0 {
+		fmt.Fprintf(&b, "open loop at %.0f req/s, %d workers, %gs warm-up + %gs timed per case\n\n", s.Rate, s.OpenWorkers, s.WarmupSec, s.DurationSec)
+	} else {
+		fmt.Fprintf(&b, "closed loop, %d connections, %gs warm-up + %gs timed per case\n\n", s.Concurrency, s.WarmupSec, s.DurationSec)
+	}
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "case\t  rps\t p50\t p99\t p99.9\t rps vs bare\t p99 vs bare\t proxy CPU/req\t app CPU/req\t cores busy\t cache hits\t failed\t")
+	for _, c := range r.Cases {
+		hits := "-"
+		if c.CacheLookups > 0 {
+			hits = fmt.Sprintf("%.1f%%", 100*c.CacheHitRatio)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%d\t\n", c.Name, c.RPS,
+			fmtMicros(c.P50Micros), fmtMicros(c.P99Micros), fmtMicros(c.P999Micros),
+			fmtRatio(c.RatioToBare), fmtRatio(c.P99RatioToBare),
+			fmtMicros(c.CPU.ProxyMicrosPerReq), fmtMicros(c.CPU.AppMicrosPerReq), c.CPU.CoresBusy, hits, c.Failed+c.Dropped)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, c := range r.Cases {
+		fmt.Fprintf(&b, "  %-18s %s\n", c.Name, c.Title)
+	}
+	if s.BareBufferPool {
+		b.WriteString("  (the bare proxy recycles its copy buffers, as the sidecar does)\n")
+	}
+	if ol := r.OpenLoop; ol != nil && len(ol.Cases) == 2 {
+		fmt.Fprintf(&b, "\nadded latency at %.0f req/s (%.0f%% of the bare proxy's max), open loop, %d workers:\n",
+			ol.Rate, 100*ol.Fraction, s.OpenWorkers)
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "case\t  rps\t p50\t p99\t p99.9\t max\t proxy CPU/req\t failed\t dropped\t")
+		for _, c := range ol.Cases {
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n", c.Name, c.RPS,
+				fmtMicros(c.P50Micros), fmtMicros(c.P99Micros), fmtMicros(c.P999Micros), fmtMicros(c.MaxMicros),
+				fmtMicros(c.CPU.ProxyMicrosPerReq), c.Failed, c.Dropped)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "sidecar inbound minus bare proxy: p50 %+.0fµs, p99 %+.0fµs\n", ol.AddedP50Micros, ol.AddedP99Micros)
+	}
+	if m := r.Memory; m != nil && m.Idle != nil {
+		fmt.Fprintf(&b, "\nsidecar memory (VmRSS): idle %s", fmtMiB(m.Idle.RSS))
+		if m.WithIdleConns != nil {
+			fmt.Fprintf(&b, "; with %d idle keep-alive connections %s (%+.1f KiB per connection)", m.IdleConns,
+				fmtMiB(m.WithIdleConns.RSS), float64(m.WithIdleConns.RSS-m.Idle.RSS)/1024/float64(m.IdleConns))
+		}
+		if m.AfterLoad != nil {
+			fmt.Fprintf(&b, "; right after the load %s (peak VmHWM %s)", fmtMiB(m.AfterLoad.RSS), fmtMiB(m.AfterLoad.HWM))
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "outbound token fetches during the run: %d\n", r.OutboundTokenFetches)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Self returns the command that runs this executable again as a child.
+func Self() ([]string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return []string{exe}, nil
+}
