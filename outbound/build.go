@@ -3,7 +3,6 @@ package outbound
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -66,7 +65,11 @@ func Build(ctx context.Context, cfg *config.Config, m *metrics.Metrics, logger *
 func BuildWithOptions(_ context.Context, cfg *config.Config, m *metrics.Metrics, logger *slog.Logger, opts Options) (*Outbound, error) {
 	m, logger = orNewMetrics(m), orDiscard(logger)
 	out := cfg.Outbound
-	auth, err := newClientAuthFrom(out)
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	auth, err := newClientAuth(out, now)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +92,7 @@ func BuildWithOptions(_ context.Context, cfg *config.Config, m *metrics.Metrics,
 		transport = t
 	}
 	b := routeBuilder{cfg: cfg, m: m, logger: logger, opts: opts, auth: auth,
-		endpoint: endpoint, client: tokenClient, transport: transport}
+		endpoint: endpoint, client: tokenClient, transport: transport, now: now}
 	o := &Outbound{}
 	for _, rc := range cfg.Routes {
 		r, err := b.route(rc)
@@ -112,6 +115,7 @@ type routeBuilder struct {
 	endpoint  *tokenEndpoint
 	client    *http.Client
 	transport http.RoundTripper
+	now       func() time.Time
 }
 
 func (b routeBuilder) route(rc config.Route) (*Route, error) {
@@ -126,54 +130,19 @@ func (b routeBuilder) route(rc config.Route) (*Route, error) {
 	if rc.Resource != "" {
 		params.Set("resource", rc.Resource)
 	}
-	now := b.opts.Now
-	if now == nil {
-		now = time.Now
-	}
 	src := &clientCredentials{
 		clientID: b.cfg.Outbound.ClientID, auth: b.auth, endpoint: b.endpoint,
 		scopes: rc.Scopes, params: params, client: b.client,
-		timeout: b.cfg.Outbound.TokenTimeout, now: now,
+		timeout: b.cfg.Outbound.TokenTimeout, now: b.now,
 	}
 	cache := NewCache(src, CacheOptions{
-		Route: rc.Name, Metrics: b.m, Logger: b.logger, Now: now, After: b.opts.After, AfterFunc: b.opts.AfterFunc,
+		Route: rc.Name, Metrics: b.m, Logger: b.logger, Now: b.now, After: b.opts.After, AfterFunc: b.opts.AfterFunc,
 		DefaultLifetime: b.opts.DefaultLifetime, FetchTimeout: b.cfg.Outbound.TokenTimeout,
 		MinBackoff: b.opts.MinBackoff, MaxBackoff: b.opts.MaxBackoff,
 	})
 	return NewRoute(rc.Name, &target, cache, RouteOptions{
 		Listen: rc.Listen, Transport: b.transport, Metrics: b.m, Logger: b.logger,
 	}), nil
-}
-
-// newClientAuthFrom returns the client authentication of out.
-func newClientAuthFrom(out config.Outbound) (clientAuth, error) {
-	switch out.AuthMethod {
-	case "", "client_secret_basic", "client_secret_post":
-	default:
-		return newClientAuth(out.AuthMethod, nil) // names the method
-	}
-	secret, err := newSecretSource(out)
-	if err != nil {
-		return nil, err
-	}
-	return newClientAuth(out.AuthMethod, secret)
-}
-
-// newSecretSource reads a secret file once now, so that a missing or
-// empty file fails start-up instead of the first call.
-func newSecretSource(out config.Outbound) (secretSource, error) {
-	switch {
-	case out.ClientSecretFile != "":
-		f := newSecretFile(out.ClientSecretFile)
-		if _, err := f.secret(); err != nil {
-			return nil, err
-		}
-		return f, nil
-	case out.ClientSecret != "":
-		return staticSecret(out.ClientSecret), nil
-	default:
-		return nil, errors.New("outbound: AUTHSIDECAR_OUTBOUND_CLIENT_SECRET or AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE is required")
-	}
 }
 
 // newTokenClients returns the client for token requests, which must not

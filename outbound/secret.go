@@ -58,3 +58,20 @@ func (f *secretFile) secret() (string, error) {
 	f.info, f.value = info, v
 	return v, nil
 }
+
+// newSecretSource reads a secret file once now, so that a missing or
+// empty file fails start-up instead of the first call.
+func newSecretSource(out config.Outbound) (secretSource, error) {
+	switch {
+	case out.ClientSecretFile != "":
+		f := newSecretFile(out.ClientSecretFile)
+		if _, err := f.secret(); err != nil {
+			return nil, err
+		}
+		return f, nil
+	case out.ClientSecret != "":
+		return staticSecret(out.ClientSecret), nil
+	default:
+		return nil, errors.New("outbound: AUTHSIDECAR_OUTBOUND_CLIENT_SECRET or AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE is required")
+	}
+}

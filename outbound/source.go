@@ -14,44 +14,6 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 )
 
-// clientAuth is how the token request proves the client's identity: one
-// implementation per AUTHSIDECAR_OUTBOUND_AUTH_METHOD. It fills cfg for one
-// request, so that credentials that change (a rotated secret file, a
-// freshly signed private_key_jwt assertion) are read per request.
-type clientAuth interface {
-	apply(cfg *clientcredentials.Config) error
-}
-
-// secretAuth is client_secret_basic and client_secret_post.
-type secretAuth struct {
-	style  oauth2.AuthStyle
-	secret secretSource
-}
-
-func (a secretAuth) apply(cfg *clientcredentials.Config) error {
-	s, err := a.secret.secret()
-	if err != nil {
-		return err
-	}
-	cfg.ClientSecret = s
-	cfg.AuthStyle = a.style
-	return nil
-}
-
-// newClientAuth returns the clientAuth of method.
-func newClientAuth(method string, secret secretSource) (clientAuth, error) {
-	switch method {
-	case "", "client_secret_basic":
-		return secretAuth{style: oauth2.AuthStyleInHeader, secret: secret}, nil
-	case "client_secret_post":
-		return secretAuth{style: oauth2.AuthStyleInParams, secret: secret}, nil
-	case "private_key_jwt", "tls_client_auth":
-		return nil, fmt.Errorf("outbound: AUTHSIDECAR_OUTBOUND_AUTH_METHOD=%s is not supported yet", method)
-	default:
-		return nil, fmt.Errorf("outbound: AUTHSIDECAR_OUTBOUND_AUTH_METHOD: unknown method %q", method)
-	}
-}
-
 // clientCredentials fetches tokens with the OAuth2 client-credentials grant
 // (RFC 6749 section 4.4) for one route.
 type clientCredentials struct {

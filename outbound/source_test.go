@@ -181,14 +181,6 @@ func TestBuildRefuses(t *testing.T) {
 		}
 		return cfg
 	}
-	// config.Load refuses these methods too; Build does not rely on it.
-	unsupported := func(method string) func(t *testing.T) *config.Config {
-		return func(t *testing.T) *config.Config {
-			cfg := valid(t, nil)
-			cfg.Outbound.AuthMethod = method
-			return cfg
-		}
-	}
 	withEnv := func(extra map[string]string) func(t *testing.T) *config.Config {
 		return func(t *testing.T) *config.Config { return valid(t, extra) }
 	}
@@ -197,10 +189,6 @@ func TestBuildRefuses(t *testing.T) {
 		cfg  func(t *testing.T) *config.Config
 		want string
 	}{
-		{"private_key_jwt, for now", unsupported("private_key_jwt"),
-			"outbound: AUTHSIDECAR_OUTBOUND_AUTH_METHOD=private_key_jwt is not supported yet"},
-		{"tls_client_auth, for now", unsupported("tls_client_auth"),
-			"outbound: AUTHSIDECAR_OUTBOUND_AUTH_METHOD=tls_client_auth is not supported yet"},
 		{"a missing secret file", withEnv(map[string]string{
 			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET":      "",
 			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE": filepath.Join(dir, "missing"),
