@@ -1,0 +1,111 @@
+package rules
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/interpreter"
+)
+
+// costLimit bounds one evaluation of a condition. Comparing a few claims
+// and headers costs tens; the limit stops a regular expression or a
+// comprehension over a large claim from holding a request.
+const costLimit = 10_000
+
+func newEnv() (*cel.Env, error) {
+	env, err := cel.NewEnv(
+		cel.Variable("claims", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("request", cel.MapType(cel.StringType, cel.DynType)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("rules: cel environment: %w", err)
+	}
+	return env, nil
+}
+
+// compileWhen compiles a condition once, at load; it must be a bool.
+func compileWhen(env *cel.Env, src string, errorf func(string, ...any)) cel.Program {
+	if strings.TrimSpace(src) == "" {
+		errorf("when: empty condition")
+		return nil
+	}
+	ast, iss := env.Compile(src)
+	if iss.Err() != nil {
+		errorf("when: %v", iss.Err())
+		return nil
+	}
+	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) {
+		errorf("when: want a bool condition, got %s", t)
+		return nil
+	}
+	prg, err := env.Program(ast, cel.CostLimit(costLimit), cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		errorf("when: %v", err)
+		return nil
+	}
+	return prg
+}
+
+// eval runs the rule's condition; only true allows.
+func (r *Rule) eval(in *Input) (bool, string) {
+	out, _, err := r.program.Eval(&activation{in: in})
+	if err != nil {
+		return false, "condition failed: " + err.Error()
+	}
+	if out != types.True {
+		return false, "condition is false"
+	}
+	return true, ""
+}
+
+// activation hands the condition its variables, building each only when
+// the expression first reads it: a condition on headers never decodes the
+// claims.
+type activation struct {
+	in      *Input
+	claims  map[string]any
+	request map[string]any
+	decoded bool
+}
+
+func (a *activation) ResolveName(name string) (any, bool) {
+	switch name {
+	case "claims":
+		if !a.decoded {
+			a.decoded = true
+			if json.Unmarshal(a.in.Claims, &a.claims) != nil {
+				a.claims = nil
+			}
+		}
+		// Unresolved claims make the evaluation fail, which refuses.
+		return a.claims, a.claims != nil
+	case "request":
+		if a.request == nil {
+			a.request = map[string]any{
+				"method":  a.in.Method,
+				"path":    a.in.Path,
+				"headers": lowerHeaders(a.in.Header),
+			}
+		}
+		return a.request, true
+	}
+	return nil, false
+}
+
+func (a *activation) Parent() interpreter.Activation { return nil }
+
+// lowerHeaders maps lower-cased header names to their first value, as
+// conditions read them.
+func lowerHeaders(h http.Header) map[string]string {
+	m := make(map[string]string, len(h))
+	for k, v := range h {
+		if len(v) > 0 {
+			m[strings.ToLower(k)] = v[0]
+		}
+	}
+	return m
+}
