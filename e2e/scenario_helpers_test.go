@@ -325,6 +325,26 @@ func metric(t testing.TB, adminURL, name string, kv ...string) float64 {
 	return sumMetric(scrape(t, adminURL), name, kv...)
 }
 
+// expectMetric checks that metric(name, kv...) reaches want within 5 s,
+// and reports an error saying what it is otherwise. Request counters are
+// incremented after the response is written, so a caller that has its
+// answer may scrape a moment before the count moves.
+func expectMetric(t testing.TB, adminURL, what string, want float64, name string, kv ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := metric(t, adminURL, name, kv...)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: %s%v = %v, want %v", what, name, kv, got, want)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func sumMetric(samples []sample, name string, kv ...string) float64 {
 	var sum float64
 next:
