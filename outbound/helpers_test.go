@@ -2,9 +2,11 @@ package outbound
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -131,14 +133,28 @@ type tokenServer struct {
 	gate      chan struct{}
 	forms     []url.Values // each request's parameters, client_secret removed
 	issued    map[string]bool
+	// authenticate, when set, replaces the client secret checks: the
+	// endpoint of a client that authenticates another way.
+	authenticate func(r *http.Request, form url.Values) error
 
 	arrived chan struct{} // one value per request, as it arrives
 }
 
-func newTokenServer(t *testing.T) *tokenServer {
+func newTokenServer(t *testing.T) *tokenServer { return newTokenServerTLS(t, nil) }
+
+// newTokenServerTLS serves over TLS with tlsConf (its certificate is
+// httptest's), or plain HTTP when tlsConf is nil.
+func newTokenServerTLS(t *testing.T, tlsConf *tls.Config) *tokenServer {
 	ts := &tokenServer{t: t, secret: testSecret, style: "basic", expiresIn: 100,
 		issued: map[string]bool{}, arrived: make(chan struct{}, 10000)}
-	ts.Server = httptest.NewServer(http.HandlerFunc(ts.serve))
+	ts.Server = httptest.NewUnstartedServer(http.HandlerFunc(ts.serve))
+	if tlsConf != nil {
+		ts.TLS = tlsConf
+		ts.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
+		ts.StartTLS()
+	} else {
+		ts.Start()
+	}
 	t.Cleanup(ts.Close)
 	t.Cleanup(ts.release) // before Close: let blocked requests end
 	return ts
@@ -232,10 +248,13 @@ func (ts *tokenServer) checkRequest(r *http.Request) (url.Values, error) {
 	if got := form.Get("grant_type"); got != "client_credentials" {
 		ts.t.Errorf("grant_type = %q, want client_credentials", got)
 	}
-	id, secret, basic := r.BasicAuth()
 	ts.mu.Lock()
-	style, want := ts.style, ts.secret
+	style, want, authenticate := ts.style, ts.secret, ts.authenticate
 	ts.mu.Unlock()
+	if authenticate != nil {
+		return maps.Clone(form), authenticate(r, form)
+	}
+	id, secret, basic := r.BasicAuth()
 	switch {
 	case style == "basic" && !basic:
 		return form, fmt.Errorf("want client_secret_basic, got no Basic header")
