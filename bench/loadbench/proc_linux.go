@@ -3,6 +3,7 @@ package loadbench
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -99,4 +100,33 @@ func ProcessMemory(pid int) (Memory, error) {
 		return m, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 	}
 	return m, sc.Err()
+}
+
+// MachineBusy returns the CPU time all CPUs spent on anything but idle and
+// I/O wait since boot, from /proc/stat: it includes processes outside the
+// benchmark, so a run can tell whether it had the machine to itself.
+func MachineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, errors.New("bad /proc/stat")
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, errors.New("bad /proc/stat")
+		}
+		// user nice system idle iowait irq softirq steal guest guest_nice;
+		// guest time is already counted in user.
+		if i == 3 || i == 4 || i >= 8 {
+			continue
+		}
+		busy += n
+	}
+	return time.Duration(busy) * clockTick, nil
 }

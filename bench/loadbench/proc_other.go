@@ -29,3 +29,6 @@ type Memory struct {
 
 // ProcessMemory is only available on Linux.
 func ProcessMemory(int) (Memory, error) { return Memory{}, errNotLinux }
+
+// MachineBusy is only available on Linux.
+func MachineBusy() (time.Duration, error) { return 0, errNotLinux }

@@ -40,7 +40,11 @@ type Settings struct {
 	Tokens         int     `json:"mixed_tokens"`
 	BareBufferPool bool    `json:"bare_buffer_pool"`
 	Rate           float64 `json:"rate,omitempty"`
-	GoVersion      string  `json:"go_version"`
+	Rounds         int     `json:"rounds"`
+	// MachineBusyBefore is the cores busy in the second before the run,
+	// from /proc/stat: on an idle machine it is near 0.
+	MachineBusyBefore float64 `json:"machine_cores_busy_before"`
+	GoVersion         string  `json:"go_version"`
 }
 
 func settingsOf(o Options) Settings {
@@ -49,7 +53,7 @@ func settingsOf(o Options) Settings {
 		AppGOMAXPROCS: o.AppProcs, ProxyGOMAXPROC: o.ProxyProcs,
 		Concurrency: o.Concurrency, OpenWorkers: o.OpenWorkers,
 		DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(),
-		Tokens: o.Tokens, BareBufferPool: o.BareBufferPool, Rate: o.Rate, GoVersion: runtime.Version(),
+		Tokens: o.Tokens, BareBufferPool: o.BareBufferPool, Rate: o.Rate, Rounds: o.Rounds, GoVersion: runtime.Version(),
 	}
 }
 
@@ -86,6 +90,8 @@ type CaseResult struct {
 	// sidecar exports the metric).
 	CacheHitRatio float64 `json:"cache_hit_ratio,omitempty"`
 	CacheLookups  float64 `json:"cache_lookups,omitempty"`
+	// RoundsRPS is each round's throughput, when there were several.
+	RoundsRPS []float64 `json:"rounds_rps,omitempty"`
 }
 
 // CPUUse is the CPU time each process spent per successful request during
@@ -95,6 +101,10 @@ type CPUUse struct {
 	AppMicrosPerReq   float64 `json:"app_us_per_req"`
 	GenMicrosPerReq   float64 `json:"loadgen_us_per_req"`
 	CoresBusy         float64 `json:"cores_busy"`
+	// MachineBusy is the cores the whole machine kept busy (/proc/stat),
+	// the benchmark's processes and anything else; well above CoresBusy,
+	// something else competed for the CPUs.
+	MachineBusy float64 `json:"machine_cores_busy"`
 }
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
@@ -125,6 +135,7 @@ func cpuUse(before, after cpuSnapshot, r *Result, hasProxy bool) CPUUse {
 	}
 	if r.Elapsed > 0 {
 		u.CoresBusy = total.Seconds() / r.Elapsed.Seconds()
+		u.MachineBusy = (after.machine - before.machine).Seconds() / r.Elapsed.Seconds()
 	}
 	return u
 }
@@ -217,28 +228,40 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(&b, "authsidecar load benchmark, %s, sidecar %s\n", r.Started.Format(time.RFC3339), r.Sidecar.Version)
 	fmt.Fprintf(&b, "%d CPUs shared by the load generator (GOMAXPROCS %d), the proxy under test (%s) and the app (%s); %s\n",
 		s.NumCPU, s.GenGOMAXPROCS, procs(s.ProxyGOMAXPROC), procs(s.AppGOMAXPROCS), s.GoVersion)
+	fmt.Fprintf(&b, "machine busy before the run: %.2f cores\n", s.MachineBusyBefore)
 	if s.Rate > 0 {
 		fmt.Fprintf(&b, "open loop at %.0f req/s, %d workers, %gs warm-up + %gs timed per case\n\n", s.Rate, s.OpenWorkers, s.WarmupSec, s.DurationSec)
 	} else {
-		fmt.Fprintf(&b, "closed loop, %d connections, %gs warm-up + %gs timed per case\n\n", s.Concurrency, s.WarmupSec, s.DurationSec)
+		fmt.Fprintf(&b, "closed loop, %d connections, %gs warm-up + %gs timed per case", s.Concurrency, s.WarmupSec, s.DurationSec)
+		if s.Rounds > 1 {
+			fmt.Fprintf(&b, ", %d rounds folded into one result per case", s.Rounds)
+		}
+		b.WriteString("\n\n")
 	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\t  rps\t p50\t p99\t p99.9\t rps vs bare\t p99 vs bare\t proxy CPU/req\t app CPU/req\t cores busy\t cache hits\t failed\t")
+	fmt.Fprintln(tw, "case\t  rps\t p50\t p99\t p99.9\t rps vs bare\t p99 vs bare\t proxy CPU/req\t app CPU/req\t cores busy\t machine busy\t cache hits\t failed\t")
 	for _, c := range r.Cases {
 		hits := "-"
 		if c.CacheLookups > 0 {
 			hits = fmt.Sprintf("%.1f%%", 100*c.CacheHitRatio)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%d\t\n", c.Name, c.RPS,
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%d\t\n", c.Name, c.RPS,
 			fmtMicros(c.P50Micros), fmtMicros(c.P99Micros), fmtMicros(c.P999Micros),
 			fmtRatio(c.RatioToBare), fmtRatio(c.P99RatioToBare),
-			fmtMicros(c.CPU.ProxyMicrosPerReq), fmtMicros(c.CPU.AppMicrosPerReq), c.CPU.CoresBusy, hits, c.Failed+c.Dropped)
+			fmtMicros(c.CPU.ProxyMicrosPerReq), fmtMicros(c.CPU.AppMicrosPerReq), c.CPU.CoresBusy, c.CPU.MachineBusy, hits, c.Failed+c.Dropped)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	for _, c := range r.Cases {
-		fmt.Fprintf(&b, "  %-18s %s\n", c.Name, c.Title)
+		fmt.Fprintf(&b, "  %-18s %s", c.Name, c.Title)
+		if len(c.RoundsRPS) > 1 {
+			b.WriteString("; rps per round:")
+			for _, x := range c.RoundsRPS {
+				fmt.Fprintf(&b, " %.0f", x)
+			}
+		}
+		b.WriteString("\n")
 	}
 	if s.BareBufferPool {
 		b.WriteString("  (the bare proxy recycles its copy buffers, as the sidecar does)\n")

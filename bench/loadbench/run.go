@@ -71,6 +71,11 @@ type Options struct {
 	// BareBufferPool gives the bare proxy a pool of copy buffers, as the
 	// sidecar has, instead of httputil's 32 KiB allocation per request.
 	BareBufferPool bool
+	// Rounds runs the closed-loop sequence of cases this many times, one
+	// case after the other each round, and folds each case's rounds into
+	// one result: slow drifts in what else the machine does then weigh on
+	// every case alike.
+	Rounds int
 	// MaxRequests caps the requests of one timed run.
 	MaxRequests int64
 	// Log receives progress lines.
@@ -95,6 +100,9 @@ func (o *Options) defaults() {
 	}
 	if len(o.Cases) == 0 {
 		o.Cases = AllCases
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 1
 	}
 	if o.MaxRequests <= 0 {
 		o.MaxRequests = 10_000_000
@@ -142,6 +150,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		Settings: settingsOf(opts),
 	}}
 	defer b.stop()
+	b.checkIdle()
 	if err := b.setUp(ctx); err != nil {
 		return nil, err
 	}
@@ -165,6 +174,26 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(b.opts.Log, "loadbench: "+format+"\n", args...)
+}
+
+// checkIdle measures how busy the machine is before the benchmark starts:
+// on a shared machine, other work skews every figure.
+func (b *bench) checkIdle() {
+	before, err := MachineBusy()
+	if err != nil {
+		return
+	}
+	const window = time.Second
+	time.Sleep(window)
+	after, err := MachineBusy()
+	if err != nil {
+		return
+	}
+	busy := (after - before).Seconds() / window.Seconds()
+	b.report.Settings.MachineBusyBefore = busy
+	if busy > 0.2 {
+		b.logf("warning: the machine was already %.2f cores busy before the run: other work competes with the benchmark", busy)
+	}
 }
 
 func (b *bench) setUp(ctx context.Context) error {
@@ -340,7 +369,7 @@ func (b *bench) title(name string) string {
 }
 
 // cpuSnapshot is the CPU time of the three processes at one moment.
-type cpuSnapshot struct{ gen, proxy, app time.Duration }
+type cpuSnapshot struct{ gen, proxy, app, machine time.Duration }
 
 func (b *bench) cpu(proxy *Process) cpuSnapshot {
 	var s cpuSnapshot
@@ -349,12 +378,23 @@ func (b *bench) cpu(proxy *Process) cpuSnapshot {
 		s.proxy, _ = ProcessCPU(proxy.PID())
 	}
 	s.app, _ = ProcessCPU(b.app.PID())
+	s.machine, _ = MachineBusy()
 	return s
+}
+
+// measurement is one timed run of one case.
+type measurement struct {
+	res      *Result
+	cpu      cpuSnapshot // spent during the run
+	hasProxy bool
+	// hits and lookups of the verified-token cache; lookups < 0 when the
+	// sidecar does not say.
+	hits, lookups float64
 }
 
 // load runs one measured load of name: warm-up, then the timed part, open
 // loop at rate when rate > 0, else closed loop.
-func (b *bench) load(ctx context.Context, name string, rate float64) (*CaseResult, error) {
+func (b *bench) load(ctx context.Context, name string, rate float64) (*measurement, error) {
 	t, proxy := b.caseTarget(name)
 	workers := b.opts.Concurrency
 	if rate > 0 {
@@ -381,10 +421,10 @@ func (b *bench) load(ctx context.Context, name string, rate float64) (*CaseResul
 	runtime.GC()
 	time.Sleep(100 * time.Millisecond)
 	before := b.cpu(proxy)
-	hitsBefore, missesBefore, cacheErr := b.cacheLookups()
+	hits0, misses0, cacheErr0 := b.cacheLookups()
 	res, err := run(b.opts.Duration)
 	after := b.cpu(proxy)
-	hitsAfter, missesAfter, cacheErr2 := b.cacheLookups()
+	hits1, misses1, cacheErr1 := b.cacheLookups()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -393,30 +433,79 @@ func (b *bench) load(ctx context.Context, name string, rate float64) (*CaseResul
 		return nil, errors.New("the sidecar exited during the run")
 	default:
 	}
-	c := newCaseResult(name, b.title(name), res)
-	c.Rate = rate
-	c.CPU = cpuUse(before, after, res, proxy != nil)
-	if lookups := (hitsAfter - hitsBefore) + (missesAfter - missesBefore); strings.HasPrefix(name, "inbound") &&
-		cacheErr == nil && cacheErr2 == nil && lookups > 0 {
-		c.CacheHitRatio = (hitsAfter - hitsBefore) / lookups
-		c.CacheLookups = lookups
-	}
 	if res.Failed > 0 {
 		b.logf("%s: %d failed requests, first: %s", name, res.Failed, res.FirstFailure)
 	}
-	return c, nil
+	m := &measurement{res: res, hasProxy: proxy != nil, lookups: -1, cpu: cpuSnapshot{
+		gen: after.gen - before.gen, proxy: after.proxy - before.proxy,
+		app: after.app - before.app, machine: after.machine - before.machine,
+	}}
+	if strings.HasPrefix(name, "inbound") && cacheErr0 == nil && cacheErr1 == nil {
+		m.hits, m.lookups = hits1-hits0, (hits1-hits0)+(misses1-misses0)
+	}
+	return m, nil
+}
+
+// summarize folds the rounds of one case into its figures: requests and
+// time add up, histograms merge, so the rounds count as one longer run.
+func (b *bench) summarize(name string, rate float64, ms []*measurement) *CaseResult {
+	total := &Result{Hist: NewHistogram()}
+	var cpu cpuSnapshot
+	var hits, lookups float64
+	var perRound []float64
+	for _, m := range ms {
+		total.OK += m.res.OK
+		total.Failed += m.res.Failed
+		total.Dropped += m.res.Dropped
+		total.Elapsed += m.res.Elapsed
+		if total.FirstFailure == "" {
+			total.FirstFailure = m.res.FirstFailure
+		}
+		total.Hist.Merge(m.res.Hist)
+		cpu.gen += m.cpu.gen
+		cpu.proxy += m.cpu.proxy
+		cpu.app += m.cpu.app
+		cpu.machine += m.cpu.machine
+		if m.lookups >= 0 {
+			hits += m.hits
+			lookups += m.lookups
+		}
+		perRound = append(perRound, m.res.RPS())
+	}
+	c := newCaseResult(name, b.title(name), total)
+	c.Rate = rate
+	c.CPU = cpuUse(cpuSnapshot{}, cpu, total, ms[0].hasProxy)
+	if lookups > 0 {
+		c.CacheHitRatio, c.CacheLookups = hits/lookups, lookups
+	}
+	if len(ms) > 1 {
+		c.RoundsRPS = perRound
+	}
+	return c
 }
 
 func (b *bench) runCases(ctx context.Context) error {
+	var names []string
 	for _, name := range AllCases {
-		if !slices.Contains(b.opts.Cases, name) {
-			continue
+		if slices.Contains(b.opts.Cases, name) {
+			names = append(names, name)
 		}
-		c, err := b.load(ctx, name, b.opts.Rate)
-		if err != nil {
-			return err
+	}
+	rounds := map[string][]*measurement{}
+	for round := range b.opts.Rounds {
+		if b.opts.Rounds > 1 {
+			b.logf("round %d of %d", round+1, b.opts.Rounds)
 		}
-		b.report.Cases = append(b.report.Cases, *c)
+		for _, name := range names {
+			m, err := b.load(ctx, name, b.opts.Rate)
+			if err != nil {
+				return err
+			}
+			rounds[name] = append(rounds[name], m)
+		}
+	}
+	for _, name := range names {
+		b.report.Cases = append(b.report.Cases, *b.summarize(name, b.opts.Rate, rounds[name]))
 	}
 	b.report.computeRatios()
 	return nil
@@ -434,11 +523,11 @@ func (b *bench) runHalfRate(ctx context.Context) error {
 	rate := 0.5 * bare.RPS
 	ol := &OpenLoopReport{Rate: rate, Fraction: 0.5}
 	for _, name := range []string{CaseBare, CaseInboundRS256} {
-		c, err := b.load(ctx, name, rate)
+		m, err := b.load(ctx, name, rate)
 		if err != nil {
 			return err
 		}
-		ol.Cases = append(ol.Cases, *c)
+		ol.Cases = append(ol.Cases, *b.summarize(name, rate, []*measurement{m}))
 	}
 	ol.AddedP50Micros = ol.Cases[1].P50Micros - ol.Cases[0].P50Micros
 	ol.AddedP99Micros = ol.Cases[1].P99Micros - ol.Cases[0].P99Micros

@@ -31,6 +31,7 @@ func run() int {
 		concurrency = flag.Int("concurrency", 32, "closed-loop workers (connections)")
 		tokens      = flag.Int("tokens", 10_000, "distinct RS256 tokens of the mixed case, signed before the timed part")
 		rate        = flag.Float64("rate", 0, "if > 0, run every case open loop at this many requests per second instead of closed loop")
+		rounds      = flag.Int("rounds", 1, "run the closed-loop sequence this many times and fold each case's rounds together")
 		halfRate    = flag.Bool("half-rate", true, "after the closed-loop cases, compare bare proxy and inbound RS256 p99 open loop at half the bare proxy's max rate")
 		openWorkers = flag.Int("open-workers", 64, "open-loop worker pool")
 		cases       = flag.String("cases", strings.Join(loadbench.AllCases, ","), "comma-separated cases to run")
@@ -96,7 +97,7 @@ func run() int {
 		Duration: *duration, Warmup: *warmup, Concurrency: *concurrency, Tokens: *tokens,
 		Rate: *rate, HalfRate: *halfRate, OpenWorkers: *openWorkers, Cases: names,
 		AppProcs: *appProcs, ProxyProcs: *proxyProcs, IdleConns: *idleConns, BareBufferPool: *barePool,
-		MaxRequests: *maxRequests, Log: os.Stderr,
+		Rounds: *rounds, MaxRequests: *maxRequests, Log: os.Stderr,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
