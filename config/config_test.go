@@ -157,3 +157,121 @@ func TestWriteRedactsSecrets(t *testing.T) {
 		t.Errorf("Secret prints %v / %#v", s, s)
 	}
 }
+
+func outboundEnv(extra map[string]string) map[string]string {
+	m := map[string]string{
+		"AUTHSIDECAR_OUTBOUND_ROUTES":    "payments",
+		"AUTHSIDECAR_OUTBOUND_TOKEN_URL": "https://idp.example.com/token",
+		"AUTHSIDECAR_OUTBOUND_CLIENT_ID": "orders",
+		"AUTHSIDECAR_ROUTE_PAYMENTS_URL": "http://payments.internal",
+	}
+	for k, v := range extra {
+		if v == "" {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func TestOutboundClientAuthenticationProblemsAreNamed(t *testing.T) {
+	const v = "AUTHSIDECAR_OUTBOUND_"
+	mtls := map[string]string{v + "AUTH_METHOD": "tls_client_auth", v + "TLS_CERT_FILE": "/tls/tls.crt", v + "TLS_KEY_FILE": "/tls/tls.key"}
+	with := func(base map[string]string, kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, val := range base {
+			m[k] = val
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[v+kv[i]] = kv[i+1]
+		}
+		return outboundEnv(m)
+	}
+	cases := []struct {
+		name string
+		env  map[string]string
+		want []string // every problem, exactly
+	}{
+		{"a secret method without a secret", with(nil),
+			[]string{v + "CLIENT_SECRET: client_secret_basic needs " + v + "CLIENT_SECRET or " + v + "CLIENT_SECRET_FILE"}},
+		{"private_key_jwt without a key file", with(nil, "AUTH_METHOD", "private_key_jwt"),
+			[]string{v + "PRIVATE_KEY_FILE: is required when " + v + "AUTH_METHOD is private_key_jwt"}},
+		{"private_key_jwt with a client secret left over", with(nil, "AUTH_METHOD", "private_key_jwt", "PRIVATE_KEY_FILE", "/k.pem", "CLIENT_SECRET", "s"),
+			[]string{v + "CLIENT_SECRET: is set, but " + v + "AUTH_METHOD=private_key_jwt does not use it: remove it, or set " + v + "AUTH_METHOD to client_secret_basic or client_secret_post"}},
+		{"tls_client_auth without a certificate", with(nil, "AUTH_METHOD", "tls_client_auth"),
+			[]string{v + "TLS_CERT_FILE: is required when " + v + "AUTH_METHOD is tls_client_auth: the token endpoint identifies the client by its certificate"}},
+		{"tls_client_auth with a certificate but no key", with(nil, "AUTH_METHOD", "tls_client_auth", "TLS_CERT_FILE", "/tls/tls.crt"),
+			[]string{v + "TLS_KEY_FILE: " + v + "TLS_CERT_FILE and " + v + "TLS_KEY_FILE must be set together"}},
+		{"tls_client_auth with a plain HTTP token URL", with(mtls, "TOKEN_URL", "http://idp.example.com/token"),
+			[]string{v + `TOKEN_URL: must be https when ` + v + `AUTH_METHOD is tls_client_auth: the client certificate is presented only over TLS; got "http://idp.example.com/token"`}},
+		{"tls_client_auth with a plain HTTP issuer", with(mtls, "TOKEN_URL", "", "ISSUER", "http://idp.example.com"),
+			[]string{v + `ISSUER: must be https when ` + v + `AUTH_METHOD is tls_client_auth: the client certificate is presented only over TLS; got "http://idp.example.com"`}},
+		{"tls_client_auth with a secret file and a key id left over", with(mtls, "CLIENT_SECRET_FILE", "/s", "PRIVATE_KEY_ID", "k1"), []string{
+			v + "CLIENT_SECRET_FILE: is set, but " + v + "AUTH_METHOD=tls_client_auth does not use it: remove it, or set " + v + "AUTH_METHOD to client_secret_basic or client_secret_post",
+			v + "PRIVATE_KEY_ID: is set, but " + v + "AUTH_METHOD=tls_client_auth does not use it: remove it, or set " + v + "AUTH_METHOD to private_key_jwt",
+		}},
+		{"client_assertion_file without the file", with(nil, "AUTH_METHOD", "client_assertion_file"),
+			[]string{v + "CLIENT_ASSERTION_FILE: is required when " + v + "AUTH_METHOD is client_assertion_file"}},
+		{"an assertion file with another method set", with(nil, "AUTH_METHOD", "client_secret_post", "CLIENT_SECRET", "s", "CLIENT_ASSERTION_FILE", "/token"),
+			[]string{v + "CLIENT_ASSERTION_FILE: is set, but " + v + "AUTH_METHOD=client_secret_post does not send it: leave " + v + "AUTH_METHOD unset to authenticate with the file, or remove it"}},
+		{"an assertion file and a secret, AUTH_METHOD unset", with(nil, "CLIENT_ASSERTION_FILE", "/token", "CLIENT_SECRET", "s"),
+			[]string{v + "CLIENT_SECRET: is set, but so is " + v + "CLIENT_ASSERTION_FILE, with which the client authenticates alone: remove one of them"}},
+		{"an assertion file and a private key, AUTH_METHOD unset", with(nil, "CLIENT_ASSERTION_FILE", "/token", "PRIVATE_KEY_FILE", "/k.pem"),
+			[]string{v + "PRIVATE_KEY_FILE: is set, but so is " + v + "CLIENT_ASSERTION_FILE, with which the client authenticates alone: remove one of them"}},
+		{"a private key with a secret method", with(nil, "CLIENT_SECRET", "s", "PRIVATE_KEY_FILE", "/k.pem"),
+			[]string{v + "PRIVATE_KEY_FILE: is set, but " + v + "AUTH_METHOD=client_secret_basic does not use it: remove it, or set " + v + "AUTH_METHOD to private_key_jwt"}},
+		{"an unknown method", with(nil, "AUTH_METHOD", "client_secret_jwt", "CLIENT_SECRET", "s"),
+			[]string{v + `AUTH_METHOD: want one of client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, client_assertion_file, got "client_secret_jwt"`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name+" is reported", func(t *testing.T) {
+			_, err := config.Load(tc.env)
+			var cfgErr *config.Error
+			if !errors.As(err, &cfgErr) {
+				t.Fatalf("Load() error = %v, want *config.Error", err)
+			}
+			var got []string
+			for _, p := range cfgErr.Problems {
+				got = append(got, p.Var+": "+p.Msg)
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestOutboundClientAuthenticationMethodsLoad(t *testing.T) {
+	const v = "AUTHSIDECAR_OUTBOUND_"
+	for _, tc := range []struct {
+		name, wantMethod string
+		env              map[string]string
+	}{
+		{"a client secret", "client_secret_basic", outboundEnv(map[string]string{v + "CLIENT_SECRET": "s"})},
+		{"a private key", "private_key_jwt", outboundEnv(map[string]string{
+			v + "AUTH_METHOD": "private_key_jwt", v + "PRIVATE_KEY_FILE": "/k.pem", v + "PRIVATE_KEY_ID": "k1"})},
+		{"a client certificate over https", "tls_client_auth", outboundEnv(map[string]string{
+			v + "AUTH_METHOD": "tls_client_auth", v + "TLS_CERT_FILE": "/c.pem", v + "TLS_KEY_FILE": "/k.pem"})},
+		{"an assertion file alone", "client_assertion_file", outboundEnv(map[string]string{v + "CLIENT_ASSERTION_FILE": "/token"})},
+		{"an assertion file named by its method", "client_assertion_file", outboundEnv(map[string]string{
+			v + "AUTH_METHOD": "client_assertion_file", v + "CLIENT_ASSERTION_FILE": "/token"})},
+	} {
+		t.Run(tc.name+" loads", func(t *testing.T) {
+			c, err := config.Load(tc.env)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if c.Outbound.AuthMethod != tc.wantMethod {
+				t.Errorf("AuthMethod = %q, want %q", c.Outbound.AuthMethod, tc.wantMethod)
+			}
+			var b strings.Builder
+			if err := c.Write(&b); err != nil {
+				t.Fatal(err)
+			}
+			if line := v + "AUTH_METHOD=" + tc.wantMethod + "\n"; !strings.Contains(b.String(), line) {
+				t.Errorf("check output lacks %q:\n%s", line, b.String())
+			}
+		})
+	}
+}
