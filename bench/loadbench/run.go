@@ -76,6 +76,9 @@ type Options struct {
 	// one result: slow drifts in what else the machine does then weigh on
 	// every case alike.
 	Rounds int
+	// WaitIdle is how long to wait, before starting, for the machine to
+	// be idle (other processes under 0.2 cores busy); 0 only measures.
+	WaitIdle time.Duration
 	// MaxRequests caps the requests of one timed run.
 	MaxRequests int64
 	// Log receives progress lines.
@@ -150,7 +153,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		Settings: settingsOf(opts),
 	}}
 	defer b.stop()
-	b.checkIdle()
+	b.checkIdle(ctx)
 	if err := b.setUp(ctx); err != nil {
 		return nil, err
 	}
@@ -176,24 +179,43 @@ func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(b.opts.Log, "loadbench: "+format+"\n", args...)
 }
 
-// checkIdle measures how busy the machine is before the benchmark starts:
-// on a shared machine, other work skews every figure.
-func (b *bench) checkIdle() {
+// checkIdle measures how busy the machine is before the benchmark starts
+// (on a shared machine other work skews every figure) and, when asked,
+// waits up to WaitIdle for it to calm down.
+func (b *bench) checkIdle(ctx context.Context) {
+	deadline := time.Now().Add(b.opts.WaitIdle)
+	for {
+		busy, err := busyOver(time.Second)
+		if err != nil {
+			return
+		}
+		b.report.Settings.MachineBusyBefore = busy
+		if busy <= idleThreshold {
+			return
+		}
+		if !time.Now().Before(deadline) || ctx.Err() != nil {
+			b.logf("warning: the machine was already %.2f cores busy before the run: other work competes with the benchmark", busy)
+			return
+		}
+		b.logf("the machine is %.2f cores busy; waiting for it to calm down (-wait-idle)", busy)
+	}
+}
+
+// idleThreshold is the busy cores under which the machine counts as idle.
+const idleThreshold = 0.2
+
+// busyOver returns the cores the whole machine kept busy over window.
+func busyOver(window time.Duration) (float64, error) {
 	before, err := MachineBusy()
 	if err != nil {
-		return
+		return 0, err
 	}
-	const window = time.Second
 	time.Sleep(window)
 	after, err := MachineBusy()
 	if err != nil {
-		return
+		return 0, err
 	}
-	busy := (after - before).Seconds() / window.Seconds()
-	b.report.Settings.MachineBusyBefore = busy
-	if busy > 0.2 {
-		b.logf("warning: the machine was already %.2f cores busy before the run: other work competes with the benchmark", busy)
-	}
+	return (after - before).Seconds() / window.Seconds(), nil
 }
 
 func (b *bench) setUp(ctx context.Context) error {

@@ -41,6 +41,7 @@ func run() int {
 		idleConns   = flag.Int("idle-conns", 256, "idle keep-alive connections held to the inbound port for the memory figure (0: skip)")
 		barePool    = flag.Bool("bare-buffer-pool", false, "give the bare proxy a pool of copy buffers, as the sidecar has (a stricter baseline)")
 		maxRequests = flag.Int64("max-requests", 10_000_000, "cap on the requests of one timed run")
+		waitIdle    = flag.Duration("wait-idle", 0, "wait up to this long, before starting, for the machine to be idle (under 0.2 cores busy)")
 		timeout     = flag.Duration("timeout", 15*time.Minute, "bound on the whole run")
 		asJSON      = flag.Bool("json", false, "print the report as JSON instead of a table")
 		serveApp    = flag.Bool("serve-app", false, "only serve the app (on -listen) until stdin closes")
@@ -97,7 +98,7 @@ func run() int {
 		Duration: *duration, Warmup: *warmup, Concurrency: *concurrency, Tokens: *tokens,
 		Rate: *rate, HalfRate: *halfRate, OpenWorkers: *openWorkers, Cases: names,
 		AppProcs: *appProcs, ProxyProcs: *proxyProcs, IdleConns: *idleConns, BareBufferPool: *barePool,
-		Rounds: *rounds, MaxRequests: *maxRequests, Log: os.Stderr,
+		Rounds: *rounds, WaitIdle: *waitIdle, MaxRequests: *maxRequests, Log: os.Stderr,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
