@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -135,20 +136,30 @@ func TestRotatedIDPKeysAreAcceptedWithoutRestart(t *testing.T) {
 
 func TestIDPOutageKeepsLoadedKeysAndCachedTokens(t *testing.T) {
 	t.Parallel()
-	idp := startIDP(t, chainIDPConfig())
+	// A second resource whose tokens live 8 s: A's refresh of it falls
+	// due (at 80%) during the outage.
+	const shortLived = "http://payments-short.example"
+	cfg := chainIDPConfig()
+	cfg.Resources[shortLived] = IDPResource{Scopes: []string{"payments:write"}, TTL: 8 * time.Second}
+	idp := startIDP(t, cfg)
 	appB := startApp(t)
-	b := startInbound(t, idp, paymentsRS, "payments:write", appB, nil)
-	a := startOutbound(t, idp, basicClient, basicSecret, "client_secret_basic", "", outboundRoute{
-		Name: "payments", URL: b.Addrs.InboundURL(), Resource: paymentsRS, Scopes: "payments:read payments:write",
-	})
+	b := startInbound(t, idp, paymentsRS+","+shortLived, "payments:write", appB, nil)
+	a := startOutbound(t, idp, basicClient, basicSecret, "client_secret_basic", "",
+		outboundRoute{Name: "payments", URL: b.Addrs.InboundURL(), Resource: paymentsRS, Scopes: "payments:read payments:write"},
+		outboundRoute{Name: "payments-short", URL: b.Addrs.InboundURL(), Resource: shortLived, Scopes: "payments:write"},
+	)
 	b.WaitReady(t, b.Addrs.AdminURL())
 	readyAt := time.Now()
 	a.WaitReady(t, a.Addrs.AdminURL())
 
 	viaA := a.Addrs.OutboundURL() + "/payments/charges?via=a"
+	viaShort := a.Addrs.OutboundURL() + "/payments-short/charges?via=short"
 	inB := b.Addrs.InboundURL() + "/charges?via=direct"
 	if r := call(t, http.MethodPost, viaA, []byte("before"), nil); r.Status != http.StatusOK {
 		t.Fatalf("through A before the outage: %s", r)
+	}
+	if r := call(t, http.MethodPost, viaShort, []byte("before"), nil); r.Status != http.StatusOK {
+		t.Fatalf("through A's short-lived route before the outage: %s", r)
 	}
 	direct := idp.ClientCredentialsToken(t, postClient, postSecret, paymentsRS, "payments:write").AccessToken
 	if r := call(t, http.MethodPost, inB, []byte("before"), bearer(direct)); r.Status != http.StatusOK {
@@ -197,6 +208,31 @@ func TestIDPOutageKeepsLoadedKeysAndCachedTokens(t *testing.T) {
 	}
 	check("right after the IdP stopped")
 
+	// The short-lived token's refresh fails; until it expires A keeps
+	// using it, and after that A answers 503 and sends nothing.
+	eventually(t, 12*time.Second, "A's refresh of the short-lived token fails", func() (bool, string) {
+		v := metric(t, a.Addrs.AdminURL(), "authsidecar_token_fetches_total", "route", "payments-short", "result", "error")
+		return v >= 1, fmt.Sprint(v, " failed fetches")
+	})
+	expiry := time.UnixMilli(int64(1000 * metric(t, a.Addrs.AdminURL(), "authsidecar_token_expiry_timestamp_seconds", "route", "payments-short")))
+	if time.Until(expiry) > 500*time.Millisecond {
+		if r := call(t, http.MethodPost, viaShort, []byte("refresh failed"), nil); r.Status != http.StatusOK {
+			t.Errorf("short-lived route after a failed refresh, %s before expiry: %s; want 200 with the current token",
+				time.Until(expiry).Round(time.Millisecond), r)
+		}
+	} else {
+		t.Logf("the failed refresh was seen only %s before expiry: not checking the token stays in use", time.Until(expiry))
+	}
+	sleepUntil(expiry.Add(300 * time.Millisecond))
+	if r := call(t, http.MethodPost, viaShort, []byte("expired"), nil); r.Status != http.StatusServiceUnavailable || r.errorCode() != "token_unavailable" {
+		t.Errorf("short-lived route after its token expired with the IdP down: %s; want 503 token_unavailable", r)
+	}
+	for _, r := range appB.Requests() {
+		if r.RawQuery == "via=short" && string(r.Body) != "refresh failed" {
+			t.Errorf("app B saw the short-lived route's call %q during the outage", r.Body)
+		}
+	}
+
 	// Past B's cooldown the unknown kid makes B ask the provider, which
 	// is down: the fetch fails and B keeps the keys it has.
 	sleepUntil(readyAt.Add(unknownKidCooldown + 200*time.Millisecond))
@@ -224,7 +260,13 @@ func TestIDPOutageKeepsLoadedKeysAndCachedTokens(t *testing.T) {
 	if v := sumMetric(bm, "authsidecar_inbound_token_rejections_total", "reason", "unknown_key"); v != 3 {
 		t.Errorf("B counted %v unknown_key rejections, want 3", v)
 	}
-	if got := len(appB.Requests()); got != 4 {
+	var got int
+	for _, r := range appB.Requests() {
+		if r.RawQuery != "via=short" {
+			got++
+		}
+	}
+	if got != 4 {
 		t.Errorf("app B saw %d requests during the outage, want 4", got)
 	}
 }
@@ -302,6 +344,19 @@ func TestIssuerUnreachableAtStartThenComingUp(t *testing.T) {
 func TestSIGTERMDrainsAnInFlightRequest(t *testing.T) {
 	t.Parallel()
 	idp := startIDP(t, chainIDPConfig())
+	t.Run("directly to B, B stopped", func(t *testing.T) {
+		t.Parallel()
+		testDrain(t, idp, false)
+	})
+	t.Run("through A and B, both stopped", func(t *testing.T) {
+		t.Parallel()
+		testDrain(t, idp, true)
+	})
+}
+
+// testDrain sends a slow call to app B, directly or through sidecar A,
+// and SIGTERMs every sidecar on its way while app B is still working on it.
+func testDrain(t *testing.T, idp *IDP, viaA bool) {
 	appB := startApp(t)
 	started, release := make(chan struct{}), make(chan struct{})
 	var startOnce, releaseOnce sync.Once
@@ -316,9 +371,33 @@ func TestSIGTERMDrainsAnInFlightRequest(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, "slow done")
 	})
-	b := startInbound(t, idp, paymentsRS, "payments:write", appB, map[string]string{"AUTHSIDECAR_SHUTDOWN_GRACE": "10s"})
+	grace := map[string]string{"AUTHSIDECAR_SHUTDOWN_GRACE": "10s"}
+	b := startInbound(t, idp, paymentsRS, "payments:write", appB, grace)
 	b.WaitReady(t, b.Addrs.AdminURL())
-	tok := idp.ClientCredentialsToken(t, basicClient, basicSecret, paymentsRS, "payments:write").AccessToken
+	type stoppable struct {
+		name  string
+		s     *Sidecar
+		admin string
+	}
+	sidecars := []stoppable{{"B", b.Sidecar, b.Addrs.AdminURL()}}
+	callURL := b.Addrs.InboundURL() + "/slow?n=1"
+	header := bearer(idp.ClientCredentialsToken(t, basicClient, basicSecret, paymentsRS, "payments:write").AccessToken)
+	if viaA {
+		addrs := freeSidecarAddrs(t)
+		a := startSidecar(t, mergeEnv(addrs.Env(), grace, map[string]string{
+			"AUTHSIDECAR_OUTBOUND_ROUTES":         "payments",
+			"AUTHSIDECAR_OUTBOUND_TOKEN_URL":      idp.TokenURL(),
+			"AUTHSIDECAR_OUTBOUND_CLIENT_ID":      basicClient,
+			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET":  basicSecret,
+			"AUTHSIDECAR_ROUTE_PAYMENTS_URL":      b.Addrs.InboundURL(),
+			"AUTHSIDECAR_ROUTE_PAYMENTS_RESOURCE": paymentsRS,
+			"AUTHSIDECAR_ROUTE_PAYMENTS_SCOPES":   "payments:write",
+		}))
+		a.WaitReady(t, addrs.AdminURL())
+		sidecars = append(sidecars, stoppable{"A", a, addrs.AdminURL()})
+		callURL = addrs.OutboundURL() + "/payments/slow?n=1"
+		header = nil
+	}
 
 	type result struct {
 		r   reply
@@ -326,7 +405,7 @@ func TestSIGTERMDrainsAnInFlightRequest(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		r, err := tryCall(http.MethodPost, b.Addrs.InboundURL()+"/slow?n=1", []byte("in flight"), bearer(tok))
+		r, err := tryCall(http.MethodPost, callURL, []byte("in flight"), header)
 		done <- result{r, err}
 	}()
 	select {
@@ -337,16 +416,22 @@ func TestSIGTERMDrainsAnInFlightRequest(t *testing.T) {
 		t.Fatal("the slow call did not reach the app within 10s")
 	}
 
-	if err := b.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	for _, sc := range sidecars {
+		if err := sc.s.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
 	}
-	eventually(t, 5*time.Second, "B /readyz turns 503 during the drain", func() (bool, string) {
-		st, body := getStatus(b.Addrs.AdminURL() + "/readyz")
-		return st == http.StatusServiceUnavailable && strings.Contains(body, "shutdown"), body
-	})
+	for _, sc := range sidecars {
+		eventually(t, 5*time.Second, sc.name+" /readyz turns 503 during the drain", func() (bool, string) {
+			st, body := getStatus(sc.admin + "/readyz")
+			return st == http.StatusServiceUnavailable && strings.Contains(body, "shutdown"), body
+		})
+	}
 	time.Sleep(300 * time.Millisecond)
-	if b.Exited() {
-		t.Fatalf("B exited with a request in flight; output:\n%s", b.Output())
+	for _, sc := range sidecars {
+		if sc.s.Exited() {
+			t.Fatalf("%s exited with a request in flight; output:\n%s", sc.name, sc.s.Output())
+		}
 	}
 	select {
 	case res := <-done:
@@ -363,21 +448,23 @@ func TestSIGTERMDrainsAnInFlightRequest(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the in-flight call was not answered within 10s of the app finishing")
 	}
-	if code, inTime := b.WaitTimeout(10 * time.Second); code != 0 || !inTime {
-		t.Errorf("B exit code %d (exited by itself: %v), want 0", code, inTime)
-	}
-	seen := appB.Last(t)
-	if seen.RequestURI != "/slow?n=1" || string(seen.Body) != "in flight" {
-		t.Errorf("app B saw %s with body %q", seen.RequestURI, seen.Body)
-	}
-	checkIdentity(t, seen, idp.Issuer, basicClient, "payments:write")
-	var msgs []string
-	for _, rec := range b.LogLines() {
-		if m, _ := rec["msg"].(string); m != "" {
-			msgs = append(msgs, m)
+	for _, sc := range sidecars {
+		if code, inTime := sc.s.WaitTimeout(10 * time.Second); code != 0 || !inTime {
+			t.Errorf("%s exit code %d (exited by itself: %v), want 0", sc.name, code, inTime)
+		}
+		var msgs []string
+		for _, rec := range sc.s.LogLines() {
+			if m, _ := rec["msg"].(string); m != "" {
+				msgs = append(msgs, m)
+			}
+		}
+		if !strings.Contains(strings.Join(msgs, "|"), "shutting down") {
+			t.Errorf("%s logged %q, want a shutting down record", sc.name, msgs)
 		}
 	}
-	if !strings.Contains(strings.Join(msgs, "|"), "shutting down") {
-		t.Errorf("B logged %q, want a shutting down record", msgs)
+	reqs := appB.Requests()
+	if len(reqs) != 1 || reqs[0].RequestURI != "/slow?n=1" || string(reqs[0].Body) != "in flight" {
+		t.Fatalf("app B saw %d requests (%+v), want the one slow call", len(reqs), reqs)
 	}
+	checkIdentity(t, reqs[0], idp.Issuer, basicClient, "payments:write")
 }
