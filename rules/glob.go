@@ -18,10 +18,18 @@ type seg struct {
 	lit  string
 }
 
-// glob is a compiled path glob: its segments after the leading "/".
+// glob is a compiled path glob: its segments after the leading "/", and
+// what lets Match rule it out before walking them (see candidate).
 type glob struct {
 	src  string
 	segs []seg
+	// minSegs is how many segments a path needs (those not "**"); without
+	// a "**" it needs exactly that many.
+	minSegs   int
+	hasDouble bool
+	// lastLit is the last segment when it is a literal, which the path's
+	// last segment must then equal; "" otherwise.
+	lastLit string
 }
 
 // compileGlob checks a glob and splits it into segments once, so Match
@@ -56,6 +64,16 @@ func compileGlob(src string) (glob, error) {
 			g.segs = append(g.segs, seg{kind: literal, lit: s})
 		}
 	}
+	for _, s := range g.segs {
+		if s.kind == doubleStar {
+			g.hasDouble = true
+		} else {
+			g.minSegs++
+		}
+	}
+	if n := len(g.segs); n > 0 && g.segs[n-1].kind == literal {
+		g.lastLit = g.segs[n-1].lit
+	}
 	return g, nil
 }
 
@@ -67,44 +85,27 @@ func (g *glob) firstLiteral() string {
 	return ""
 }
 
-// nextSeg returns the segment of p starting at byte i and the start of the
-// one after it; past the last segment the next start is len(p)+1.
-func nextSeg(p string, i int) (string, int) {
-	j := strings.IndexByte(p[i:], '/')
-	if j < 0 {
-		return p[i:], len(p) + 1
-	}
-	return p[i : i+j], i + j + 1
-}
-
-// match reports whether rest, a request path without its leading "/",
-// matches g. It walks segments in place, without allocating; "**" is
-// handled like "*" in wildcard string matching, by remembering the last one
-// seen and letting it absorb one more segment when what follows fails.
-func (g *glob) match(rest string) bool {
-	end := len(rest) + 1 // the position past the last segment
-	si := 0
-	if rest == "" {
-		si = end // the root has no segments
-	}
-	pi, starP, starS := 0, -1, 0
-	for si < end {
+// match reports whether a request path's segments match g. "**" is handled
+// like "*" in wildcard string matching: remember the last one seen and, when
+// what follows it fails, let it absorb one more segment and retry.
+func (g *glob) match(path []string) bool {
+	pi, si, starP, starS := 0, 0, -1, 0
+	for si < len(path) {
 		if pi < len(g.segs) {
-			s, next := nextSeg(rest, si)
 			switch p := g.segs[pi]; {
 			case p.kind == doubleStar:
 				starP, starS = pi, si
 				pi++
 				continue
-			case p.kind == star && s != "", p.kind == literal && s == p.lit:
-				pi, si = pi+1, next
+			case p.kind == star && path[si] != "", p.kind == literal && path[si] == p.lit:
+				pi, si = pi+1, si+1
 				continue
 			}
 		}
 		if starP < 0 {
 			return false
 		}
-		_, starS = nextSeg(rest, starS)
+		starS++
 		pi, si = starP+1, starS
 	}
 	for pi < len(g.segs) && g.segs[pi].kind == doubleStar {
@@ -113,22 +114,35 @@ func (g *glob) match(rest string) bool {
 	return pi == len(g.segs)
 }
 
-// unclean reports whether rest, a request path without its leading "/",
-// holds something the app might resolve differently than a glob reads it:
-// a "." or ".." segment, an empty segment before the last, or a backslash.
-func unclean(rest string) bool {
+// split appends the segments of rest, a request path without its leading
+// "/", to buf: none for the root, and a last empty one for a trailing
+// slash. Given a stack array's slice, it does not allocate for paths that
+// fit.
+func split(buf []string, rest string) []string {
+	if rest == "" {
+		return buf
+	}
+	for {
+		i := strings.IndexByte(rest, '/')
+		if i < 0 {
+			return append(buf, rest)
+		}
+		buf = append(buf, rest[:i])
+		rest = rest[i+1:]
+	}
+}
+
+// unclean reports whether a request path holds something the app might
+// resolve differently than a glob reads it: a "." or ".." segment, an empty
+// segment before the last, or a backslash.
+func unclean(rest string, path []string) bool {
 	if strings.IndexByte(rest, '\\') >= 0 {
 		return true
 	}
-	if rest == "" {
-		return false
-	}
-	for i := 0; i < len(rest)+1; {
-		s, next := nextSeg(rest, i)
-		if s == "." || s == ".." || (s == "" && next <= len(rest)) {
+	for i, s := range path {
+		if s == "." || s == ".." || s == "" && i < len(path)-1 {
 			return true
 		}
-		i = next
 	}
 	return false
 }

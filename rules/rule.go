@@ -84,7 +84,7 @@ func (r *Rule) Allow(in Input) Decision {
 		return Decision{Reason: ReasonClientNotAllowed, Detail: "client not in the rule's clients"}
 	}
 	if r.program != nil {
-		if ok, detail := r.eval(&in); !ok {
+		if ok, detail := r.eval(in); !ok {
 			return Decision{Reason: ReasonClientNotAllowed, Detail: detail}
 		}
 	}

@@ -89,6 +89,8 @@ func TestMatch(t *testing.T) {
 		{"dot-dot into a protected prefix is protected", "GET", "/x/../admin", 2},
 		{"dot-dot out of a protected prefix stays protected", "GET", "/admin/../elsewhere", 2},
 		{"a double slash under a protected prefix is protected", "GET", "/admin//users", 2},
+		{"a path longer than the split buffer still matches", "GET", "/docs" + strings.Repeat("/a", 40), 1},
+		{"a long unclean path is still protected", "GET", strings.Repeat("/a", 40) + strings.Repeat("/..", 40) + "/admin", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,6 +142,17 @@ func TestMatchDoesNotAllocate(t *testing.T) {
 	for _, p := range []string{"/orders/1/items/a/b/price", "/nothing/here", "/docs/a/b", "/"} {
 		if n := testing.AllocsPerRun(100, func() { s.Match("GET", p) }); n != 0 {
 			t.Errorf("Match(GET, %q) allocates %v times, want 0", p, n)
+		}
+	}
+}
+
+func TestAllowWithoutConditionDoesNotAllocate(t *testing.T) {
+	s := mustParse(t, allowFile)
+	in := Input{Scopes: []string{"a", "b", "c"}, ClientID: "x"}
+	for _, p := range []string{"/public", "/scopes", "/both", "/clients"} {
+		r := s.Match("GET", p)
+		if n := testing.AllocsPerRun(100, func() { r.Allow(in) }); n != 0 {
+			t.Errorf("Allow on %s allocates %v times, want 0", p, n)
 		}
 	}
 }

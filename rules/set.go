@@ -12,10 +12,27 @@ type Set struct {
 	other   []candidate
 }
 
-// candidate is one glob of one rule.
+// candidate is one glob of one rule, with what rules it out copied in so
+// that scanning a list touches one slice and no pointers.
 type candidate struct {
-	rule *Rule
-	glob *glob
+	methods   methodMask
+	hasDouble bool
+	minSegs   int
+	lastLit   string
+	glob      *glob
+	rule      *Rule
+}
+
+// mayMatch is a cheap test on the method and the path's segments: false
+// means the candidate does not match.
+func (c *candidate) mayMatch(m methodMask, path []string) bool {
+	if c.methods&m == 0 {
+		return false
+	}
+	if n := len(path); n < c.minSegs || !c.hasDouble && n != c.minSegs {
+		return false
+	}
+	return c.lastLit == "" || c.lastLit == path[len(path)-1]
 }
 
 func newSet(rules []*Rule) *Set {
@@ -23,7 +40,8 @@ func newSet(rules []*Rule) *Set {
 	var all []candidate
 	for _, r := range rules {
 		for i := range r.globs {
-			all = append(all, candidate{r, &r.globs[i]})
+			g := &r.globs[i]
+			all = append(all, candidate{r.methods, g.hasDouble, g.minSegs, g.lastLit, g, r})
 		}
 	}
 	for _, c := range all {
@@ -58,33 +76,40 @@ func (s *Set) Match(method, p string) *Rule {
 	if s == nil || p == "" || p[0] != '/' {
 		return nil
 	}
-	m, rest := methodBit(method), p[1:]
-	if unclean(rest) {
-		return s.matchUnclean(m, rest, path.Clean(p)[1:])
+	var buf [maxSegs]string
+	segs := split(buf[:0], p[1:])
+	m := methodBit(method)
+	if unclean(p[1:], segs) {
+		return s.matchUnclean(m, segs, path.Clean(p))
 	}
-	first, _ := nextSeg(rest, 0)
-	cands, ok := s.byFirst[first]
-	if !ok {
-		cands = s.other
+	cands := s.other
+	if len(segs) > 0 {
+		if c, ok := s.byFirst[segs[0]]; ok {
+			cands = c
+		}
 	}
-	for _, c := range cands {
-		if c.rule.methods&m != 0 && c.glob.match(rest) {
+	for i := range cands {
+		if c := &cands[i]; c.mayMatch(m, segs) && c.glob.match(segs) {
 			return c.rule
 		}
 	}
 	return nil
 }
 
+// maxSegs is how many segments Match splits a path into without allocating.
+const maxSegs = 32
+
 // matchUnclean skips public rules and matches the others against the path
 // as sent and as cleaned, so that what the app may resolve the path to is
 // still protected. It is the slow path: such requests are rare.
-func (s *Set) matchUnclean(m methodMask, rest, cleaned string) *Rule {
+func (s *Set) matchUnclean(m methodMask, segs []string, cleaned string) *Rule {
+	clean := split(nil, cleaned[1:])
 	for _, r := range s.rules {
 		if r.Public || r.methods&m == 0 {
 			continue
 		}
 		for i := range r.globs {
-			if r.globs[i].match(rest) || r.globs[i].match(cleaned) {
+			if r.globs[i].match(segs) || r.globs[i].match(clean) {
 				return r
 			}
 		}

@@ -51,7 +51,7 @@ func compileWhen(env *cel.Env, src string, errorf func(string, ...any)) cel.Prog
 }
 
 // eval runs the rule's condition; only true allows.
-func (r *Rule) eval(in *Input) (bool, string) {
+func (r *Rule) eval(in Input) (bool, string) {
 	out, _, err := r.program.Eval(&activation{in: in})
 	if err != nil {
 		return false, "condition failed: " + err.Error()
@@ -66,7 +66,7 @@ func (r *Rule) eval(in *Input) (bool, string) {
 // the expression first reads it: a condition on headers never decodes the
 // claims.
 type activation struct {
-	in      *Input
+	in      Input
 	claims  map[string]any
 	request map[string]any
 	decoded bool
