@@ -5,6 +5,7 @@ package e2e
 // SIGTERM with a request in flight.
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -467,4 +468,74 @@ func testDrain(t *testing.T, idp *IDP, viaA bool) {
 		t.Fatalf("app B saw %d requests (%+v), want the one slow call", len(reqs), reqs)
 	}
 	checkIdentity(t, reqs[0], idp.Issuer, basicClient, "payments:write")
+}
+
+// TestEmergencyKeyRotationRetriesWithAFreshToken: the provider drops the
+// key that signed A's cached token (a compromised key is removed, not
+// kept). B refuses that token; A drops it, gets one signed by the new key
+// and sends the call again, streamed body and all, so app B sees it once,
+// whole, and app A never sees the refusal.
+func TestEmergencyKeyRotationRetriesWithAFreshToken(t *testing.T) {
+	t.Parallel()
+	idp := startIDP(t, chainIDPConfig())
+	appB := startApp(t)
+	bAddrs := freeSidecarAddrs(t) // B starts after the rotation; A needs its address now
+	a := startOutbound(t, idp, basicClient, basicSecret, "client_secret_basic", "", outboundRoute{
+		Name: "payments", URL: "http://" + bAddrs.Inbound, Resource: paymentsRS, Scopes: "payments:write",
+	})
+	a.WaitReady(t, a.Addrs.AdminURL())
+	eventually(t, 10*time.Second, "A fetches its token", func() (bool, string) {
+		v := metric(t, a.Addrs.AdminURL(), "authsidecar_token_fetches_total", "route", "payments", "result", "success")
+		return v == 1, fmt.Sprint(v, " fetches")
+	})
+
+	oldKID := idp.Keys()[0].KID
+	idp.Restart(t, nil) // a fresh key set: the old keys are gone
+	b := startSidecar(t, mergeEnv(bAddrs.Env(), map[string]string{
+		"AUTHSIDECAR_INBOUND_ISSUERS":         idp.Issuer,
+		"AUTHSIDECAR_INBOUND_AUDIENCES":       paymentsRS,
+		"AUTHSIDECAR_INBOUND_REQUIRED_SCOPES": "payments:write",
+		"AUTHSIDECAR_INBOUND_UPSTREAM":        appB.URL,
+	}))
+	b.WaitReady(t, bAddrs.AdminURL())
+
+	// A streamed body (no Content-Length) larger than what a server
+	// discards for a request it refuses unread.
+	body := bytes.Repeat([]byte("0123456789abcdef"), 20<<10) // 320 KiB
+	req, err := http.NewRequest(http.MethodPut, a.Addrs.OutboundURL()+"/payments/batches/9?part=1", io.MultiReader(bytes.NewReader(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.ContentLength != 0 {
+		t.Fatal("the request would not be streamed")
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := callClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := readAllLimited(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("app A got %d %s; want 200 after A retried with a fresh token", resp.StatusCode, truncate(answer, 300))
+	}
+
+	reqs := appB.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("app B saw %d requests, want 1", len(reqs))
+	}
+	seen := reqs[0]
+	if seen.Method != http.MethodPut || seen.RequestURI != "/batches/9?part=1" || !bytes.Equal(seen.Body, body) {
+		t.Errorf("app B saw %s %s with %d body bytes, want PUT /batches/9?part=1 with the %d bytes sent",
+			seen.Method, seen.RequestURI, len(seen.Body), len(body))
+	}
+	checkIdentity(t, seen, idp.Issuer, basicClient, "payments:write")
+
+	if v := metric(t, a.Addrs.AdminURL(), "authsidecar_token_fetches_total", "route", "payments", "result", "success"); v != 2 {
+		t.Errorf("A made %v token fetches, want 2: the first, and one after B refused it", v)
+	}
+	if v := metric(t, bAddrs.AdminURL(), "authsidecar_inbound_token_rejections_total", "reason", "unknown_key"); v != 1 {
+		t.Errorf("B refused %v tokens for an unknown key, want 1 (A's old token, signed by %s)", v, oldKID)
+	}
+	expectMetric(t, bAddrs.AdminURL(), "B's allowed requests", 1, "authsidecar_inbound_requests_total", "result", "allowed")
 }
