@@ -19,6 +19,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/authsidecar/authsidecar/config"
+	"github.com/authsidecar/authsidecar/internal/filesecret"
 )
 
 // assertionLifetime is how long a private_key_jwt assertion is valid. It
@@ -91,7 +92,7 @@ func newJTI() (string, error) {
 }
 
 // keyFile is AUTHSIDECAR_OUTBOUND_PRIVATE_KEY_FILE, re-read when it changes
-// (see secretFile for what "changes" means).
+// (see filesecret.Changed for what "changes" means).
 type keyFile struct {
 	path, kid string
 
@@ -109,7 +110,7 @@ func (k *keyFile) signer() (jose.Signer, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if !changed(k.info, info) {
+	if !filesecret.Changed(k.info, info) {
 		return k.sign, nil
 	}
 	b, err := os.ReadFile(k.path)

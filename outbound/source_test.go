@@ -192,14 +192,14 @@ func TestBuildRefuses(t *testing.T) {
 		{"a missing secret file", withEnv(map[string]string{
 			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET":      "",
 			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE": filepath.Join(dir, "missing"),
-		}), "outbound: client secret file: stat " + filepath.Join(dir, "missing") + ": no such file or directory"},
+		}), "outbound: AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE: filesecret: stat " + filepath.Join(dir, "missing") + ": no such file or directory"},
 		{"an empty secret file", withEnv(map[string]string{
 			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET":      "",
 			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE": empty,
-		}), "outbound: client secret file " + empty + " is empty"},
+		}), "outbound: AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE: filesecret: " + empty + " is empty"},
 		{"a CA file without certificates", withEnv(map[string]string{
 			"AUTHSIDECAR_OUTBOUND_TLS_CA_FILE": empty,
-		}), "outbound: AUTHSIDECAR_OUTBOUND_TLS_CA_FILE: no PEM certificate in " + empty},
+		}), "outbound: AUTHSIDECAR_OUTBOUND_TLS_CA_FILE: proxy: CA file " + empty + " holds no PEM certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Build(t.Context(), tc.cfg(t), nil, nil)

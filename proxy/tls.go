@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/authsidecar/authsidecar/internal/filesecret"
 )
 
 // KeyPair is a certificate and key read from files and read again when
@@ -51,7 +53,7 @@ func (kp *KeyPair) Certificate() (*tls.Certificate, error) {
 	if err := errors.Join(err1, err2); err != nil {
 		return kp.keep(fmt.Errorf("proxy: key pair: %w", err))
 	}
-	if kp.current != nil && !fileChanged(kp.certInfo, ci) && !fileChanged(kp.keyInfo, ki) {
+	if kp.current != nil && !filesecret.Changed(kp.certInfo, ci) && !filesecret.Changed(kp.keyInfo, ki) {
 		return kp.current, nil
 	}
 	pair, err := tls.LoadX509KeyPair(kp.certFile, kp.keyFile)
@@ -67,13 +69,6 @@ func (kp *KeyPair) keep(err error) (*tls.Certificate, error) {
 		return kp.current, nil
 	}
 	return nil, err
-}
-
-// fileChanged reports whether cur is another file than prev, or the same
-// file modified.
-func fileChanged(prev, cur os.FileInfo) bool {
-	return prev == nil || !os.SameFile(prev, cur) ||
-		!prev.ModTime().Equal(cur.ModTime()) || prev.Size() != cur.Size()
 }
 
 // ServerTLS returns a server TLS configuration (TLS 1.2 or later) serving

@@ -34,7 +34,7 @@ func (f *File) Value() (string, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.info != nil && os.SameFile(f.info, info) && f.info.ModTime().Equal(info.ModTime()) && f.info.Size() == info.Size() {
+	if !Changed(f.info, info) {
 		return f.value, nil
 	}
 	b, err := os.ReadFile(f.path)
@@ -47,4 +47,13 @@ func (f *File) Value() (string, error) {
 	}
 	f.info, f.value = info, v
 	return v, nil
+}
+
+// Changed reports whether cur is another file than prev (nil: never read),
+// by device and inode, or the same file with another modification time or
+// size. Kubernetes swaps a symlink to rotate a mounted file, which changes
+// the first; an in-place rewrite changes the others.
+func Changed(prev, cur os.FileInfo) bool {
+	return prev == nil || !os.SameFile(prev, cur) ||
+		!prev.ModTime().Equal(cur.ModTime()) || prev.Size() != cur.Size()
 }
