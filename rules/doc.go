@@ -57,7 +57,8 @@
 // A rule without methods applies to every method. Methods are the upper-case
 // names of RFC 9110 and RFC 5789 (GET, HEAD, POST, PUT, PATCH, DELETE,
 // OPTIONS, CONNECT, TRACE); a rule listing GET also applies to HEAD, as
-// net/http serves HEAD with the GET handler.
+// net/http serves HEAD with the GET handler. A request with any other method
+// matches only rules without methods.
 //
 // # Conditions
 //

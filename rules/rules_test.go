@@ -135,6 +135,9 @@ func TestMatchOnNilSetFindsNothing(t *testing.T) {
 	if r := s.Match("GET", "/"); r != nil {
 		t.Errorf("Match on a nil Set = rule %d, want none", r.Index)
 	}
+	if rs := s.Rules(); rs != nil {
+		t.Errorf("Rules on a nil Set = %d rules, want none", len(rs))
+	}
 }
 
 func TestMatchDoesNotAllocate(t *testing.T) {

@@ -32,6 +32,7 @@ func (c *candidate) mayMatch(m methodMask, path []string) bool {
 	if n := len(path); n < c.minSegs || !c.hasDouble && n != c.minSegs {
 		return false
 	}
+	// A glob ending in a literal needs a segment, so path is not empty here.
 	return c.lastLit == "" || c.lastLit == path[len(path)-1]
 }
 
@@ -64,9 +65,14 @@ func newSet(rules []*Rule) *Set {
 	return s
 }
 
-// Rules returns the rules in file order. The slice and the rules MUST NOT
-// be modified.
-func (s *Set) Rules() []*Rule { return s.rules }
+// Rules returns the rules in file order, none for a nil Set. The slice and
+// the rules MUST NOT be modified.
+func (s *Set) Rules() []*Rule {
+	if s == nil {
+		return nil
+	}
+	return s.rules
+}
 
 // Match returns the first rule, in file order, whose methods include method
 // and one of whose globs matches p, the request's decoded path
