@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/authsidecar/authsidecar/rules"
 )
 
 // Prefix starts every variable authsidecar reads.
@@ -53,7 +55,10 @@ type Inbound struct {
 	ClientCAFile       string        `env:"CLIENT_CA_FILE"`
 	ClientAllowedSANs  List          `env:"CLIENT_ALLOWED_SANS"`
 	RequireBoundTokens bool          `env:"REQUIRE_BOUND_TOKENS" envDefault:"false"`
-	TokenCacheSize     int           `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
+	RulesFile          string        `env:"RULES_FILE"`
+	// Rules is RulesFile, parsed and compiled by Load.
+	Rules          *rules.Set `env:"-"`
+	TokenCacheSize int        `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
 	// Introspection (RFC 7662) is on when IntrospectionClientID is set.
 	IntrospectionClientID         string        `env:"INTROSPECTION_CLIENT_ID"`
 	IntrospectionClientSecret     Secret        `env:"INTROSPECTION_CLIENT_SECRET"`

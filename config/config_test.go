@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -273,5 +274,26 @@ func TestOutboundClientAuthenticationMethodsLoad(t *testing.T) {
 				t.Errorf("check output lacks %q:\n%s", line, b.String())
 			}
 		})
+	}
+}
+
+func TestBadRulesFileIsNamedWithItsRule(t *testing.T) {
+	dir := t.TempDir()
+	bad := dir + "/rules.yaml"
+	if err := os.WriteFile(bad, []byte("rules:\n  - paths: [\"/admin/**\"]\n    scope: [admin]\n  - paths: [\"admin\"]\n    public: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := config.Load(inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_RULES_FILE": bad}))
+	for _, want := range []string{
+		`AUTHSIDECAR_INBOUND_RULES_FILE: rules: rule 1 (/admin/**): unknown key "scope"`,
+		`rule 2 (admin)`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error:\n%v\nwant it to contain %q", err, want)
+		}
+	}
+	_, err = config.Load(inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_RULES_FILE": dir + "/missing.yaml"}))
+	if err == nil || !strings.Contains(err.Error(), "AUTHSIDECAR_INBOUND_RULES_FILE: ") {
+		t.Errorf("missing rules file: error %v, want it named", err)
 	}
 }

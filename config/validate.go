@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/authsidecar/authsidecar/rules"
 )
 
 var routeName = regexp.MustCompile(`^[a-z0-9-]+$`)
@@ -36,7 +38,7 @@ func (c *Config) validate(p *problems, environ map[string]string) {
 	if c.Inbound.Enabled() {
 		c.Inbound.validate(p)
 	} else {
-		for _, v := range []string{"JWKS_URL", "AUDIENCES", "REQUIRED_SCOPES", "ALLOWED_CLIENTS", "PUBLIC_PATHS"} {
+		for _, v := range []string{"JWKS_URL", "AUDIENCES", "REQUIRED_SCOPES", "ALLOWED_CLIENTS", "PUBLIC_PATHS", "RULES_FILE"} {
 			if environ[Prefix+"INBOUND_"+v] != "" {
 				p.add(Prefix+"INBOUND_"+v, "is set but %sINBOUND_ISSUERS is not, so inbound does not run", Prefix)
 			}
@@ -67,7 +69,7 @@ func (g General) validate(p *problems) {
 	}
 }
 
-func (in Inbound) validate(p *problems) {
+func (in *Inbound) validate(p *problems) {
 	const v = Prefix + "INBOUND_"
 	checkListen(p, v+"LISTEN", in.Listen)
 	checkHTTPURL(p, v+"UPSTREAM", &in.Upstream)
@@ -112,6 +114,13 @@ func (in Inbound) validate(p *problems) {
 		p.add(v+"TLS_KEY_FILE", "%sTLS_CERT_FILE and %sTLS_KEY_FILE must be set together", v, v)
 	}
 	in.validateIntrospection(p)
+	if in.RulesFile != "" {
+		set, err := rules.Load(in.RulesFile)
+		if err != nil {
+			p.add(v+"RULES_FILE", "%v", err)
+		}
+		in.Rules = set
+	}
 	if in.TokenCacheSize < 0 {
 		p.add(v+"TOKEN_CACHE_SIZE", "must not be negative, got %d", in.TokenCacheSize)
 	}

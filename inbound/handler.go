@@ -3,6 +3,7 @@ package inbound
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
+	"github.com/authsidecar/authsidecar/rules"
 )
 
 // Identity headers set for the app. Callers' copies of any X-Auth-* header
@@ -53,6 +55,9 @@ type HandlerOptions struct {
 	AccessLog bool
 	// ClientCerts is what is asked of TLS client certificates (mTLS).
 	ClientCerts ClientCertPolicy
+	// Rules decide per path and method; a request no rule matches gets
+	// Policy and PublicPaths.
+	Rules *rules.Set
 }
 
 // Handler is the inbound http.Handler.
@@ -140,7 +145,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	if cert != nil {
 		setCertHeaders(r.Header, cert)
 	}
-	if h.isPublic(r.URL.Path) {
+	rule := h.opts.Rules.Match(r.Method, r.URL.Path)
+	if (rule != nil && rule.Public) || (rule == nil && h.isPublic(r.URL.Path)) {
 		if !h.opts.ForwardToken {
 			r.Header.Del("Authorization")
 		}
@@ -172,7 +178,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	if rej := h.opts.ClientCerts.checkBinding(id, cert); rej != nil {
 		return h.refuse(w, r, rej)
 	}
-	if rej := h.opts.Policy.Check(id); rej != nil {
+	if rej := h.authorize(rule, id, r); rej != nil {
 		return h.refuse(w, r, rej)
 	}
 	setIdentityHeaders(r.Header, id)
@@ -186,6 +192,22 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 // isPublic reports whether path is under a public prefix. A path with dot
 // segments or doubled slashes is never public: the app may resolve
 // "/public/../admin" to "/admin".
+// authorize applies the matching rule, or the global policy when no rule
+// matches, to a verified caller.
+func (h *Handler) authorize(rule *rules.Rule, id *Identity, r *http.Request) *Rejection {
+	if rule == nil {
+		return h.opts.Policy.Check(id)
+	}
+	d := rule.Allow(rules.Input{
+		Scopes: id.Scopes, ClientID: id.ClientID, Claims: id.Claims,
+		Method: r.Method, Path: r.URL.Path, Header: r.Header,
+	})
+	if d.Allowed {
+		return nil
+	}
+	return &Rejection{Reason: d.Reason, MissingScopes: d.MissingScopes, Detail: fmt.Sprintf("rule %d: %s", rule.Index, d.Detail)}
+}
+
 func (h *Handler) isPublic(path string) bool {
 	if len(h.opts.PublicPaths) == 0 || !isCleanPath(path) {
 		return false

@@ -71,6 +71,7 @@ func (s *sidecar) buildInbound() error {
 		Metrics:      s.metrics,
 		Logger:       s.log,
 		AccessLog:    s.cfg.General.AccessLog,
+		Rules:        in.Rules,
 		ClientCerts: inbound.ClientCertPolicy{
 			Required:           in.ClientCAFile != "",
 			AllowedSANs:        in.ClientAllowedSANs,
