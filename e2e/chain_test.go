@@ -113,14 +113,17 @@ func testChain(t *testing.T, idp *IDP, tc chainCase) {
 
 	// One call with everything an app might send: a body larger than a
 	// socket buffer, an escaped slash, a repeated and an empty query
-	// parameter, a request id, and identity headers it has no business
-	// setting, which B must replace.
+	// parameter, a request id, hop-by-hop headers (one naming
+	// Authorization, which A sets after dropping them), and identity
+	// headers it has no business setting, which B must replace.
 	body := bytes.Repeat([]byte(`{"amount":1234,"currency":"EUR"}`+"\n"), 8192) // 264 KiB
 	const target = "/charges/42%2Fx?currency=EUR&tag=a%20b&tag=c&empty="
 	got := call(t, http.MethodPost, a.Addrs.OutboundURL()+"/payments"+target, body, map[string]string{
 		"Content-Type":     "application/json",
 		"X-Request-Id":     "req-chain-1",
 		"X-Custom":         "kept",
+		"X-Hop":            "dropped",
+		"Connection":       "keep-alive, X-Hop, Authorization",
 		"Authorization":    "Bearer made-up-by-app-a",
 		"X-Auth-Subject":   "admin",
 		"X-Auth-Client-Id": "root",
@@ -151,8 +154,10 @@ func testChain(t *testing.T, idp *IDP, tc chainCase) {
 			t.Errorf("app B saw %s %q, want [%q]", name, v, want)
 		}
 	}
-	if v := seen.Header.Values("X-Auth-Tenant"); len(v) != 0 {
-		t.Errorf("app B saw the spoofed X-Auth-Tenant %q", v)
+	for _, name := range []string{"X-Auth-Tenant", "X-Hop", "Connection"} {
+		if v := seen.Header.Values(name); len(v) != 0 {
+			t.Errorf("app B saw %s %q, want none", name, v)
+		}
 	}
 	checkIdentity(t, seen, idp.Issuer, tc.client, tc.grantedScopes)
 
