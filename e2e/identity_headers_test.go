@@ -9,21 +9,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 )
-
-// knownBug skips t, saying "BUG: why", unless E2E_KNOWN_BUGS=1: the test
-// documents a sidecar bug found end to end, and running it with the
-// variable set checks a fix.
-func knownBug(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("E2E_KNOWN_BUGS") != "1" {
-		t.Skip("BUG: " + why + " (E2E_KNOWN_BUGS=1 runs it)")
-	}
-}
 
 // rawCall writes request (header lines without the final blank line) to
 // addr and reads the answer.
@@ -62,10 +51,6 @@ func startTokenAndInbound(t *testing.T) (*IDP, *inboundSidecar, *App, string) {
 // headers. The sidecar must still hand the app the identity it verified;
 // headers it sets are its own, not the caller's hop-by-hop ones.
 func TestIdentityHeadersSurviveAConnectionHeaderNamingThem(t *testing.T) {
-	knownBug(t, "inbound/handler.go (*Handler).serve sets the X-Auth-* headers on the incoming request before "+
-		"httputil.ReverseProxy removes the headers the caller's Connection header names, so "+
-		"`Connection: X-Auth-Subject, X-Auth-Client-Id, X-Auth-Scopes, X-Auth-Issuer` makes an allowed request reach "+
-		"the app with no identity headers at all; they must be set after hop-by-hop removal (in the proxy's Rewrite)")
 	t.Parallel()
 	idp, b, app, tok := startTokenAndInbound(t)
 	r := rawCall(t, b.Addrs.Inbound,
@@ -85,9 +70,6 @@ func TestIdentityHeadersSurviveAConnectionHeaderNamingThem(t *testing.T) {
 // the same HTTP_X_AUTH_SUBJECT, so these are copies too and must be
 // removed, as oauth2-proxy does since GHSA-vjrc-mh2v-45x6 (CVE-2025-64484).
 func TestUnderscoreSpellingsOfIdentityHeadersAreRemoved(t *testing.T) {
-	knownBug(t, "inbound/handler.go stripIdentityHeaders removes only names starting with \"X-Auth-\": "+
-		"X_Auth_Subject, x_auth_client_id and X-Auth_Scopes sent by a caller reach the app next to the real "+
-		"headers, where a WSGI/PHP app may read them as X-Auth-*; names should be compared with '_' as '-'")
 	t.Parallel()
 	idp, b, app, tok := startTokenAndInbound(t)
 	r := rawCall(t, b.Addrs.Inbound,

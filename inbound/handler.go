@@ -26,8 +26,6 @@ const (
 	HeaderIssuer   = "X-Auth-Issuer"
 	HeaderClientID = "X-Auth-Client-Id"
 	HeaderScopes   = "X-Auth-Scopes"
-
-	identityHeaderPrefix = "X-Auth-"
 )
 
 // realm names the protection space in WWW-Authenticate.
@@ -244,13 +242,64 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rej *Rejection)
 	}
 }
 
-// stripIdentityHeaders removes every X-Auth-* header a caller sent.
+// stripIdentityHeaders removes every X-Auth-* header a caller sent, in any
+// spelling an app might read as one: WSGI and PHP turn "X_Auth_Subject" and
+// "X-Auth-Subject" into the same variable. It also drops identity headers
+// from the caller's Connection list, where ReverseProxy would otherwise
+// delete the sidecar's own copies as hop-by-hop.
 func stripIdentityHeaders(h http.Header) {
 	for k := range h {
-		if len(k) > len(identityHeaderPrefix) && strings.EqualFold(k[:len(identityHeaderPrefix)], identityHeaderPrefix) {
+		if isIdentityHeader(k) {
 			delete(h, k)
 		}
 	}
+	conn := h["Connection"]
+	for i, v := range conn {
+		if hasIdentityToken(v) {
+			conn[i] = withoutIdentityTokens(v)
+		}
+	}
+}
+
+func hasIdentityToken(v string) bool {
+	for v != "" {
+		var t string
+		t, v, _ = strings.Cut(v, ",")
+		if isIdentityHeader(strings.TrimSpace(t)) {
+			return true
+		}
+	}
+	return false
+}
+
+// isIdentityHeader reports whether name is "x-auth-" followed by more,
+// case-insensitively and with "_" read as "-".
+func isIdentityHeader(name string) bool {
+	const prefix = "x-auth-"
+	if len(name) <= len(prefix) {
+		return false
+	}
+	for i := range len(prefix) {
+		c := name[i] | 0x20 // ASCII lower case; maps '-' to '-' and '_' to DEL
+		if name[i] == '_' {
+			c = '-'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func withoutIdentityTokens(v string) string {
+	tokens := strings.Split(v, ",")
+	kept := tokens[:0]
+	for _, t := range tokens {
+		if !isIdentityHeader(strings.TrimSpace(t)) {
+			kept = append(kept, t)
+		}
+	}
+	return strings.Join(kept, ",")
 }
 
 func setIdentityHeaders(h http.Header, id *Identity) {

@@ -417,3 +417,29 @@ func FuzzHandlerNeverLetsForgeriesThrough(f *testing.F) {
 		}
 	})
 }
+
+func TestIdentityHeadersResistHopByHopAndUnderscoreTricks(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	h := bearer(f.token(t, nil))
+	h.Set("Connection", "keep-alive, X-Auth-Subject, x-auth-client-id,X_Auth_Scopes")
+	h["X_Auth_Subject"] = []string{"admin"}
+	h["X-Auth_Issuer"] = []string{"https://evil.example"}
+	h["x_auth_client_id"] = []string{"root"}
+	if resp, body := f.do(t, "/", h); resp.StatusCode != 200 {
+		t.Fatalf("status %d %s", resp.StatusCode, body)
+	}
+	got := f.app.requests()[0].Header
+	for k, want := range map[string]string{
+		"X-Auth-Subject": "svc-orders", "X-Auth-Client-Id": "orders", "X-Auth-Scopes": "payments:read payments:write",
+		"X-Auth-Issuer": f.idp.Issuer, "X_auth_subject": "", "X-Auth_issuer": "", "X_auth_client_id": "",
+	} {
+		if v := got.Values(k); strings.Join(v, ",") != want {
+			t.Errorf("app saw %s = %q, want %q", k, v, want)
+		}
+	}
+	for k := range got {
+		if strings.Contains(strings.ToLower(strings.ReplaceAll(k, "_", "-")), "x-auth-") && !strings.HasPrefix(k, "X-Auth-") {
+			t.Errorf("app saw the caller's %s", k)
+		}
+	}
+}
