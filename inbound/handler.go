@@ -302,14 +302,37 @@ func withoutIdentityTokens(v string) string {
 	return strings.Join(kept, ",")
 }
 
-func setIdentityHeaders(h http.Header, id *Identity) {
-	h[HeaderSubject] = []string{id.Subject}
-	h[HeaderIssuer] = []string{id.Issuer}
+// identityHeaders are the values of the X-Auth-* headers for one identity.
+// They are shared by every request with the same cached token; that is
+// safe because ReverseProxy copies the header values into the outgoing
+// request and nothing writes into these slices.
+type identityHeaders struct {
+	subject, issuer, clientID, scopes []string
+}
+
+func newIdentityHeaders(id *Identity) identityHeaders {
+	h := identityHeaders{subject: []string{id.Subject}, issuer: []string{id.Issuer}}
 	if id.ClientID != "" {
-		h[HeaderClientID] = []string{id.ClientID}
+		h.clientID = []string{id.ClientID}
 	}
 	if len(id.Scopes) > 0 {
-		h[HeaderScopes] = []string{strings.Join(id.Scopes, " ")}
+		h.scopes = []string{strings.Join(id.Scopes, " ")}
+	}
+	return h
+}
+
+func setIdentityHeaders(h http.Header, id *Identity) {
+	v := id.headers
+	if v.subject == nil {
+		v = newIdentityHeaders(id)
+	}
+	h[HeaderSubject] = v.subject
+	h[HeaderIssuer] = v.issuer
+	if v.clientID != nil {
+		h[HeaderClientID] = v.clientID
+	}
+	if v.scopes != nil {
+		h[HeaderScopes] = v.scopes
 	}
 }
 

@@ -25,6 +25,9 @@ type Identity struct {
 	Claims []byte
 	// CertThumbprint is the cnf.x5t#S256 of a certificate-bound token.
 	CertThumbprint string
+	// headers are the X-Auth-* values, built once per verified token
+	// rather than per request: a cached identity serves many requests.
+	headers identityHeaders
 	// introspected is set when the authorization server vouched for the
 	// token, which then needs no second introspection.
 	introspected bool
@@ -177,6 +180,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, error) {
 
 		CertThumbprint: c.certThumbprint(),
 	}
+	id.headers = newIdentityHeaders(id)
 	if v.cache != nil {
 		v.cache.put(raw, &cacheEntry{identity: id, claims: c, keys: iss.keys, generation: generation,
 			until: c.Expiry.Add(v.skew)}, v.now())
@@ -224,11 +228,13 @@ func (v *Verifier) verifyOpaque(ctx context.Context, raw string) (*Identity, err
 	if err := v.checkClaims(&c); err != nil {
 		return nil, err
 	}
-	return &Identity{
+	id := &Identity{
 		Subject: c.Subject, Issuer: c.Issuer, ClientID: c.clientID(), Scopes: c.scopes(),
 		Audience: c.Audience, Expiry: c.Expiry.Time, Claims: a.raw, introspected: true,
 		CertThumbprint: c.certThumbprint(),
-	}, nil
+	}
+	id.headers = newIdentityHeaders(id)
+	return id, nil
 }
 
 // checkActive asks the authorization server whether a locally valid JWT
