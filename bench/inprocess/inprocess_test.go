@@ -35,7 +35,7 @@ func newWorld(b *testing.B, extraEnv map[string]string) *world {
 	w.app = httptest.NewServer(loadbench.AppHandler())
 	b.Cleanup(w.app.Close)
 	appURL, _ := url.Parse(w.app.URL)
-	w.bare = httptest.NewServer(loadbench.BareProxy(appURL, false))
+	w.bare = httptest.NewServer(loadbench.BareProxy(appURL, loadbench.BareOptions{}))
 	b.Cleanup(w.bare.Close)
 
 	var admin string

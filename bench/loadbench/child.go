@@ -27,6 +27,8 @@ const (
 	EnvUpstream = "LOADBENCH_UPSTREAM"
 	// EnvBufferPool set to 1 gives the bare proxy a pool of copy buffers.
 	EnvBufferPool = "LOADBENCH_BUFFER_POOL"
+	// EnvFlushInterval sets the bare proxy's FlushInterval (a duration).
+	EnvFlushInterval = "LOADBENCH_FLUSH_INTERVAL"
 )
 
 // Roles a child process can play.
@@ -47,7 +49,17 @@ func ChildMain() {
 	if role == "" {
 		return
 	}
-	err := Serve(role, os.Getenv(EnvListen), os.Getenv(EnvUpstream), os.Getenv(EnvBufferPool) == "1", os.Stdin, os.Stdout)
+	var flush time.Duration
+	if v := os.Getenv(EnvFlushInterval); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadbench", role+":", err)
+			os.Exit(2)
+		}
+		flush = d
+	}
+	bare := BareOptions{BufferPool: os.Getenv(EnvBufferPool) == "1", FlushInterval: flush}
+	err := Serve(role, os.Getenv(EnvListen), os.Getenv(EnvUpstream), bare, os.Stdin, os.Stdout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench", role+":", err)
 		os.Exit(1)
@@ -69,20 +81,30 @@ func AppHandler() http.Handler {
 // sets X-Forwarded-* as any proxy would, with the sidecar's own transport
 // (proxy.NewTransport: the same keep-alive pool, 256 idle connections per
 // host) so the comparison is about what the sidecar adds, not about pool
-// sizes. With bufferPool it also recycles its 32 KiB copy buffers, as the
-// sidecar does; without, httputil allocates one per request.
-func BareProxy(upstream *url.URL, bufferPool bool) http.Handler {
+// sizes. Everything else is httputil's default unless opts say otherwise.
+func BareProxy(upstream *url.URL, opts BareOptions) http.Handler {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
 		},
-		Transport: proxy.NewTransport(5*time.Second, 0),
+		Transport:     proxy.NewTransport(5*time.Second, 0),
+		FlushInterval: opts.FlushInterval,
 	}
-	if bufferPool {
+	if opts.BufferPool {
 		rp.BufferPool = &copyBuffers{pool: sync.Pool{New: func() any { return new([32 << 10]byte) }}}
 	}
 	return rp
+}
+
+// BareOptions change the bare proxy, for experiments.
+type BareOptions struct {
+	// BufferPool recycles the 32 KiB copy buffers, as the sidecar does;
+	// without, httputil allocates one per request.
+	BufferPool bool
+	// FlushInterval is httputil.ReverseProxy.FlushInterval (the sidecar
+	// uses -1).
+	FlushInterval time.Duration
 }
 
 // copyBuffers is an httputil.BufferPool over a sync.Pool of arrays (an
@@ -100,7 +122,7 @@ func (p *copyBuffers) Put(b []byte) {
 // Serve runs the server for role on listen (default 127.0.0.1:0), prints
 // "listening ADDR" on ready, and serves until stop reaches EOF (the parent
 // closed the pipe or died).
-func Serve(role, listen, upstream string, bufferPool bool, stop io.Reader, ready io.Writer) error {
+func Serve(role, listen, upstream string, bare BareOptions, stop io.Reader, ready io.Writer) error {
 	var h http.Handler
 	switch role {
 	case RoleApp:
@@ -110,7 +132,7 @@ func Serve(role, listen, upstream string, bufferPool bool, stop io.Reader, ready
 		if err != nil || u.Host == "" {
 			return fmt.Errorf("bad upstream %q", upstream)
 		}
-		h = BareProxy(u, bufferPool)
+		h = BareProxy(u, bare)
 	default:
 		return fmt.Errorf("unknown role %q", role)
 	}

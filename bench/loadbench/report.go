@@ -39,6 +39,7 @@ type Settings struct {
 	WarmupSec      float64 `json:"warmup_seconds"`
 	Tokens         int     `json:"mixed_tokens"`
 	BareBufferPool bool    `json:"bare_buffer_pool"`
+	BareFlush      string  `json:"bare_flush_interval"`
 	Rate           float64 `json:"rate,omitempty"`
 	Rounds         int     `json:"rounds"`
 	// MachineBusyBefore is the cores busy in the second before the run,
@@ -53,7 +54,7 @@ func settingsOf(o Options) Settings {
 		AppGOMAXPROCS: o.AppProcs, ProxyGOMAXPROC: o.ProxyProcs,
 		Concurrency: o.Concurrency, OpenWorkers: o.OpenWorkers,
 		DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(),
-		Tokens: o.Tokens, BareBufferPool: o.BareBufferPool, Rate: o.Rate, Rounds: o.Rounds, GoVersion: runtime.Version(),
+		Tokens: o.Tokens, BareBufferPool: o.Bare.BufferPool, BareFlush: o.Bare.FlushInterval.String(), Rate: o.Rate, Rounds: o.Rounds, GoVersion: runtime.Version(),
 	}
 }
 
@@ -265,6 +266,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if s.BareBufferPool {
 		b.WriteString("  (the bare proxy recycles its copy buffers, as the sidecar does)\n")
+	}
+	if s.BareFlush != "" && s.BareFlush != "0s" {
+		fmt.Fprintf(&b, "  (the bare proxy runs with FlushInterval %s)\n", s.BareFlush)
 	}
 	if ol := r.OpenLoop; ol != nil && len(ol.Cases) == 2 {
 		fmt.Fprintf(&b, "\nadded latency at %.0f req/s (%.0f%% of the bare proxy's max), open loop, %d workers:\n",

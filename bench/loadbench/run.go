@@ -68,9 +68,8 @@ type Options struct {
 	// IdleConns is how many idle keep-alive connections to hold open to
 	// the inbound port for the memory figure; 0 skips it.
 	IdleConns int
-	// BareBufferPool gives the bare proxy a pool of copy buffers, as the
-	// sidecar has, instead of httputil's 32 KiB allocation per request.
-	BareBufferPool bool
+	// Bare changes the bare proxy, for experiments.
+	Bare BareOptions
 	// Rounds runs the closed-loop sequence of cases this many times, one
 	// case after the other each round, and folds each case's rounds into
 	// one result: slow drifts in what else the machine does then weigh on
@@ -242,9 +241,12 @@ func (b *bench) setUp(ctx context.Context) error {
 		return err
 	}
 	appURL := "http://" + b.app.Addr
-	bareEnv := proxyEnv
-	if b.opts.BareBufferPool {
-		bareEnv = append(slices.Clone(proxyEnv), EnvBufferPool+"=1")
+	bareEnv := slices.Clone(proxyEnv)
+	if b.opts.Bare.BufferPool {
+		bareEnv = append(bareEnv, EnvBufferPool+"=1")
+	}
+	if b.opts.Bare.FlushInterval != 0 {
+		bareEnv = append(bareEnv, EnvFlushInterval+"="+b.opts.Bare.FlushInterval.String())
 	}
 	if b.bare, err = StartChild(ctx, b.opts.Self, RoleBareProxy, appURL, bareEnv); err != nil {
 		return err

@@ -40,6 +40,7 @@ func run() int {
 		genProcs    = flag.Int("gen-procs", 0, "GOMAXPROCS of the load generator (0: unset)")
 		idleConns   = flag.Int("idle-conns", 256, "idle keep-alive connections held to the inbound port for the memory figure (0: skip)")
 		barePool    = flag.Bool("bare-buffer-pool", false, "give the bare proxy a pool of copy buffers, as the sidecar has (a stricter baseline)")
+		bareFlush   = flag.Duration("bare-flush-interval", 0, "the bare proxy's httputil FlushInterval (the sidecar uses -1ns: flush at once)")
 		maxRequests = flag.Int64("max-requests", 10_000_000, "cap on the requests of one timed run")
 		waitIdle    = flag.Duration("wait-idle", 0, "wait up to this long, before starting, for the machine to be idle (under 0.2 cores busy)")
 		timeout     = flag.Duration("timeout", 15*time.Minute, "bound on the whole run")
@@ -55,7 +56,7 @@ func run() int {
 		if *serveBare {
 			role = loadbench.RoleBareProxy
 		}
-		if err := loadbench.Serve(role, *listen, *upstream, *barePool, os.Stdin, os.Stdout); err != nil {
+		if err := loadbench.Serve(role, *listen, *upstream, loadbench.BareOptions{BufferPool: *barePool, FlushInterval: *bareFlush}, os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "loadbench:", err)
 			return 1
 		}
@@ -97,7 +98,8 @@ func run() int {
 		Sidecar: bin, Self: self,
 		Duration: *duration, Warmup: *warmup, Concurrency: *concurrency, Tokens: *tokens,
 		Rate: *rate, HalfRate: *halfRate, OpenWorkers: *openWorkers, Cases: names,
-		AppProcs: *appProcs, ProxyProcs: *proxyProcs, IdleConns: *idleConns, BareBufferPool: *barePool,
+		AppProcs: *appProcs, ProxyProcs: *proxyProcs, IdleConns: *idleConns,
+		Bare:   loadbench.BareOptions{BufferPool: *barePool, FlushInterval: *bareFlush},
 		Rounds: *rounds, WaitIdle: *waitIdle, MaxRequests: *maxRequests, Log: os.Stderr,
 	})
 	if err != nil {
