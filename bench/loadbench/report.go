@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -246,10 +247,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if c.CacheLookups > 0 {
 			hits = fmt.Sprintf("%.1f%%", 100*c.CacheHitRatio)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%d\t\n", c.Name, c.RPS,
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%d\t\n", c.Name, c.RPS,
 			fmtMicros(c.P50Micros), fmtMicros(c.P99Micros), fmtMicros(c.P999Micros),
 			fmtRatio(c.RatioToBare), fmtRatio(c.P99RatioToBare),
-			fmtMicros(c.CPU.ProxyMicrosPerReq), fmtMicros(c.CPU.AppMicrosPerReq), c.CPU.CoresBusy, c.CPU.MachineBusy, hits, c.Failed+c.Dropped)
+			fmtMicros(c.CPU.ProxyMicrosPerReq), fmtMicros(c.CPU.AppMicrosPerReq), c.CPU.CoresBusy, machineBusy(c.CPU), hits, c.Failed+c.Dropped)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -274,16 +275,19 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, "\nadded latency at %.0f req/s (%.0f%% of the bare proxy's max), open loop, %d workers:\n",
 			ol.Rate, 100*ol.Fraction, s.OpenWorkers)
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "case\t  rps\t p50\t p99\t p99.9\t max\t proxy CPU/req\t failed\t dropped\t")
+		fmt.Fprintln(tw, "case\t  rps\t p50\t p99\t p99.9\t max\t proxy CPU/req\t cores busy\t machine busy\t failed\t dropped\t")
 		for _, c := range ol.Cases {
-			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n", c.Name, c.RPS,
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%d\t%d\t\n", c.Name, c.RPS,
 				fmtMicros(c.P50Micros), fmtMicros(c.P99Micros), fmtMicros(c.P999Micros), fmtMicros(c.MaxMicros),
-				fmtMicros(c.CPU.ProxyMicrosPerReq), c.Failed, c.Dropped)
+				fmtMicros(c.CPU.ProxyMicrosPerReq), c.CPU.CoresBusy, machineBusy(c.CPU), c.Failed, c.Dropped)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 		fmt.Fprintf(&b, "sidecar inbound minus bare proxy: p50 %+.0fµs, p99 %+.0fµs\n", ol.AddedP50Micros, ol.AddedP99Micros)
+	}
+	if r.contended() {
+		fmt.Fprintf(&b, "\n* the machine was busier than the benchmark's own processes by more than %.2f cores during this case:\n  other work competed for the CPUs, so its figures are not comparable\n", contendedMargin)
 	}
 	if m := r.Memory; m != nil && m.Idle != nil {
 		fmt.Fprintf(&b, "\nsidecar memory (VmRSS): idle %s", fmtMiB(m.Idle.RSS))
@@ -308,4 +312,32 @@ func Self() ([]string, error) {
 		return nil, err
 	}
 	return []string{exe}, nil
+}
+
+// contendedMargin is how many more cores the machine may keep busy than
+// the benchmark's processes before a case is marked as contended.
+const contendedMargin = 0.25
+
+// Contended reports whether something outside the benchmark kept the
+// machine busy during the case.
+func (u CPUUse) Contended() bool { return u.MachineBusy-u.CoresBusy > contendedMargin }
+
+func machineBusy(u CPUUse) string {
+	if u.Contended() {
+		return fmt.Sprintf("%.2f*", u.MachineBusy)
+	}
+	return fmt.Sprintf("%.2f", u.MachineBusy)
+}
+
+func (r *Report) contended() bool {
+	cases := r.Cases
+	if r.OpenLoop != nil {
+		cases = append(slices.Clone(cases), r.OpenLoop.Cases...)
+	}
+	for _, c := range cases {
+		if c.CPU.Contended() {
+			return true
+		}
+	}
+	return false
 }
