@@ -443,3 +443,37 @@ func TestIdentityHeadersResistHopByHopAndUnderscoreTricks(t *testing.T) {
 		}
 	}
 }
+
+func TestStreamedResponsesAreNotHeldBack(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	release := make(chan struct{})
+	f.app.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "data: second\n\n")
+	})
+	defer close(release)
+	req, _ := http.NewRequest(http.MethodGet, f.sidecar.URL+"/events", nil)
+	req.Header = bearer(f.token(t, nil))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 64)
+		n, _ := resp.Body.Read(buf)
+		got <- string(buf[:n])
+	}()
+	select {
+	case first := <-got:
+		if first != "data: first\n\n" {
+			t.Errorf("first read %q", first)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first event did not arrive while the app held the stream open")
+	}
+}

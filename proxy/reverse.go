@@ -75,10 +75,12 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.Revers
 				opts.Rewrite(pr)
 			}
 		},
-		Transport:     opts.Transport,
-		BufferPool:    copyBuffers,
-		FlushInterval: -1, // stream: never hold back bytes the upstream sent
-		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		Transport:  opts.Transport,
+		BufferPool: copyBuffers,
+		// FlushInterval stays 0: httputil already flushes at once for
+		// server-sent events and bodies of unknown length, and flushing
+		// every write of a sized body costs a syscall for nothing.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if opts.OnError != nil {
 				opts.OnError(r, err)
