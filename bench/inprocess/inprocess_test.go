@@ -97,12 +97,21 @@ func waitReady(b *testing.B, u string, done <-chan error) {
 }
 
 // drive sends b.N GETs to target from parallel goroutines over keep-alive
-// connections and fails on any non-200.
+// connections and fails on any non-200. Besides ns/op (wall time, which
+// other work on the machine inflates) it reports cpu-ns/op: the process's
+// CPU time per request, client, proxy and app together.
 func drive(b *testing.B, target loadbench.Target) {
 	client := loadbench.NewClient(64, 10*time.Second)
 	defer client.CloseIdleConnections()
 	b.SetParallelism(8) // 8 × GOMAXPROCS concurrent requests, as a closed-loop load
 	b.ReportAllocs()
+	cpu0, cpuErr := loadbench.SelfCPU()
+	defer func() {
+		b.StopTimer()
+		if cpu1, err := loadbench.SelfCPU(); err == nil && cpuErr == nil && b.N > 0 {
+			b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
+		}
+	}()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		req, _ := http.NewRequest(http.MethodGet, target.URL, nil)
