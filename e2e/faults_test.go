@@ -92,11 +92,21 @@ func TestRotatedIDPKeysAreAcceptedWithoutRestart(t *testing.T) {
 		t.Logf("rotation took until %s after readiness: not checking the cooldown", time.Since(readyAt).Round(time.Millisecond))
 	}
 
+	// Forged tokens for the burst below, made now: 20 RSA keys take
+	// seconds under -race on a busy machine, and the cooldown wait is
+	// idle time anyway.
+	forged := make([]string, 20)
+	for i := range forged {
+		forged[i] = forgedLike(t, newTok)
+	}
+
 	// Once the cooldown is over, the next token with the new kid makes B
 	// fetch the JWKS once, and passes.
 	sleepUntil(readyAt.Add(unknownKidCooldown))
 	appB.Reset()
+	fetchAt := time.Now() // no later than B's second fetch began
 	eventually(t, 10*time.Second, "a token signed by the rotated key passes", func() (bool, string) {
+		fetchAt = time.Now()
 		r := call(t, http.MethodGet, inB, nil, bearer(newTok))
 		return r.Status == http.StatusOK, r.String()
 	})
@@ -116,10 +126,9 @@ func TestRotatedIDPKeysAreAcceptedWithoutRestart(t *testing.T) {
 	// makes B ask the provider.
 	appB.Reset()
 	var wg sync.WaitGroup
-	for range 20 {
-		forged := forgedLike(t, newTok)
+	for _, tok := range forged {
 		wg.Go(func() {
-			r, err := tryCall(http.MethodGet, inB, nil, bearer(forged))
+			r, err := tryCall(http.MethodGet, inB, nil, bearer(tok))
 			if err != nil || r.Status != http.StatusUnauthorized {
 				t.Errorf("forged kid: %v %v; want 401", r, err)
 			}
@@ -127,8 +136,15 @@ func TestRotatedIDPKeysAreAcceptedWithoutRestart(t *testing.T) {
 	}
 	wg.Wait()
 	checkAppSawNothing(t, appB, "forged kids")
-	if ok, failed := jwksRefreshes(t, b, idp.Issuer); ok != 2 || failed != 0 {
+	ok, failed := jwksRefreshes(t, b, idp.Issuer)
+	switch {
+	case time.Since(fetchAt) < unknownKidCooldown && (ok != 2 || failed != 0):
 		t.Errorf("after 20 forged kids B made %v successful and %v failed JWKS fetches, want still 2 and 0", ok, failed)
+	case ok > 3 || failed != 0:
+		// The burst outlasted the cooldown (a very busy machine): one
+		// more fetch is allowed, not one per kid.
+		t.Errorf("after 20 forged kids, %s after the last fetch, B made %v successful and %v failed JWKS fetches, want at most 3 and 0",
+			time.Since(fetchAt).Round(time.Millisecond), ok, failed)
 	}
 	if b.Exited() {
 		t.Errorf("B exited; rotation must need no restart")
