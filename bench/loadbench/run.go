@@ -437,6 +437,13 @@ func (b *bench) load(ctx context.Context, name string, rate float64) (*measureme
 		mode = fmt.Sprintf("open loop at %.0f req/s", rate)
 	}
 	b.logf("%-18s %s: %v warm-up, %v timed", name, mode, b.opts.Warmup, b.opts.Duration)
+	if n := len(t.Tokens); n > 1 && rate <= 0 {
+		// One pass over every token first, so that the timed part sees
+		// the steady state of many callers, not each token's first sight.
+		if _, err := ClosedLoop(ctx, client, t, workers, time.Minute, int64(n)); err != nil {
+			return nil, fmt.Errorf("%s first pass over the tokens: %w", name, err)
+		}
+	}
 	if b.opts.Warmup > 0 {
 		if _, err := run(b.opts.Warmup); err != nil {
 			return nil, fmt.Errorf("%s warm-up: %w", name, err)
