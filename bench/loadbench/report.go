@@ -287,7 +287,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, "sidecar inbound minus bare proxy: p50 %+.0fµs, p99 %+.0fµs\n", ol.AddedP50Micros, ol.AddedP99Micros)
 	}
 	if r.contended() {
-		fmt.Fprintf(&b, "\n* the machine was busier than the benchmark's own processes by more than %.2f cores during this case:\n  other work competed for the CPUs, so its figures are not comparable\n", contendedMargin)
+		fmt.Fprintf(&b, "\n* the machine was busier than the benchmark's own processes by more than %.2f cores during this case:\n  other work competed for the CPUs, so its figures are not comparable (-wait-idle, -retry-contended)\n", contendedMargin)
 	}
 	if m := r.Memory; m != nil && m.Idle != nil {
 		fmt.Fprintf(&b, "\nsidecar memory (VmRSS): idle %s", fmtMiB(m.Idle.RSS))

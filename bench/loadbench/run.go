@@ -78,6 +78,9 @@ type Options struct {
 	// WaitIdle is how long to wait, before starting, for the machine to
 	// be idle (other processes under 0.2 cores busy); 0 only measures.
 	WaitIdle time.Duration
+	// RetryContended runs a case again, up to this many times, when other
+	// work on the machine competed with it (see CPUUse.Contended).
+	RetryContended int
 	// MaxRequests caps the requests of one timed run.
 	MaxRequests int64
 	// Log receives progress lines.
@@ -182,19 +185,21 @@ func (b *bench) logf(format string, args ...any) {
 // (on a shared machine other work skews every figure) and, when asked,
 // waits up to WaitIdle for it to calm down.
 func (b *bench) checkIdle(ctx context.Context) {
+	busy := b.waitIdle(ctx)
+	b.report.Settings.MachineBusyBefore = busy
+	if busy > idleThreshold {
+		b.logf("warning: the machine was already %.2f cores busy before the run: other work competes with the benchmark", busy)
+	}
+}
+
+// waitIdle waits up to WaitIdle for the machine to be idle and returns the
+// cores it kept busy over the last second.
+func (b *bench) waitIdle(ctx context.Context) float64 {
 	deadline := time.Now().Add(b.opts.WaitIdle)
 	for {
 		busy, err := busyOver(time.Second)
-		if err != nil {
-			return
-		}
-		b.report.Settings.MachineBusyBefore = busy
-		if busy <= idleThreshold {
-			return
-		}
-		if !time.Now().Before(deadline) || ctx.Err() != nil {
-			b.logf("warning: the machine was already %.2f cores busy before the run: other work competes with the benchmark", busy)
-			return
+		if err != nil || busy <= idleThreshold || !time.Now().Before(deadline) || ctx.Err() != nil {
+			return busy
 		}
 		b.logf("the machine is %.2f cores busy; waiting for it to calm down (-wait-idle)", busy)
 	}
@@ -477,6 +482,25 @@ func (b *bench) load(ctx context.Context, name string, rate float64) (*measureme
 	return m, nil
 }
 
+// contended reports whether other work kept the machine busy during m.
+func (m *measurement) contended() bool {
+	return cpuUse(cpuSnapshot{}, m.cpu, m.res, m.hasProxy).Contended()
+}
+
+// loadUncontended is load, repeated up to RetryContended times while other
+// work on the machine contended the run, waiting for the machine to be
+// idle (up to WaitIdle) before each retry. The last attempt counts.
+func (b *bench) loadUncontended(ctx context.Context, name string, rate float64) (*measurement, error) {
+	for attempt := 0; ; attempt++ {
+		m, err := b.load(ctx, name, rate)
+		if err != nil || !m.contended() || attempt >= b.opts.RetryContended {
+			return m, err
+		}
+		b.logf("%s: other work competed for the CPUs during the run; again (retry %d of %d)", name, attempt+1, b.opts.RetryContended)
+		b.waitIdle(ctx)
+	}
+}
+
 // summarize folds the rounds of one case into its figures: requests and
 // time add up, histograms merge, so the rounds count as one longer run.
 func (b *bench) summarize(name string, rate float64, ms []*measurement) *CaseResult {
@@ -528,7 +552,7 @@ func (b *bench) runCases(ctx context.Context) error {
 			b.logf("round %d of %d", round+1, b.opts.Rounds)
 		}
 		for _, name := range names {
-			m, err := b.load(ctx, name, b.opts.Rate)
+			m, err := b.loadUncontended(ctx, name, b.opts.Rate)
 			if err != nil {
 				return err
 			}
@@ -554,7 +578,7 @@ func (b *bench) runHalfRate(ctx context.Context) error {
 	rate := 0.5 * bare.RPS
 	ol := &OpenLoopReport{Rate: rate, Fraction: 0.5}
 	for _, name := range []string{CaseBare, CaseInboundRS256} {
-		m, err := b.load(ctx, name, rate)
+		m, err := b.loadUncontended(ctx, name, rate)
 		if err != nil {
 			return err
 		}

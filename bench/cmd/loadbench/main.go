@@ -43,6 +43,7 @@ func run() int {
 		bareFlush   = flag.Duration("bare-flush-interval", 0, "the bare proxy's httputil FlushInterval (the sidecar uses -1ns: flush at once)")
 		maxRequests = flag.Int64("max-requests", 10_000_000, "cap on the requests of one timed run")
 		waitIdle    = flag.Duration("wait-idle", 0, "wait up to this long, before starting, for the machine to be idle (under 0.2 cores busy)")
+		retries     = flag.Int("retry-contended", 0, "run a case again, up to this many times, when other work on the machine competed with it")
 		timeout     = flag.Duration("timeout", 15*time.Minute, "bound on the whole run")
 		asJSON      = flag.Bool("json", false, "print the report as JSON instead of a table")
 		serveApp    = flag.Bool("serve-app", false, "only serve the app (on -listen) until stdin closes")
@@ -100,7 +101,7 @@ func run() int {
 		Rate: *rate, HalfRate: *halfRate, OpenWorkers: *openWorkers, Cases: names,
 		AppProcs: *appProcs, ProxyProcs: *proxyProcs, IdleConns: *idleConns,
 		Bare:   loadbench.BareOptions{BufferPool: *barePool, FlushInterval: *bareFlush},
-		Rounds: *rounds, WaitIdle: *waitIdle, MaxRequests: *maxRequests, Log: os.Stderr,
+		Rounds: *rounds, WaitIdle: *waitIdle, RetryContended: *retries, MaxRequests: *maxRequests, Log: os.Stderr,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
