@@ -329,7 +329,9 @@ func TestOpaqueTokensAreIntrospectedAndRevocationIsSeenAfterTheCacheTTL(t *testi
 }
 
 // With the wrong introspection secret the provider refuses B, and B fails
-// closed: 503, the app untouched.
+// closed: 503, the app untouched. With INTROSPECT=all, B also asks about
+// the provider's JWTs, which oidc-provider cannot introspect (400
+// unsupported_token_type): B fails closed on every one of them.
 func TestIntrospectionFailureFailsClosed(t *testing.T) {
 	t.Parallel()
 	idp := startIDP(t, introspectionIDPConfig())
@@ -338,13 +340,32 @@ func TestIntrospectionFailureFailsClosed(t *testing.T) {
 		"AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_ID":     introClient,
 		"AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_SECRET": "not-the-secret",
 	})
+	tap := startIntrospectionTap(t, idp)
+	all := startInbound(t, idp, paymentsRS, "payments:read", app, map[string]string{
+		"AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_ID":     introClient,
+		"AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_SECRET": introSecret,
+		"AUTHSIDECAR_INBOUND_INTROSPECTION_URL":           tap.URL(),
+		"AUTHSIDECAR_INBOUND_INTROSPECT":                  "all",
+	})
 	b.WaitReady(t, b.Addrs.AdminURL())
+	all.WaitReady(t, all.Addrs.AdminURL())
+
 	tok := idp.ClientCredentialsToken(t, ownerClient, ownerSecret, opaqueRS, "payments:read").AccessToken
 	r := call(t, http.MethodGet, b.Addrs.InboundURL()+"/charges", nil, bearer(tok))
 	if r.Status != http.StatusServiceUnavailable || r.errorCode() != "temporarily_unavailable" {
 		t.Errorf("introspection refused by the provider: %s; want 503 temporarily_unavailable", r)
 	}
-	checkAppSawNothing(t, app, "introspection failing")
 	expectMetric(t, b.Addrs.AdminURL(), "failed introspection calls", 1, "authsidecar_introspection_requests_total", "result", "error")
 	expectMetric(t, b.Addrs.AdminURL(), "unavailable requests", 1, "authsidecar_inbound_requests_total", "result", "unavailable")
+
+	jwt := idp.ClientCredentialsToken(t, ownerClient, ownerSecret, paymentsRS, "payments:read").AccessToken
+	r = call(t, http.MethodGet, all.Addrs.InboundURL()+"/charges", nil, bearer(jwt))
+	if r.Status != http.StatusServiceUnavailable {
+		t.Errorf("INTROSPECT=all, a valid JWT from oidc-provider: %s; want 503 (the provider cannot introspect JWTs)", r)
+	}
+	if c := tap.callsFor(jwt); len(c) != 1 || c[0].Status != http.StatusBadRequest || c[0].Answer["error"] != "unsupported_token_type" {
+		t.Errorf("introspection of a JWT: %+v; want one call answered 400 unsupported_token_type", c)
+	}
+	expectMetric(t, all.Addrs.AdminURL(), "failed introspection calls", 1, "authsidecar_introspection_requests_total", "result", "error")
+	checkAppSawNothing(t, app, "introspection failing")
 }
