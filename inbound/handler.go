@@ -307,11 +307,20 @@ func withoutIdentityTokens(v string) string {
 // safe because ReverseProxy copies the header values into the outgoing
 // request and nothing writes into these slices.
 type identityHeaders struct {
+	built                             bool
 	subject, issuer, clientID, scopes []string
 }
 
+// newIdentityHeaders leaves out what the identity lacks (an introspected
+// client-credentials token often has no sub), rather than sending "".
 func newIdentityHeaders(id *Identity) identityHeaders {
-	h := identityHeaders{subject: []string{id.Subject}, issuer: []string{id.Issuer}}
+	h := identityHeaders{built: true}
+	if id.Subject != "" {
+		h.subject = []string{id.Subject}
+	}
+	if id.Issuer != "" {
+		h.issuer = []string{id.Issuer}
+	}
 	if id.ClientID != "" {
 		h.clientID = []string{id.ClientID}
 	}
@@ -323,11 +332,15 @@ func newIdentityHeaders(id *Identity) identityHeaders {
 
 func setIdentityHeaders(h http.Header, id *Identity) {
 	v := id.headers
-	if v.subject == nil {
+	if !v.built {
 		v = newIdentityHeaders(id)
 	}
-	h[HeaderSubject] = v.subject
-	h[HeaderIssuer] = v.issuer
+	if v.subject != nil {
+		h[HeaderSubject] = v.subject
+	}
+	if v.issuer != nil {
+		h[HeaderIssuer] = v.issuer
+	}
 	if v.clientID != nil {
 		h[HeaderClientID] = v.clientID
 	}
