@@ -56,6 +56,10 @@ func (f *introFixture) active(extra map[string]any) map[string]any {
 		"client_id": "billing", "scope": "payments:read", "exp": f.clk.Now().Add(time.Hour).Unix(),
 	}
 	for k, v := range extra {
+		if v == nil {
+			delete(a, k)
+			continue
+		}
 		a[k] = v
 	}
 	return a
@@ -196,5 +200,20 @@ func TestOpaqueTokenWithoutIntrospectionIsMalformed(t *testing.T) {
 	resp, _ := f.do(t, "/", bearer("opaque-abc"))
 	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != invalidToken("the token is malformed") {
 		t.Errorf("got %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+}
+
+func TestMissingClaimsLeaveTheirHeadersOut(t *testing.T) {
+	f := newIntroFixture(t, false)
+	f.idp.SetAnswer("opaque-nosub", f.active(map[string]any{"sub": nil}))
+	if resp, _ := f.do(t, "/", bearer("opaque-nosub")); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	h := f.app.requests()[0].Header
+	if v, ok := h["X-Auth-Subject"]; ok {
+		t.Errorf("app saw X-Auth-Subject %q, want no header", v)
+	}
+	if h.Get("X-Auth-Client-Id") != "billing" {
+		t.Errorf("app saw X-Auth-Client-Id %q", h.Get("X-Auth-Client-Id"))
 	}
 }
