@@ -275,16 +275,20 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, "\nadded latency at %.0f req/s (%.0f%% of the bare proxy's max), open loop, %d workers:\n",
 			ol.Rate, 100*ol.Fraction, s.OpenWorkers)
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "case\t  rps\t p50\t p99\t p99.9\t max\t proxy CPU/req\t cores busy\t machine busy\t failed\t dropped\t")
+		fmt.Fprintln(tw, "case\t  rps\t p50\t p90\t p99\t p99.9\t max\t proxy CPU/req\t cores busy\t machine busy\t failed\t dropped\t")
 		for _, c := range ol.Cases {
-			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%d\t%d\t\n", c.Name, c.RPS,
-				fmtMicros(c.P50Micros), fmtMicros(c.P99Micros), fmtMicros(c.P999Micros), fmtMicros(c.MaxMicros),
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%d\t%d\t\n", c.Name, c.RPS,
+				fmtMicros(c.P50Micros), fmtMicros(c.P90Micros), fmtMicros(c.P99Micros), fmtMicros(c.P999Micros), fmtMicros(c.MaxMicros),
 				fmtMicros(c.CPU.ProxyMicrosPerReq), c.CPU.CoresBusy, machineBusy(c.CPU), c.Failed, c.Dropped)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(&b, "sidecar inbound minus bare proxy: p50 %+.0fµs, p99 %+.0fµs\n", ol.AddedP50Micros, ol.AddedP99Micros)
+		fmt.Fprintf(&b, "sidecar inbound minus bare proxy: p50 %+.0fµs, p90 %+.0fµs, p99 %+.0fµs\n",
+			ol.AddedP50Micros, ol.Cases[1].P90Micros-ol.Cases[0].P90Micros, ol.AddedP99Micros)
+		if len(ol.Cases[0].RoundsRPS) > 1 {
+			fmt.Fprintf(&b, "(%d rounds, alternating, folded into one result per case)\n", len(ol.Cases[0].RoundsRPS))
+		}
 	}
 	if r.contended() {
 		fmt.Fprintf(&b, "\n* the machine was busier than the benchmark's own processes by more than %.2f cores during this case:\n  other work competed for the CPUs, so its figures are not comparable (-wait-idle, -retry-contended)\n", contendedMargin)

@@ -577,12 +577,19 @@ func (b *bench) runHalfRate(ctx context.Context) error {
 	}
 	rate := 0.5 * bare.RPS
 	ol := &OpenLoopReport{Rate: rate, Fraction: 0.5}
-	for _, name := range []string{CaseBare, CaseInboundRS256} {
-		m, err := b.loadUncontended(ctx, name, rate)
-		if err != nil {
-			return err
+	names := []string{CaseBare, CaseInboundRS256}
+	rounds := map[string][]*measurement{}
+	for range b.opts.Rounds {
+		for _, name := range names {
+			m, err := b.loadUncontended(ctx, name, rate)
+			if err != nil {
+				return err
+			}
+			rounds[name] = append(rounds[name], m)
 		}
-		ol.Cases = append(ol.Cases, *b.summarize(name, rate, []*measurement{m}))
+	}
+	for _, name := range names {
+		ol.Cases = append(ol.Cases, *b.summarize(name, rate, rounds[name]))
 	}
 	ol.AddedP50Micros = ol.Cases[1].P50Micros - ol.Cases[0].P50Micros
 	ol.AddedP99Micros = ol.Cases[1].P99Micros - ol.Cases[0].P99Micros
