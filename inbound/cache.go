@@ -37,13 +37,16 @@ type cacheEntry struct {
 	until time.Time
 }
 
-// newTokenCache returns a cache of about size entries, or nil (no cache)
-// when size is 0.
+// newTokenCache returns a cache for size tokens, or nil (no cache) when
+// size is 0. Tokens do not spread evenly over the shards, so each shard
+// has a quarter more room than an even share: size distinct tokens fit,
+// and memory stays bounded by 1.25 × size entries.
 func newTokenCache(size int) *tokenCache {
 	if size <= 0 {
 		return nil
 	}
-	c := &tokenCache{seedA: maphash.MakeSeed(), seedB: maphash.MakeSeed(), perShard: max(size/cacheShards, 1)}
+	even := (size + cacheShards - 1) / cacheShards
+	c := &tokenCache{seedA: maphash.MakeSeed(), seedB: maphash.MakeSeed(), perShard: even + even/4 + 1}
 	for i := range c.shards {
 		c.shards[i].entries = make(map[uint64]*cacheEntry)
 	}
