@@ -44,8 +44,8 @@ func BenchmarkVerify(b *testing.B) {
 		for _, c := range []struct {
 			name string
 			size int
-		}{{"uncached", 0}, {"cached", 1000}} {
-			b.Run(alg+"/"+c.name, func(b *testing.B) {
+		}{{"off", 0}, {"on", 1000}} {
+			b.Run("alg="+alg+"/cache="+c.name, func(b *testing.B) {
 				v := benchVerifier(b, f, c.size)
 				tok := tokens[alg]
 				b.ReportAllocs()
