@@ -187,9 +187,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	return metrics.ResultAllowed
 }
 
-// isPublic reports whether path is under a public prefix. A path with dot
-// segments or doubled slashes is never public: the app may resolve
-// "/public/../admin" to "/admin".
 // authorize applies the matching rule, or the global policy when no rule
 // matches, to a verified caller.
 func (h *Handler) authorize(rule *rules.Rule, id *Identity, r *http.Request) *Rejection {
@@ -206,12 +203,17 @@ func (h *Handler) authorize(rule *rules.Rule, id *Identity, r *http.Request) *Re
 	return &Rejection{Reason: d.Reason, MissingScopes: d.MissingScopes, Detail: fmt.Sprintf("rule %d: %s", rule.Index, d.Detail)}
 }
 
+// isPublic reports whether path is under a public prefix, segment by
+// segment: "/health" makes "/health" and "/health/x" public, not
+// "/healthz". A path the app might resolve elsewhere is never public (see
+// isCleanPath).
 func (h *Handler) isPublic(path string) bool {
 	if len(h.opts.PublicPaths) == 0 || !isCleanPath(path) {
 		return false
 	}
 	for _, p := range h.opts.PublicPaths {
-		if strings.HasPrefix(path, p) {
+		if strings.HasPrefix(path, p) &&
+			(len(path) == len(p) || p[len(p)-1] == '/' || path[len(p)] == '/') {
 			return true
 		}
 	}
@@ -253,6 +255,10 @@ func stripIdentityHeaders(h http.Header) {
 			delete(h, k)
 		}
 	}
+	// Some frameworks route by these instead of the request line (Symfony,
+	// IIS URL Rewrite), which would let a public path reach another one.
+	delete(h, "X-Original-Url")
+	delete(h, "X-Rewrite-Url")
 	conn := h["Connection"]
 	for i, v := range conn {
 		if hasIdentityToken(v) {
@@ -371,7 +377,10 @@ func (t *trackingWriter) WriteHeader(code int) {
 // Unwrap lets http.ResponseController reach Flush and Hijack underneath.
 func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
 
+// isCleanPath rejects what an app may resolve to another path: dot
+// segments, doubled slashes, backslashes, ";params" (Tomcat reads
+// "/public/..;/admin" as "/admin") and a "%" left after decoding.
 func isCleanPath(p string) bool {
 	return !strings.Contains(p, "//") && !strings.Contains(p, "/./") && !strings.Contains(p, "/../") &&
-		!strings.HasSuffix(p, "/.") && !strings.HasSuffix(p, "/..") && !strings.Contains(p, "\\")
+		!strings.HasSuffix(p, "/.") && !strings.HasSuffix(p, "/..") && !strings.ContainsAny(p, "\\;%")
 }

@@ -477,3 +477,37 @@ func TestStreamedResponsesAreNotHeldBack(t *testing.T) {
 		t.Fatal("the first event did not arrive while the app held the stream open")
 	}
 }
+
+func TestPublicPathsCannotBeStretched(t *testing.T) {
+	f := newFixture(t, fixtureOptions{publicPaths: []string{"/health", "/public/"}})
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{"/health", 200},
+		{"/health/live", 200},
+		{"/public/index.html", 200},
+		{"/healthz-internal", 401},
+		{"/health-admin", 401},
+		{"/public/..;/admin", 401},
+		{"/public/%2e%2e;/admin", 401},
+		{"/public/%252e%252e/admin", 401},
+		{"/public/a;jsessionid=1", 401},
+	} {
+		if resp, _ := f.do(t, tc.path, nil); resp.StatusCode != tc.want {
+			t.Errorf("%s without a token: status %d, want %d", tc.path, resp.StatusCode, tc.want)
+		}
+	}
+	if n := len(f.app.requests()); n != 3 {
+		t.Errorf("the app saw %d requests, want 3", n)
+	}
+}
+
+func TestURLOverrideHeadersAreRemoved(t *testing.T) {
+	f := newFixture(t, fixtureOptions{publicPaths: []string{"/public/"}})
+	f.do(t, "/public/x", http.Header{"X-Original-Url": {"/admin"}, "X-Rewrite-Url": {"/admin"}})
+	got := f.app.requests()[0].Header
+	if got.Get("X-Original-Url") != "" || got.Get("X-Rewrite-Url") != "" {
+		t.Errorf("app saw URL override headers: %v", got)
+	}
+}

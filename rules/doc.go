@@ -31,23 +31,27 @@
 // "/" alone matches only the root. Empty segments (a trailing slash, "//")
 // and "." or ".." segments are not allowed in a glob.
 //
-// A trailing slash on a request path is significant: it is one last, empty
-// segment. So "/healthz" does not match "/healthz/" and "/orders/*" does not
-// match "/orders/", while "/docs/**" matches "/docs", "/docs/" and
-// "/docs/a/b".
+// A trailing slash on a request path is one last, empty segment. For a
+// public rule it is significant: "/healthz" does not make "/healthz/"
+// public. A protected rule also matches the path without it, since most
+// frameworks route "/admin/" to "/admin": "/admin" protects both. "/docs/**"
+// matches "/docs", "/docs/" and "/docs/a/b".
 //
 // # Unclean paths
 //
 // The app behind the sidecar may resolve "/docs/../admin" to "/admin",
-// "/docs//x" to "/docs/x", or treat "\" as "/". A request path that holds a
-// "." or ".." segment, an empty segment before the last, or a backslash is
-// therefore unclean, and:
+// "/docs//x" to "/docs/x", treat "\" as "/", drop ";params" from segments
+// (Java servers: "/docs/..;/admin" is "/admin" to Tomcat), or decode "%"
+// a second time. A request path that holds a "." or ".." segment, an empty
+// segment before the last, a backslash, a ";" or a "%" is therefore unclean,
+// and:
 //
 //   - it never matches a public rule, so dot segments cannot reach a
 //     protected resource through a public prefix;
 //   - it matches any other rule whose glob matches either the path as sent
-//     or the path as [path.Clean] resolves it, so "/x/../admin/users" still
-//     needs what "/admin/**" asks for.
+//     or the path as the app may resolve it (";params" dropped, "\" as "/",
+//     then [path.Clean]), so "/x/../admin/users" still needs what
+//     "/admin/**" asks for.
 //
 // Match expects the decoded path (http.Request.URL.Path), in which "%2e"
 // and "%2f" are already "." and "/".
@@ -57,8 +61,10 @@
 // A rule without methods applies to every method. Methods are the upper-case
 // names of RFC 9110 and RFC 5789 (GET, HEAD, POST, PUT, PATCH, DELETE,
 // OPTIONS, CONNECT, TRACE); a rule listing GET also applies to HEAD, as
-// net/http serves HEAD with the GET handler. A request with any other method
-// matches only rules without methods.
+// net/http serves HEAD with the GET handler. A request method is matched
+// upper-cased ("delete" meets the rules for DELETE: some servers upper-case
+// it before routing). A request with any other method matches only rules
+// without methods.
 //
 // # Conditions
 //

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"path"
 	"strings"
 )
 
@@ -134,9 +135,12 @@ func split(buf []string, rest string) []string {
 
 // unclean reports whether a request path holds something the app might
 // resolve differently than a glob reads it: a "." or ".." segment, an empty
-// segment before the last, or a backslash.
+// segment before the last, a backslash, a ";" (Java servers drop
+// ";params" from each segment, then resolve dots: "/public/..;/admin" is
+// "/admin" to Tomcat), or a "%" left after decoding (apps that decode
+// twice).
 func unclean(rest string, path []string) bool {
-	if strings.IndexByte(rest, '\\') >= 0 {
+	if strings.ContainsAny(rest, "\\;%") {
 		return true
 	}
 	for i, s := range path {
@@ -145,4 +149,21 @@ func unclean(rest string, path []string) bool {
 		}
 	}
 	return false
+}
+
+// cleanPath is what an app may resolve p to: ";params" dropped from each
+// segment, backslashes read as slashes, dot segments and doubled slashes
+// resolved.
+func cleanPath(p string) string {
+	p = strings.ReplaceAll(p, "\\", "/")
+	if strings.IndexByte(p, ';') >= 0 {
+		segs := strings.Split(p, "/")
+		for i, s := range segs {
+			if j := strings.IndexByte(s, ';'); j >= 0 {
+				segs[i] = s[:j]
+			}
+		}
+		p = strings.Join(segs, "/")
+	}
+	return path.Clean(p)
 }

@@ -34,6 +34,11 @@ var knownMethods = []string{
 // methodBit maps a request method to its bit; a switch on constant strings
 // is faster than a map and does not allocate.
 func methodBit(m string) methodMask {
+	// net/http accepts any token as a method, and some servers upper-case
+	// it before routing: "delete" must meet the rules for DELETE.
+	if hasLower(m) {
+		m = strings.ToUpper(m)
+	}
 	switch m {
 	case http.MethodGet:
 		return mGET
@@ -65,7 +70,11 @@ func compileMethods(methods []string, errorf func(format string, args ...any)) m
 	}
 	var mask methodMask
 	for _, m := range methods {
-		switch b := methodBit(m); b {
+		b := methodBit(m)
+		if hasLower(m) {
+			b = otherMethod // the file must spell methods as RFC 9110 does
+		}
+		switch b {
 		case otherMethod:
 			errorf("bad method %q: want one of %s", m, strings.Join(knownMethods, ", "))
 		case mGET:
@@ -75,4 +84,13 @@ func compileMethods(methods []string, errorf func(format string, args ...any)) m
 		}
 	}
 	return mask
+}
+
+func hasLower(s string) bool {
+	for i := range len(s) {
+		if 'a' <= s[i] && s[i] <= 'z' {
+			return true
+		}
+	}
+	return false
 }

@@ -1,7 +1,5 @@
 package rules
 
-import "path"
-
 // Set is a compiled rules file. It is safe for concurrent use.
 type Set struct {
 	rules []*Rule
@@ -86,7 +84,10 @@ func (s *Set) Match(method, p string) *Rule {
 	segs := split(buf[:0], p[1:])
 	m := methodBit(method)
 	if unclean(p[1:], segs) {
-		return s.matchUnclean(m, segs, path.Clean(p))
+		return s.matchUnclean(m, segs, cleanPath(p))
+	}
+	if len(segs) > 1 && segs[len(segs)-1] == "" {
+		return s.matchTrailingSlash(m, segs)
 	}
 	cands := s.other
 	if len(segs) > 0 {
@@ -104,6 +105,24 @@ func (s *Set) Match(method, p string) *Rule {
 
 // maxSegs is how many segments Match splits a path into without allocating.
 const maxSegs = 32
+
+// matchTrailingSlash matches a path ending in "/": a rule matches it as
+// sent, and a protected rule also without the slash, since most frameworks
+// route "/admin/" to "/admin"; a public rule never matches it that way.
+func (s *Set) matchTrailingSlash(m methodMask, segs []string) *Rule {
+	trimmed := segs[:len(segs)-1]
+	for _, r := range s.rules {
+		if r.methods&m == 0 {
+			continue
+		}
+		for i := range r.globs {
+			if r.globs[i].match(segs) || !r.Public && r.globs[i].match(trimmed) {
+				return r
+			}
+		}
+	}
+	return nil
+}
 
 // matchUnclean skips public rules and matches the others against the path
 // as sent and as cleaned, so that what the app may resolve the path to is
