@@ -307,7 +307,7 @@ func checkListen(p *problems, variable, addr string) {
 
 func checkHTTPURL(p *problems, variable string, u *url.URL) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.add(variable, "%q is not an http(s) URL", u.String())
+		p.add(variable, "%q is not an http(s) URL", u.Redacted())
 	}
 }
 

@@ -42,7 +42,9 @@ func Run(ctx context.Context, cfg *config.Config, version string, logOut io.Writ
 		s.closeAll()
 		return err
 	}
-	admin, err := proxy.Listen("admin", cfg.General.AdminListen, metrics.NewAdminHandler(reg, s.ready), s.serverOptions())
+	adminOpts := s.serverOptions()
+	adminOpts.WriteTimeout = 30 * time.Second // its answers are small; a stuck scraper must not pin it
+	admin, err := proxy.Listen("admin", cfg.General.AdminListen, metrics.NewAdminHandler(reg, s.ready), adminOpts)
 	if err != nil {
 		s.closeAll()
 		return err
@@ -117,15 +119,36 @@ func (s *sidecar) run(ctx context.Context, admin *proxy.Server) error {
 	return errors.Join(failed, drainErr)
 }
 
+// drain shuts the servers down within SHUTDOWN_GRACE: inbound first, then
+// outbound. The app is usually stopping too and may still call out while it
+// finishes its own requests, so the outbound listeners keep accepting until
+// inbound has drained.
 func (s *sidecar) drain() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.General.ShutdownGrace)
 	defer cancel()
+	var inbound, outbound []*proxy.Server
+	for _, srv := range s.servers {
+		if srv.Name() == "inbound" {
+			inbound = append(inbound, srv)
+		} else {
+			outbound = append(outbound, srv)
+		}
+	}
+	errs := shutdownAll(ctx, inbound)
+	errs = append(errs, shutdownAll(ctx, outbound)...)
+	if len(errs) > 0 {
+		return fmt.Errorf("drain not finished within %s: %w", s.cfg.General.ShutdownGrace, errors.Join(errs...))
+	}
+	return nil
+}
+
+func shutdownAll(ctx context.Context, servers []*proxy.Server) []error {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
 	)
-	for _, srv := range s.servers {
+	for _, srv := range servers {
 		wg.Go(func() {
 			if err := srv.Shutdown(ctx); err != nil {
 				mu.Lock()
@@ -135,10 +158,7 @@ func (s *sidecar) drain() error {
 		})
 	}
 	wg.Wait()
-	if len(errs) > 0 {
-		return fmt.Errorf("drain not finished within %s: %w", s.cfg.General.ShutdownGrace, errors.Join(errs...))
-	}
-	return nil
+	return errs
 }
 
 func newLogger(g config.General, w io.Writer) *slog.Logger {
