@@ -84,6 +84,8 @@ type Cache struct {
 	failures int
 	lastErr  error
 	retryAt  time.Time
+	// refusedAt is when an upstream's 401 last dropped the token.
+	refusedAt time.Time
 
 	kick    chan struct{} // wakes the refresh loop when the plan changed
 	started atomic.Bool
@@ -213,6 +215,34 @@ func (c *Cache) join(ctx context.Context) (*flight, *entry, error) {
 
 func (c *Cache) unavailable(cause error) error {
 	return fmt.Errorf("%w for route %q: %w", ErrTokenUnavailable, c.opts.Route, cause)
+}
+
+// RefusalCooldown is the least time between two tokens dropped because an
+// upstream answered 401. An upstream that refuses every call, for reasons
+// of its own, would otherwise cost one token request per call and could
+// get the client throttled by its identity provider, and then every call
+// on the route would fail.
+const RefusalCooldown = 10 * time.Second
+
+// refused is told that an upstream answered 401 to tok. It drops tok, at
+// most once per RefusalCooldown, and reports whether a retry can use
+// another token.
+func (c *Cache) refused(tok *oauth2.Token) bool {
+	c.mu.Lock()
+	e := c.cur.Load()
+	if e == nil || e.tok.AccessToken != tok.AccessToken {
+		c.mu.Unlock()
+		return true // already dropped or replaced
+	}
+	now := c.opts.Now()
+	if !c.refusedAt.IsZero() && now.Sub(c.refusedAt) < RefusalCooldown {
+		c.mu.Unlock()
+		return false
+	}
+	c.refusedAt = now
+	c.mu.Unlock()
+	c.Invalidate(tok)
+	return true
 }
 
 // Invalidate drops tok if it is still the current token, as after an

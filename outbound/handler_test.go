@@ -342,3 +342,22 @@ func readAll(t *testing.T, r *http.Request) []byte {
 	}
 	return b
 }
+
+func TestAnUpstreamRefusingEverythingCostsOneTokenPerCooldown(t *testing.T) {
+	ts := newTokenServer(t)
+	up := newUpstream(t, ts)
+	up.handle = func(w http.ResponseWriter, _ *http.Request, _ []byte) { w.WriteHeader(http.StatusUnauthorized) }
+	clock := newFakeClock()
+	h := build(t, env(ts, up.URL, nil), clock)
+	for range 20 {
+		expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusUnauthorized)
+	}
+	if got := ts.calls.Load(); got != 2 {
+		t.Errorf("20 refused calls made %d token requests, want 2 (the first, and one after the first 401)", got)
+	}
+	clock.Advance(RefusalCooldown)
+	expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusUnauthorized)
+	if got := ts.calls.Load(); got != 3 {
+		t.Errorf("after the cooldown: %d token requests, want 3", got)
+	}
+}

@@ -32,7 +32,10 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
-	t.cache.Invalidate(a.entry.tok)
+	if !t.cache.refused(a.entry.tok) {
+		t.log.Debug("upstream answered 401; token dropped less than RefusalCooldown ago, not retried")
+		return resp, nil
+	}
 	body, ok := a.replay()
 	if !ok {
 		t.log.Debug("upstream answered 401; the body is too large to replay, not retried")

@@ -251,9 +251,11 @@ func TestNeitherTokensNorSecretsAreLogged(t *testing.T) {
 	ts := newTokenServer(t)
 	up := newUpstream(t, ts)
 	up.handle = func(w http.ResponseWriter, _ *http.Request, _ []byte) { w.WriteHeader(http.StatusUnauthorized) }
-	h := build(t, env(ts, up.URL, nil), nil)
+	clock := newFakeClock()
+	h := build(t, env(ts, up.URL, nil), clock)
 	expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusUnauthorized) // fetch, 401, refetch
 	ts.set(func(ts *tokenServer) { ts.secret = "rotated" })
+	clock.Advance(RefusalCooldown)
 	expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusUnauthorized) // refetch fails
 	expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusServiceUnavailable)
 	logs := h.log.String()
