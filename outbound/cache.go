@@ -101,6 +101,17 @@ type entry struct {
 	// the slow paths also read the clock, in case the timer runs late.
 	expired atomic.Bool
 	stop    func() bool // the timer's
+	// accepted is set once an upstream has answered a call with this
+	// token with anything but 401.
+	accepted atomic.Bool
+}
+
+// markAccepted records that an upstream took the token; it writes only
+// the first time, so the hot path does not bounce the cache line.
+func (e *entry) markAccepted() {
+	if !e.accepted.Load() {
+		e.accepted.Store(true)
+	}
 }
 
 // live reports whether e can be sent at now.
@@ -218,15 +229,17 @@ func (c *Cache) unavailable(cause error) error {
 }
 
 // RefusalCooldown is the least time between two tokens dropped because an
-// upstream answered 401. An upstream that refuses every call, for reasons
-// of its own, would otherwise cost one token request per call and could
-// get the client throttled by its identity provider, and then every call
-// on the route would fail.
+// upstream answered 401, when the second was never accepted either. An
+// upstream that refuses every call, for reasons of its own, would otherwise
+// cost one token request per call and could get the client throttled by
+// its identity provider, and then every call on the route would fail.
 const RefusalCooldown = 10 * time.Second
 
-// refused is told that an upstream answered 401 to tok. It drops tok, at
-// most once per RefusalCooldown, and reports whether a retry can use
-// another token.
+// refused is told that an upstream answered 401 to tok, and reports whether
+// a retry can use another token. A token an upstream has accepted before is
+// always dropped: its key was rotated or it was revoked. A token never
+// accepted is dropped only if no token was dropped for a 401 within
+// RefusalCooldown.
 func (c *Cache) refused(tok *oauth2.Token) bool {
 	c.mu.Lock()
 	e := c.cur.Load()
@@ -235,7 +248,7 @@ func (c *Cache) refused(tok *oauth2.Token) bool {
 		return true // already dropped or replaced
 	}
 	now := c.opts.Now()
-	if !c.refusedAt.IsZero() && now.Sub(c.refusedAt) < RefusalCooldown {
+	if !e.accepted.Load() && !c.refusedAt.IsZero() && now.Sub(c.refusedAt) < RefusalCooldown {
 		c.mu.Unlock()
 		return false
 	}

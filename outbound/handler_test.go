@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -359,5 +360,27 @@ func TestAnUpstreamRefusingEverythingCostsOneTokenPerCooldown(t *testing.T) {
 	expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusUnauthorized)
 	if got := ts.calls.Load(); got != 3 {
 		t.Errorf("after the cooldown: %d token requests, want 3", got)
+	}
+}
+
+func TestAnAcceptedTokenRefusedLaterIsAlwaysReplaced(t *testing.T) {
+	ts := newTokenServer(t)
+	up := newUpstream(t, ts)
+	var refuse atomic.Bool
+	up.handle = func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+		if refuse.CompareAndSwap(true, false) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+	h := build(t, env(ts, up.URL, nil), newFakeClock())
+	for i := range 3 {
+		expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusOK)
+		refuse.Store(true) // the upstream now refuses the token it accepted
+		expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusOK)
+		if got := ts.calls.Load(); got != int64(i+2) {
+			t.Fatalf("round %d: %d token requests, want %d", i+1, got, i+2)
+		}
 	}
 }
