@@ -290,3 +290,31 @@ func TestLoad(t *testing.T) {
 		}
 	})
 }
+
+func TestConditionsFailClosedOnAmbiguousHeaders(t *testing.T) {
+	s := mustParse(t, `
+rules:
+  - paths: ["/t"]
+    when: 'request.headers["x-tenant"] == "a"'
+  - paths: ["/auth"]
+    when: 'request.headers["authorization"] != ""'
+`)
+	for _, tc := range []struct {
+		name   string
+		path   string
+		header http.Header
+		want   bool
+	}{
+		{"one copy is read", "/t", http.Header{"X-Tenant": {"a"}}, true},
+		{"two copies fail closed", "/t", http.Header{"X-Tenant": {"a", "b"}}, false},
+		{"an underscore twin fails closed", "/t", http.Header{"X-Tenant": {"a"}, "X_tenant": {"b"}}, false},
+		{"credentials are not visible", "/auth", http.Header{"Authorization": {"Bearer x"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := s.Match("GET", tc.path).Allow(Input{Method: "GET", Path: tc.path, Header: tc.header})
+			if d.Allowed != tc.want {
+				t.Errorf("Allowed = %v (%s), want %v", d.Allowed, d.Detail, tc.want)
+			}
+		})
+	}
+}

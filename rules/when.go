@@ -98,14 +98,28 @@ func (a *activation) ResolveName(name string) (any, bool) {
 
 func (a *activation) Parent() interpreter.Activation { return nil }
 
-// lowerHeaders maps lower-cased header names to their first value, as
-// conditions read them.
+// lowerHeaders maps lower-cased header names to their value, as conditions
+// read them. Credentials are left out, so that no evaluation error can
+// quote them into a log. A header sent more than once, or also spelled
+// with "_" for "-" (which WSGI and PHP apps read as the same header), is
+// left out too: the condition cannot know which copy the app will read, so
+// a condition on it fails closed.
 func lowerHeaders(h http.Header) map[string]string {
 	m := make(map[string]string, len(h))
+	ambiguous := map[string]bool{}
 	for k, v := range h {
-		if len(v) > 0 {
-			m[strings.ToLower(k)] = v[0]
+		name := strings.ReplaceAll(strings.ToLower(k), "_", "-")
+		if name == "authorization" || name == "cookie" || name == "proxy-authorization" {
+			continue
 		}
+		if _, twin := m[name]; twin || len(v) != 1 {
+			ambiguous[name] = true
+			continue
+		}
+		m[name] = v[0]
+	}
+	for name := range ambiguous {
+		delete(m, name)
 	}
 	return m
 }
