@@ -3,6 +3,7 @@ package inbound
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"time"
@@ -33,6 +34,30 @@ func (c *claims) certThumbprint() string {
 		return ""
 	}
 	return c.Cnf.X5tS256
+}
+
+// UnmarshalJSON decodes the claims by their exact names. encoding/json
+// would also fill Scope from "SCOPE" or "Scope", and an identity provider
+// that lets users add claims of their own would then let them override
+// the real ones.
+func (c *claims) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	fields := map[string]any{
+		"iss": &c.Issuer, "sub": &c.Subject, "aud": &c.Audience, "exp": &c.Expiry, "nbf": &c.NotBefore,
+		"iat": &c.IssuedAt, "scope": &c.Scope, "scp": &c.Scp, "client_id": &c.ClientID, "azp": &c.AZP,
+		"appid": &c.AppID, "cid": &c.CID, "cnf": &c.Cnf,
+	}
+	for name, dst := range fields {
+		if v, ok := raw[name]; ok {
+			if err := json.Unmarshal(v, dst); err != nil {
+				return fmt.Errorf("claim %q: %w", name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // clientID is the caller's client id: the first present of client_id (RFC

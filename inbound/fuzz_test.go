@@ -51,3 +51,18 @@ func FuzzParseUnverified(f *testing.F) {
 		_ = c.clientID()
 	})
 }
+
+func TestClaimsAreReadByTheirExactNames(t *testing.T) {
+	var c claims
+	body := `{"scope":"read","SCOPE":"admin","Client_Id":"root","client_id":"orders","Sub":"x","sub":"svc"}`
+	if err := c.UnmarshalJSON([]byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.scopes(), " "); got != "read" || c.clientID() != "orders" || c.Subject != "svc" {
+		t.Errorf("scopes %q, client %q, sub %q; want read, orders, svc", got, c.clientID(), c.Subject)
+	}
+	a, err := parseIntrospection([]byte(`{"ACTIVE":true,"scope":"read"}`))
+	if err != nil || a.Active {
+		t.Errorf(`"ACTIVE": true read as active = %v (%v)`, a.Active, err)
+	}
+}

@@ -63,10 +63,23 @@ type Introspector struct {
 // introspection is an RFC 7662 answer: "active" and the same claims a JWT
 // carries, plus when the cached answer stops being reused.
 type introspection struct {
-	Active bool `json:"active"`
+	Active bool
 	claims
 	raw   []byte
 	until time.Time
+}
+
+// parseIntrospection decodes an answer. "active" must be exactly true.
+func parseIntrospection(body []byte) (*introspection, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return nil, err
+	}
+	a := &introspection{raw: body, Active: string(fields["active"]) == "true"}
+	if err := a.claims.UnmarshalJSON(body); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // NewIntrospector returns an Introspector.
@@ -173,8 +186,8 @@ func (in *Introspector) call(ctx context.Context, raw string) (*introspection, e
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%w: status %d", ErrIntrospectionUnavailable, resp.StatusCode)
 	}
-	a := &introspection{raw: body}
-	if err := json.Unmarshal(body, a); err != nil {
+	a, err := parseIntrospection(body)
+	if err != nil {
 		return nil, fmt.Errorf("%w: bad answer: %v", ErrIntrospectionUnavailable, err)
 	}
 	if a.Active {
