@@ -165,13 +165,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 		if errors.As(err, &rej) {
 			return h.refuse(w, r, rej)
 		}
-		h.log.Warn("token not verifiable now", "error", err.Error())
-		desc := "the issuer's keys are not loaded yet"
-		if errors.Is(err, ErrIntrospectionUnavailable) {
-			desc = "the token cannot be introspected now"
-		}
-		proxy.WriteError(w, http.StatusServiceUnavailable, "temporarily_unavailable", desc)
-		return metrics.ResultUnavailable
+		return h.unavailable(w, r, err)
 	}
 	if rej := h.opts.ClientCerts.checkBinding(id, cert); rej != nil {
 		return h.refuse(w, r, rej)
@@ -185,6 +179,25 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	}
 	h.proxy.ServeHTTP(w, r)
 	return metrics.ResultAllowed
+}
+
+// unavailable answers a request whose token cannot be judged now: 503,
+// failing closed. Keys not loaded yet are logged at debug only, since
+// /readyz and the key set's own fetch errors already say so, and every
+// request during the warm-up would repeat it.
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) string {
+	switch {
+	case r.Context().Err() != nil:
+		w.WriteHeader(499) // the caller left; nobody reads the answer
+		return metrics.ResultUnavailable
+	case errors.Is(err, ErrIntrospectionUnavailable):
+		h.log.Warn("token introspection unavailable", "error", err.Error())
+		proxy.WriteError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the token cannot be introspected now")
+	default:
+		h.log.Debug("token not verifiable now", "error", err.Error())
+		proxy.WriteError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the issuer's keys are not loaded yet")
+	}
+	return metrics.ResultUnavailable
 }
 
 // authorize applies the matching rule, or the global policy when no rule
