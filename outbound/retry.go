@@ -94,8 +94,18 @@ type replayBody struct {
 
 var errDetached = errors.New("outbound: request body taken over by the retry")
 
-func newReplayBody(src io.Reader, limit int) *replayBody {
-	return &replayBody{src: src, limit: limit}
+// newReplayBody wraps src. A body announced larger than limit is never
+// copied (it could not be replayed anyway); one announced within it gets
+// its copy allocated once, at its size, instead of grown.
+func newReplayBody(src io.Reader, limit int, contentLength int64) *replayBody {
+	b := &replayBody{src: src, limit: limit}
+	switch {
+	case contentLength > int64(limit):
+		b.over = true
+	case contentLength > 0:
+		b.buf = make([]byte, 0, contentLength)
+	}
+	return b
 }
 
 func (b *replayBody) Read(p []byte) (int, error) {

@@ -15,17 +15,21 @@ func TestReplayBody(t *testing.T) {
 		body      string
 		readFirst int // bytes the first attempt reads before the 401
 		limit     int
+		length    int64 // the request's ContentLength; -1 unknown
 		want      bool
 	}{
-		{"read whole, within the bound", "0123456789", 10, 10, true},
-		{"read in part: the rest is read for the retry", "0123456789", 4, 10, true},
-		{"not read at all", "0123456789", 0, 10, true},
-		{"read in part, the rest over the bound", "0123456789", 4, 9, false},
-		{"read past the bound", "0123456789", 10, 9, false},
-		{"empty", "", 0, 10, true},
+		{"read whole, within the bound", "0123456789", 10, 10, -1, true},
+		{"read in part: the rest is read for the retry", "0123456789", 4, 10, -1, true},
+		{"not read at all", "0123456789", 0, 10, -1, true},
+		{"read in part, the rest over the bound", "0123456789", 4, 9, -1, false},
+		{"read past the bound", "0123456789", 10, 9, -1, false},
+		{"empty", "", 0, 10, -1, true},
+		{"announced within the bound", "0123456789", 10, 10, 10, true},
+		{"announced within the bound, read in part", "0123456789", 3, 10, 10, true},
+		{"announced over the bound: never copied", "0123456789", 10, 9, 10, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := newReplayBody(io.NopCloser(strings.NewReader(tc.body)), tc.limit)
+			b := newReplayBody(io.NopCloser(strings.NewReader(tc.body)), tc.limit, tc.length)
 			first := make([]byte, tc.readFirst)
 			if _, err := io.ReadFull(b, first); err != nil {
 				t.Fatal(err)

@@ -138,7 +138,7 @@ func (r *Route) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Path, pr.Out.URL.RawPath = joinPath(r.target, a.rest)
 	pr.Out.Header.Set("Authorization", a.entry.header)
 	if pr.Out.Body != nil {
-		a.body = newReplayBody(pr.Out.Body, MaxReplayBytes)
+		a.body = newReplayBody(pr.Out.Body, MaxReplayBytes, pr.Out.ContentLength)
 		pr.Out.Body = a.body
 	}
 }
