@@ -63,7 +63,7 @@ func verifyAccessToken(t *testing.T, idp *IDP, raw, alg string) (jose.Header, ma
 	if err := tok.Claims(&claims); err != nil {
 		t.Fatal(err)
 	}
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
 	if err != nil {
 		t.Fatalf("parsing the access token: %v", err)
 	}

@@ -272,7 +272,7 @@ func testMTLSCallThroughA(t *testing.T, idp *IDP, pki *mtlsPKI, b *inboundSideca
 // endpoint it was sent to, valid for 60 s.
 func checkClientAssertion(t *testing.T, raw string, key *IDPKey, tokenURL string) {
 	t.Helper()
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{key.Alg()})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{key.Alg()})
 	if err != nil {
 		t.Fatalf("client assertion: %v", err)
 	}

@@ -172,13 +172,6 @@ func (s *Sidecar) WaitReady(t testing.TB, adminURL string) {
 	waitReadyOrExit(t, adminURL, s.proc.done)
 }
 
-// waitReady polls adminURL's /readyz (adminURL like "http://127.0.0.1:9464")
-// until it answers 200, failing the test after 20 s.
-func waitReady(t testing.TB, adminURL string) {
-	t.Helper()
-	waitReadyOrExit(t, adminURL, nil)
-}
-
 func waitReadyOrExit(t testing.TB, adminURL string, exited <-chan struct{}) {
 	t.Helper()
 	client := &http.Client{Timeout: 2 * time.Second}

@@ -261,7 +261,7 @@ func parseJWKS(body []byte) (*keyIndex, error) {
 // one of the issuer's keys signed it. A kid not seen before triggers a
 // refresh, subject to UnknownKidCooldown.
 func (ks *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSigned(jwt, ks.opts.Algorithms)
+	jws, err := jose.ParseSignedCompact(jwt, ks.opts.Algorithms)
 	if err != nil {
 		return nil, fmt.Errorf("inbound: malformed jwt: %w", err)
 	}

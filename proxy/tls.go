@@ -20,12 +20,11 @@ type KeyPair struct {
 	certFile, keyFile string
 	now               func() time.Time
 
-	mu        sync.Mutex
-	checked   time.Time
-	certInfo  os.FileInfo
-	keyInfo   os.FileInfo
-	current   *tls.Certificate
-	lastError error
+	mu       sync.Mutex
+	checked  time.Time
+	certInfo os.FileInfo
+	keyInfo  os.FileInfo
+	current  *tls.Certificate
 }
 
 // LoadKeyPair reads certFile and keyFile now, so that a bad pair is a
