@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,9 @@ type Route struct {
 	cache    *Cache
 	proxy    *httputil.ReverseProxy
 	requests *prometheus.CounterVec // by code
+	// byCode holds requests' counter for each status code once used, so
+	// the hot path neither formats the code nor hashes label values.
+	byCode   [600]atomic.Pointer[prometheus.Counter]
 	duration prometheus.Observer
 	log      *slog.Logger
 }
@@ -108,7 +112,7 @@ func (r *Route) serve(w http.ResponseWriter, req *http.Request, rest string) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
-		r.requests.WithLabelValues(strconv.Itoa(sw.status())).Inc()
+		r.countCode(sw.status())
 		r.duration.Observe(time.Since(start).Seconds())
 	}()
 	e, err := r.cache.get(req.Context())
@@ -118,6 +122,20 @@ func (r *Route) serve(w http.ResponseWriter, req *http.Request, rest string) {
 	}
 	ctx := context.WithValue(req.Context(), attemptKey{}, &attempt{ctx: req.Context(), entry: e, rest: rest})
 	r.proxy.ServeHTTP(sw, req.WithContext(ctx))
+}
+
+func (r *Route) countCode(code int) {
+	if code < 0 || code >= len(r.byCode) {
+		r.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+		return
+	}
+	c := r.byCode[code].Load()
+	if c == nil {
+		counter := r.requests.WithLabelValues(strconv.Itoa(code))
+		c = &counter
+		r.byCode[code].Store(c)
+	}
+	(*c).Inc()
 }
 
 func (r *Route) refuse(w http.ResponseWriter, req *http.Request, err error) {
