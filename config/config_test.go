@@ -83,6 +83,14 @@ func TestEachBadVariableIsNamed(t *testing.T) {
 		{"a cert without key", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_TLS_CERT_FILE": "/c.pem"}), "AUTHSIDECAR_INBOUND_TLS_KEY_FILE: AUTHSIDECAR_INBOUND_TLS_CERT_FILE and AUTHSIDECAR_INBOUND_TLS_KEY_FILE must be set together"},
 		{"inbound settings without issuers", map[string]string{"AUTHSIDECAR_INBOUND_AUDIENCES": "a", "AUTHSIDECAR_OUTBOUND_ROUTES": "x"}, "AUTHSIDECAR_INBOUND_AUDIENCES: is set but AUTHSIDECAR_INBOUND_ISSUERS is not"},
 		{"a tiny header cap", inboundEnv(map[string]string{"AUTHSIDECAR_MAX_HEADER_BYTES": "100"}), "AUTHSIDECAR_MAX_HEADER_BYTES: must be at least 4096, got 100"},
+		{"a hasty JWKS refresh", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_JWKS_REFRESH_INTERVAL": "5s"}), "AUTHSIDECAR_INBOUND_JWKS_REFRESH_INTERVAL: must be at least 1m, got 5s"},
+		{"a negative cache size", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_TOKEN_CACHE_SIZE": "-1"}), "AUTHSIDECAR_INBOUND_TOKEN_CACHE_SIZE: must not be negative, got -1"},
+		{"a bad introspection mode", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_INTROSPECT": "some"}), `AUTHSIDECAR_INBOUND_INTROSPECT: want opaque or all, got "some"`},
+		{"introspection without a secret", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_ID": "rs"}), "AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_SECRET: introspection needs"},
+		{"an introspection URL without a client", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_INTROSPECTION_URL": "https://idp/introspect"}), "AUTHSIDECAR_INBOUND_INTROSPECTION_URL: is set but AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_ID is not"},
+		{"allowed SANs without mTLS", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_CLIENT_ALLOWED_SANS": "spiffe://x/y"}), "AUTHSIDECAR_INBOUND_CLIENT_ALLOWED_SANS: needs AUTHSIDECAR_INBOUND_CLIENT_CA_FILE"},
+		{"bound tokens without mTLS", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_REQUIRE_BOUND_TOKENS": "true"}), "AUTHSIDECAR_INBOUND_REQUIRE_BOUND_TOKENS: needs AUTHSIDECAR_INBOUND_CLIENT_CA_FILE"},
+		{"a client CA without TLS", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_CLIENT_CA_FILE": "/ca.pem"}), "AUTHSIDECAR_INBOUND_CLIENT_CA_FILE: needs AUTHSIDECAR_INBOUND_TLS_CERT_FILE"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name+" is reported", func(t *testing.T) {
