@@ -305,3 +305,46 @@ func TestBadRulesFileIsNamedWithItsRule(t *testing.T) {
 		t.Errorf("missing rules file: error %v, want it named", err)
 	}
 }
+
+func TestOutboundListenerStaysOnLoopbackUnlessAllowed(t *testing.T) {
+	base := map[string]string{
+		"AUTHSIDECAR_OUTBOUND_ROUTES": "payments", "AUTHSIDECAR_OUTBOUND_TOKEN_URL": "https://idp/token",
+		"AUTHSIDECAR_OUTBOUND_CLIENT_ID": "orders", "AUTHSIDECAR_OUTBOUND_CLIENT_SECRET": "s",
+		"AUTHSIDECAR_ROUTE_PAYMENTS_URL": "https://payments",
+	}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string // "" for no error
+	}{
+		{"the default is loopback", with(nil), ""},
+		{"localhost is loopback", with(map[string]string{"AUTHSIDECAR_OUTBOUND_LISTEN": "localhost:4000"}), ""},
+		{"every interface is refused", with(map[string]string{"AUTHSIDECAR_OUTBOUND_LISTEN": ":4000"}),
+			`AUTHSIDECAR_OUTBOUND_LISTEN: ":4000" is not a loopback address`},
+		{"a pod address is refused", with(map[string]string{"AUTHSIDECAR_OUTBOUND_LISTEN": "10.0.0.7:4000"}),
+			`AUTHSIDECAR_OUTBOUND_LISTEN: "10.0.0.7:4000" is not a loopback address`},
+		{"ALLOW_REMOTE allows it", with(map[string]string{"AUTHSIDECAR_OUTBOUND_LISTEN": ":4000", "AUTHSIDECAR_OUTBOUND_ALLOW_REMOTE": "true"}), ""},
+		{"a bad route name is named", with(map[string]string{"AUTHSIDECAR_OUTBOUND_ROUTES": "Payments_API"}),
+			`AUTHSIDECAR_OUTBOUND_ROUTES: route name "Payments_API" must match [a-z0-9-]+`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Load(tc.env)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("error %v, want none", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
