@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -11,65 +12,100 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
-	"github.com/authsidecar/authsidecar/rules"
+	"github.com/authsidecar/authsidecar/inbound"
+	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/outbound"
 )
 
 // Prefix starts every variable authsidecar reads.
 const Prefix = "AUTHSIDECAR_"
 
-// Config is the whole configuration, one section per part of the program.
+// Config is the whole configuration: the variables, one section per part
+// of the program (what `check` prints), and, built from them by Load, what
+// each part is made of.
 type Config struct {
 	General  General
 	Inbound  Inbound
 	Outbound Outbound
 	// Routes holds one entry per name in AUTHSIDECAR_OUTBOUND_ROUTES, in order.
 	Routes []Route
+
+	// InboundOptions are the inbound direction's, nil when it is off; the
+	// program adds metrics, logger and clock.
+	InboundOptions *inbound.Options
+	// OutboundOptions likewise, nil when outbound is off.
+	OutboundOptions *outbound.Options
+	// Listeners are the ports to serve, the admin port aside.
+	Listeners []Listener
+	// Watched are the files to re-read when they change.
+	Watched []reload.Checker
+}
+
+// Listener is one port to serve.
+type Listener struct {
+	// Name is "inbound", "outbound" or "route <name>".
+	Name string
+	Addr string
+	// TLS is nil for plain HTTP.
+	TLS *tls.Config
+	// Route names the route of a dedicated route listener.
+	Route string
 }
 
 // General holds the settings shared by every part.
 type General struct {
-	AdminListen    string        `env:"ADMIN_LISTEN" envDefault:":9464"`
-	LogLevel       string        `env:"LOG_LEVEL" envDefault:"info"`
-	LogFormat      string        `env:"LOG_FORMAT" envDefault:"json"`
-	AccessLog      bool          `env:"ACCESS_LOG" envDefault:"false"`
-	ShutdownGrace  time.Duration `env:"SHUTDOWN_GRACE" envDefault:"15s"`
-	MaxHeaderBytes int           `env:"MAX_HEADER_BYTES" envDefault:"32768"`
+	AdminListen       string        `env:"ADMIN_LISTEN" envDefault:":9464"`
+	LogLevel          LogLevel      `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat         LogFormat     `env:"LOG_FORMAT" envDefault:"json"`
+	AccessLog         bool          `env:"ACCESS_LOG" envDefault:"false"`
+	ShutdownGrace     time.Duration `env:"SHUTDOWN_GRACE" envDefault:"15s"`
+	ShutdownDelay     time.Duration `env:"SHUTDOWN_DELAY" envDefault:"0s"`
+	MaxHeaderBytes    int           `env:"MAX_HEADER_BYTES" envDefault:"32768"`
+	AllowInsecureHTTP bool          `env:"ALLOW_INSECURE_HTTP" envDefault:"false"`
 }
 
 // Inbound configures token verification in front of the app.
 type Inbound struct {
-	Listen             string        `env:"LISTEN" envDefault:":8000"`
-	Upstream           url.URL       `env:"UPSTREAM" envDefault:"http://127.0.0.1:8080"`
-	Issuers            List          `env:"ISSUERS"`
-	JWKSURL            string        `env:"JWKS_URL"`
-	JWKSRefresh        time.Duration `env:"JWKS_REFRESH_INTERVAL" envDefault:"10m"`
-	Audiences          List          `env:"AUDIENCES"`
-	Algorithms         List          `env:"ALGORITHMS" envDefault:"RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"`
-	ClockSkew          time.Duration `env:"CLOCK_SKEW" envDefault:"30s"`
-	RequiredScopes     Set           `env:"REQUIRED_SCOPES"`
-	AllowedClients     List          `env:"ALLOWED_CLIENTS"`
-	PublicPaths        List          `env:"PUBLIC_PATHS"`
-	ForwardToken       bool          `env:"FORWARD_TOKEN" envDefault:"false"`
-	TLSCertFile        string        `env:"TLS_CERT_FILE"`
-	TLSKeyFile         string        `env:"TLS_KEY_FILE"`
-	ClientCAFile       string        `env:"CLIENT_CA_FILE"`
-	ClientAllowedSANs  List          `env:"CLIENT_ALLOWED_SANS"`
-	RequireBoundTokens bool          `env:"REQUIRE_BOUND_TOKENS" envDefault:"false"`
-	RulesFile          string        `env:"RULES_FILE"`
-	// Rules is RulesFile, parsed and compiled by Load.
-	Rules          *rules.Set `env:"-"`
-	TokenCacheSize int        `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
-	// Introspection (RFC 7662) is on when IntrospectionClientID is set.
-	IntrospectionClientID         string        `env:"INTROSPECTION_CLIENT_ID"`
-	IntrospectionClientSecret     Secret        `env:"INTROSPECTION_CLIENT_SECRET"`
-	IntrospectionClientSecretFile string        `env:"INTROSPECTION_CLIENT_SECRET_FILE"`
-	IntrospectionURL              string        `env:"INTROSPECTION_URL"`
-	Introspect                    string        `env:"INTROSPECT" envDefault:"opaque"`
-	IntrospectionCacheTTL         time.Duration `env:"INTROSPECTION_CACHE_TTL" envDefault:"30s"`
+	Listen             string         `env:"LISTEN" envDefault:":8000"`
+	Upstream           url.URL        `env:"UPSTREAM" envDefault:"http://127.0.0.1:8080"`
+	Issuers            List           `env:"ISSUERS"`
+	JWKSURL            string         `env:"JWKS_URL"`
+	JWKSRefresh        time.Duration  `env:"JWKS_REFRESH_INTERVAL" envDefault:"10m"`
+	Audiences          List           `env:"AUDIENCES"`
+	Algorithms         List           `env:"ALGORITHMS" envDefault:"RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"`
+	ClockSkew          time.Duration  `env:"CLOCK_SKEW" envDefault:"30s"`
+	RequiredScopes     Set            `env:"REQUIRED_SCOPES"`
+	AllowedClients     List           `env:"ALLOWED_CLIENTS"`
+	PublicPaths        List           `env:"PUBLIC_PATHS"`
+	ForwardToken       bool           `env:"FORWARD_TOKEN" envDefault:"false"`
+	TLSCertFile        string         `env:"TLS_CERT_FILE"`
+	TLSKeyFile         string         `env:"TLS_KEY_FILE"`
+	ClientCAFile       string         `env:"CLIENT_CA_FILE"`
+	ClientAllowedSANs  List           `env:"CLIENT_ALLOWED_SANS"`
+	RequireBoundTokens bool           `env:"REQUIRE_BOUND_TOKENS" envDefault:"false"`
+	RulesFile          string         `env:"RULES_FILE"`
+	TokenCacheSize     int            `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
+	Introspect         IntrospectMode `env:"INTROSPECT" envDefault:"opaque"`
+	// Introspection (RFC 7662) is on when IntrospectionClientID is set, or
+	// with IntrospectionAuth none when IntrospectionURL is.
+	IntrospectionClientID         string            `env:"INTROSPECTION_CLIENT_ID"`
+	IntrospectionClientSecret     Secret            `env:"INTROSPECTION_CLIENT_SECRET"`
+	IntrospectionClientSecretFile string            `env:"INTROSPECTION_CLIENT_SECRET_FILE"`
+	IntrospectionAuth             IntrospectionAuth `env:"INTROSPECTION_AUTH_METHOD" envDefault:"client_secret_basic"`
+	IntrospectionURL              string            `env:"INTROSPECTION_URL"`
+	IntrospectionCacheTTL         time.Duration     `env:"INTROSPECTION_CACHE_TTL" envDefault:"30s"`
 }
 
 // Enabled reports whether the inbound direction runs.
 func (in Inbound) Enabled() bool { return len(in.Issuers) > 0 }
+
+// introspection reports whether introspection is on.
+func (in Inbound) introspection() bool {
+	if in.IntrospectionAuth == IntrospectionNone {
+		return in.IntrospectionURL != ""
+	}
+	return in.IntrospectionClientID != ""
+}
 
 // Outbound configures the token source behind the app's outbound calls.
 type Outbound struct {
@@ -81,7 +117,7 @@ type Outbound struct {
 	ClientID            string        `env:"CLIENT_ID"`
 	ClientSecret        Secret        `env:"CLIENT_SECRET"`
 	ClientSecretFile    string        `env:"CLIENT_SECRET_FILE"`
-	AuthMethod          string        `env:"AUTH_METHOD" envDefault:"client_secret_basic"`
+	AuthMethod          AuthMethod    `env:"AUTH_METHOD" envDefault:"client_secret_basic"`
 	PrivateKeyFile      string        `env:"PRIVATE_KEY_FILE"`
 	PrivateKeyID        string        `env:"PRIVATE_KEY_ID"`
 	ClientAssertionFile string        `env:"CLIENT_ASSERTION_FILE"`
@@ -133,8 +169,9 @@ func (e *Error) Error() string {
 }
 
 // Load reads the configuration from environ, the process environment as a
-// map, and validates it. The error, if any, is an *Error naming every bad
-// variable.
+// map, validates it, reads every file it names and builds each part's
+// options. The error, if any, is an *Error naming every bad variable:
+// `authsidecar check` and start-up run exactly this.
 func Load(environ map[string]string) (*Config, error) {
 	var (
 		c    Config
@@ -150,10 +187,17 @@ func Load(environ map[string]string) (*Config, error) {
 		}
 		c.Routes = append(c.Routes, r)
 	}
+	errs.unknown(environ, c.Outbound.Routes)
 	// Validate even after parse errors, so that every problem is reported
 	// at once; a variable that failed to parse is not judged again.
 	parsed := len(errs)
 	c.validate(&errs, environ)
+	if len(errs) == 0 {
+		// Files are read only for a configuration that is otherwise
+		// sound: a credential the method does not use, say, is reported
+		// as such, not also as a file to read.
+		c.build(&errs)
+	}
 	errs = errs.dropRepeats(parsed)
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Var < errs[j].Var })
@@ -207,6 +251,11 @@ func (p *problems) parse(dst any, prefix string, environ map[string]string) {
 		key := pe.Name
 		if f, ok := t.FieldByName(pe.Name); ok {
 			key = strings.Split(f.Tag.Get("env"), ",")[0]
+		}
+		var choice *choiceError
+		if errors.As(pe.Err, &choice) {
+			p.add(prefix+key, "%s", choice.msg)
+			continue
 		}
 		p.add(prefix+key, "cannot parse %q: %v", environ[prefix+key], unwrapParse(pe.Err))
 	}

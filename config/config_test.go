@@ -3,11 +3,13 @@ package config_test
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/authsidecar/authsidecar/config"
+	"github.com/authsidecar/authsidecar/internal/certtest"
 )
 
 func inboundEnv(extra map[string]string) map[string]string {
@@ -30,14 +32,14 @@ func TestDefaultsMatchTheSpec(t *testing.T) {
 		t.Errorf("listeners = %q %q %q", c.Inbound.Listen, c.Outbound.Listen, c.General.AdminListen)
 	}
 	if c.Inbound.Upstream.String() != "http://127.0.0.1:8080" || c.Inbound.ClockSkew != 30*time.Second ||
-		c.General.ShutdownGrace != 15*time.Second || c.General.LogLevel != "info" || c.General.LogFormat != "json" {
+		c.General.ShutdownGrace != 15*time.Second || c.General.LogLevel.String() != "info" || c.General.LogFormat != "json" {
 		t.Errorf("defaults: %+v %+v", c.General, c.Inbound)
 	}
 	want := "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"
 	if got := strings.Join(c.Inbound.Algorithms, ","); got != want {
 		t.Errorf("algorithms = %s, want %s", got, want)
 	}
-	if c.Outbound.AuthMethod != "client_secret_basic" {
+	if c.Outbound.AuthMethod != config.SecretBasic {
 		t.Errorf("auth method = %q", c.Outbound.AuthMethod)
 	}
 }
@@ -253,25 +255,26 @@ func TestOutboundClientAuthenticationProblemsAreNamed(t *testing.T) {
 
 func TestOutboundClientAuthenticationMethodsLoad(t *testing.T) {
 	const v = "AUTHSIDECAR_OUTBOUND_"
+	f := writeFiles(t)
 	for _, tc := range []struct {
 		name, wantMethod string
 		env              map[string]string
 	}{
 		{"a client secret", "client_secret_basic", outboundEnv(map[string]string{v + "CLIENT_SECRET": "s"})},
 		{"a private key", "private_key_jwt", outboundEnv(map[string]string{
-			v + "AUTH_METHOD": "private_key_jwt", v + "PRIVATE_KEY_FILE": "/k.pem", v + "PRIVATE_KEY_ID": "k1"})},
+			v + "AUTH_METHOD": "private_key_jwt", v + "PRIVATE_KEY_FILE": f.key, v + "PRIVATE_KEY_ID": "k1"})},
 		{"a client certificate over https", "tls_client_auth", outboundEnv(map[string]string{
-			v + "AUTH_METHOD": "tls_client_auth", v + "TLS_CERT_FILE": "/c.pem", v + "TLS_KEY_FILE": "/k.pem"})},
-		{"an assertion file alone", "client_assertion_file", outboundEnv(map[string]string{v + "CLIENT_ASSERTION_FILE": "/token"})},
+			v + "AUTH_METHOD": "tls_client_auth", v + "TLS_CERT_FILE": f.cert, v + "TLS_KEY_FILE": f.key})},
+		{"an assertion file alone", "client_assertion_file", outboundEnv(map[string]string{v + "CLIENT_ASSERTION_FILE": f.assertion})},
 		{"an assertion file named by its method", "client_assertion_file", outboundEnv(map[string]string{
-			v + "AUTH_METHOD": "client_assertion_file", v + "CLIENT_ASSERTION_FILE": "/token"})},
+			v + "AUTH_METHOD": "client_assertion_file", v + "CLIENT_ASSERTION_FILE": f.assertion})},
 	} {
 		t.Run(tc.name+" loads", func(t *testing.T) {
 			c, err := config.Load(tc.env)
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
-			if c.Outbound.AuthMethod != tc.wantMethod {
+			if string(c.Outbound.AuthMethod) != tc.wantMethod {
 				t.Errorf("AuthMethod = %q, want %q", c.Outbound.AuthMethod, tc.wantMethod)
 			}
 			var b strings.Builder
@@ -283,6 +286,31 @@ func TestOutboundClientAuthenticationMethodsLoad(t *testing.T) {
 			}
 		})
 	}
+}
+
+// files are real files of every kind the configuration reads.
+type files struct {
+	dir                                     string
+	cert, key, ca, assertion, secret, rules string
+}
+
+func writeFiles(t *testing.T) files {
+	t.Helper()
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, "test-ca")
+	f := files{dir: dir, ca: ca.WriteFile(t, dir, "ca")}
+	f.cert, f.key = ca.Issue(t, certtest.Options{CommonName: "sidecar"}).WriteFiles(t, dir, "tls")
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	f.assertion = write("token", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvcmRlcnMifQ.c2lnbmF0dXJl\n")
+	f.secret = write("secret", "s3cret\n")
+	f.rules = write("rules.yaml", "rules:\n  - paths: [\"/admin/**\"]\n    scopes: [admin]\n")
+	return f
 }
 
 func TestBadRulesFileIsNamedWithItsRule(t *testing.T) {

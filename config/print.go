@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"time"
+
+	"github.com/authsidecar/authsidecar/internal/redact"
 )
 
 // Write prints the effective configuration as VARIABLE=value lines, defaults
@@ -35,39 +37,35 @@ func writeSection(b *strings.Builder, prefix string, section any) {
 	}
 }
 
+// format prints a value as the variable would be written. Anything that
+// looks like a URL is redacted (user information and query values), as
+// are secrets.
 func format(v any) string {
 	switch v := v.(type) {
 	case Secret:
 		return v.String()
 	case List:
-		return strings.Join(v, ",")
+		return redactAll(v)
 	case Set:
 		return strings.Join(v, ",")
 	case url.URL:
-		return v.Redacted()
+		return redact.ParsedURL(&v)
 	case time.Duration:
 		return v.String()
+	case string:
+		if strings.Contains(v, "://") {
+			return redact.URL(v)
+		}
+		return v
 	default:
 		return fmt.Sprint(v)
 	}
 }
 
-// Variables lists every variable authsidecar reads, with route variables
-// written AUTHSIDECAR_ROUTE_<NAME>_…: the names the README documents.
-func Variables() []string {
-	var out []string
-	add := func(prefix string, section any) {
-		t := reflect.TypeOf(section)
-		for i := range t.NumField() {
-			key := strings.Split(t.Field(i).Tag.Get("env"), ",")[0]
-			if key != "" && key != "-" {
-				out = append(out, prefix+key)
-			}
-		}
+func redactAll(l List) string {
+	out := make([]string, len(l))
+	for i, s := range l {
+		out[i] = format(s)
 	}
-	add(Prefix, General{})
-	add(Prefix+"INBOUND_", Inbound{})
-	add(Prefix+"OUTBOUND_", Outbound{})
-	add(Prefix+"ROUTE_<NAME>_", Route{})
-	return out
+	return strings.Join(out, ",")
 }

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"fmt"
+	"log/slog"
 	"strings"
 )
 
@@ -56,3 +58,116 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // Reveal returns the secret itself, for the one place that sends it.
 func (s Secret) Reveal() string { return string(s) }
+
+// choiceError is a value outside an enumeration; its text is the whole
+// message, "want a, b or c, got "x"", without the generic "cannot parse".
+type choiceError struct{ msg string }
+
+func (e *choiceError) Error() string { return e.msg }
+
+// choose parses text as one of names, returning its index.
+func choose(text []byte, names ...string) (int, error) {
+	for i, n := range names {
+		if string(text) == n {
+			return i, nil
+		}
+	}
+	list := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	if len(names) > 4 {
+		list = "one of " + strings.Join(names, ", ")
+	}
+	return 0, &choiceError{fmt.Sprintf("want %s, got %q", list, text)}
+}
+
+// LogLevel is AUTHSIDECAR_LOG_LEVEL: debug, info, warn or error.
+type LogLevel struct{ slog.Level }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (l *LogLevel) UnmarshalText(b []byte) error {
+	i, err := choose(b, "debug", "info", "warn", "error")
+	l.Level = []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError}[i]
+	return err
+}
+
+// String is the level as the variable spells it.
+func (l LogLevel) String() string { return strings.ToLower(l.Level.String()) }
+
+// LogFormat is AUTHSIDECAR_LOG_FORMAT.
+type LogFormat string
+
+// Log formats.
+const (
+	LogJSON LogFormat = "json"
+	LogText LogFormat = "text"
+)
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (f *LogFormat) UnmarshalText(b []byte) error {
+	i, err := choose(b, string(LogJSON), string(LogText))
+	*f = []LogFormat{LogJSON, LogText}[i]
+	return err
+}
+
+// AuthMethod is AUTHSIDECAR_OUTBOUND_AUTH_METHOD: how the token request
+// authenticates the client.
+type AuthMethod string
+
+// Outbound client authentication methods. client_assertion_file is ours:
+// it sends a JWT someone else signed (a projected service-account token)
+// the way private_key_jwt sends one the sidecar signs.
+const (
+	SecretBasic   AuthMethod = "client_secret_basic"
+	SecretPost    AuthMethod = "client_secret_post"
+	PrivateKeyJWT AuthMethod = "private_key_jwt"
+	TLSClientAuth AuthMethod = "tls_client_auth"
+	AssertionFile AuthMethod = "client_assertion_file"
+)
+
+var authMethods = []AuthMethod{SecretBasic, SecretPost, PrivateKeyJWT, TLSClientAuth, AssertionFile}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *AuthMethod) UnmarshalText(b []byte) error {
+	names := make([]string, len(authMethods))
+	for i, a := range authMethods {
+		names[i] = string(a)
+	}
+	i, err := choose(b, names...)
+	*m = authMethods[i]
+	return err
+}
+
+// usesSecret reports whether the method sends a client secret.
+func (m AuthMethod) usesSecret() bool { return m == SecretBasic || m == SecretPost }
+
+// IntrospectMode is AUTHSIDECAR_INBOUND_INTROSPECT.
+type IntrospectMode string
+
+// Introspection modes.
+const (
+	IntrospectOpaque IntrospectMode = "opaque"
+	IntrospectAll    IntrospectMode = "all"
+)
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *IntrospectMode) UnmarshalText(b []byte) error {
+	i, err := choose(b, string(IntrospectOpaque), string(IntrospectAll))
+	*m = []IntrospectMode{IntrospectOpaque, IntrospectAll}[i]
+	return err
+}
+
+// IntrospectionAuth is AUTHSIDECAR_INBOUND_INTROSPECTION_AUTH_METHOD.
+type IntrospectionAuth string
+
+// Introspection client authentication methods.
+const (
+	IntrospectionBasic IntrospectionAuth = "client_secret_basic"
+	IntrospectionPost  IntrospectionAuth = "client_secret_post"
+	IntrospectionNone  IntrospectionAuth = "none"
+)
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *IntrospectionAuth) UnmarshalText(b []byte) error {
+	i, err := choose(b, string(IntrospectionBasic), string(IntrospectionPost), string(IntrospectionNone))
+	*m = []IntrospectionAuth{IntrospectionBasic, IntrospectionPost, IntrospectionNone}[i]
+	return err
+}

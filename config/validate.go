@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/authsidecar/authsidecar/rules"
+	"github.com/authsidecar/authsidecar/discovery"
 )
 
 var routeName = regexp.MustCompile(`^[a-z0-9-]+$`)
@@ -24,19 +24,14 @@ var SafeAlgorithms = map[string]bool{
 	"EdDSA": true,
 }
 
-// AuthMethods are the client authentication methods of the outbound token
-// request. client_assertion_file is ours: it sends a JWT someone else
-// signed (a projected service-account token) the way private_key_jwt sends
-// one the sidecar signs.
-var AuthMethods = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth", "client_assertion_file"}
-
 func (c *Config) validate(p *problems, environ map[string]string) {
 	c.General.validate(p)
 	if !c.Inbound.Enabled() && !c.Outbound.Enabled() {
 		p.add(Prefix+"INBOUND_ISSUERS", "neither %sINBOUND_ISSUERS nor %sOUTBOUND_ROUTES is set: nothing to do", Prefix, Prefix)
 	}
+	insecure := c.General.AllowInsecureHTTP
 	if c.Inbound.Enabled() {
-		c.Inbound.validate(p)
+		c.Inbound.validate(p, insecure)
 	} else {
 		for _, v := range []string{"JWKS_URL", "AUDIENCES", "REQUIRED_SCOPES", "ALLOWED_CLIENTS", "PUBLIC_PATHS", "RULES_FILE"} {
 			if environ[Prefix+"INBOUND_"+v] != "" {
@@ -46,47 +41,36 @@ func (c *Config) validate(p *problems, environ map[string]string) {
 	}
 	if c.Outbound.Enabled() {
 		implied := c.Outbound.chooseAuthMethod(environ)
-		c.Outbound.validate(p, implied)
+		c.Outbound.validate(p, implied, insecure)
 		c.validateRoutes(p)
 	}
 }
 
 func (g General) validate(p *problems) {
 	checkListen(p, Prefix+"ADMIN_LISTEN", g.AdminListen)
-	switch g.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		p.add(Prefix+"LOG_LEVEL", "want debug, info, warn or error, got %q", g.LogLevel)
-	}
-	if g.LogFormat != "json" && g.LogFormat != "text" {
-		p.add(Prefix+"LOG_FORMAT", "want json or text, got %q", g.LogFormat)
-	}
 	if g.ShutdownGrace < 0 {
 		p.add(Prefix+"SHUTDOWN_GRACE", "must not be negative, got %s", g.ShutdownGrace)
+	}
+	if g.ShutdownDelay < 0 {
+		p.add(Prefix+"SHUTDOWN_DELAY", "must not be negative, got %s", g.ShutdownDelay)
 	}
 	if g.MaxHeaderBytes < 4096 {
 		p.add(Prefix+"MAX_HEADER_BYTES", "must be at least 4096, got %d", g.MaxHeaderBytes)
 	}
 }
 
-func (in *Inbound) validate(p *problems) {
+func (in *Inbound) validate(p *problems, insecure bool) {
 	const v = Prefix + "INBOUND_"
 	checkListen(p, v+"LISTEN", in.Listen)
 	checkHTTPURL(p, v+"UPSTREAM", &in.Upstream)
 	for _, iss := range in.Issuers {
-		u, err := url.Parse(iss)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			p.add(v+"ISSUERS", "%q is not an http(s) URL", iss)
-		}
+		checkIdentityURL(p, v+"ISSUERS", iss, insecure)
 	}
 	if in.JWKSURL != "" {
 		if len(in.Issuers) > 1 {
 			p.add(v+"JWKS_URL", "can only be used with one issuer, got %d in %sISSUERS", len(in.Issuers), v)
 		}
-		u, err := url.Parse(in.JWKSURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			p.add(v+"JWKS_URL", "%q is not an http(s) URL", in.JWKSURL)
-		}
+		checkIdentityURL(p, v+"JWKS_URL", in.JWKSURL, insecure)
 	}
 	if len(in.Audiences) == 0 {
 		p.add(v+"AUDIENCES", "is required when %sISSUERS is set", v)
@@ -106,21 +90,14 @@ func (in *Inbound) validate(p *problems) {
 		p.add(v+"JWKS_REFRESH_INTERVAL", "must be at least 1m, got %s", in.JWKSRefresh)
 	}
 	for _, path := range in.PublicPaths {
-		if !strings.HasPrefix(path, "/") {
-			p.add(v+"PUBLIC_PATHS", "%q must start with /", path)
+		if err := rulesCheckPublicPath(path); err != nil {
+			p.add(v+"PUBLIC_PATHS", "%v", err)
 		}
 	}
 	if (in.TLSCertFile == "") != (in.TLSKeyFile == "") {
 		p.add(v+"TLS_KEY_FILE", "%sTLS_CERT_FILE and %sTLS_KEY_FILE must be set together", v, v)
 	}
-	in.validateIntrospection(p)
-	if in.RulesFile != "" {
-		set, err := rules.Load(in.RulesFile)
-		if err != nil {
-			p.add(v+"RULES_FILE", "%v", err)
-		}
-		in.Rules = set
-	}
+	in.validateIntrospection(p, insecure)
 	if in.TokenCacheSize < 0 {
 		p.add(v+"TOKEN_CACHE_SIZE", "must not be negative, got %d", in.TokenCacheSize)
 	}
@@ -135,38 +112,48 @@ func (in *Inbound) validate(p *problems) {
 	}
 }
 
-func (in Inbound) validateIntrospection(p *problems) {
+func (in Inbound) validateIntrospection(p *problems, insecure bool) {
 	const v = Prefix + "INBOUND_"
-	if in.Introspect != "opaque" && in.Introspect != "all" {
-		p.add(v+"INTROSPECT", "want opaque or all, got %q", in.Introspect)
+	secretSet := map[string]bool{
+		"INTROSPECTION_CLIENT_SECRET":      in.IntrospectionClientSecret != "",
+		"INTROSPECTION_CLIENT_SECRET_FILE": in.IntrospectionClientSecretFile != "",
 	}
-	if in.IntrospectionClientID == "" {
-		for name, set := range map[string]bool{
-			"INTROSPECTION_CLIENT_SECRET":      in.IntrospectionClientSecret != "",
-			"INTROSPECTION_CLIENT_SECRET_FILE": in.IntrospectionClientSecretFile != "",
-			"INTROSPECTION_URL":                in.IntrospectionURL != "",
-		} {
-			if set {
-				p.add(v+name, "is set but %sINTROSPECTION_CLIENT_ID is not, so introspection is off", v)
+	if !in.introspection() {
+		trigger := "INTROSPECTION_CLIENT_ID"
+		if in.IntrospectionAuth == IntrospectionNone {
+			trigger = "INTROSPECTION_URL"
+			p.add(v+"INTROSPECTION_AUTH_METHOD", "is none, which needs %sINTROSPECTION_URL: with no client credentials there is no discovery of the endpoint to rely on", v)
+		}
+		for _, name := range []string{"INTROSPECTION_CLIENT_ID", "INTROSPECTION_CLIENT_SECRET", "INTROSPECTION_CLIENT_SECRET_FILE", "INTROSPECTION_URL"} {
+			set := secretSet[name] || name == "INTROSPECTION_URL" && in.IntrospectionURL != "" ||
+				name == "INTROSPECTION_CLIENT_ID" && in.IntrospectionClientID != ""
+			if set && name != trigger {
+				p.add(v+name, "is set but %s%s is not, so introspection is off", v, trigger)
 			}
 		}
 		return
 	}
 	switch {
-	case in.IntrospectionClientSecret == "" && in.IntrospectionClientSecretFile == "":
-		p.add(v+"INTROSPECTION_CLIENT_SECRET", "introspection needs %sINTROSPECTION_CLIENT_SECRET or …_SECRET_FILE", v)
-	case in.IntrospectionClientSecret != "" && in.IntrospectionClientSecretFile != "":
+	case in.IntrospectionAuth == IntrospectionNone:
+		for _, name := range []string{"INTROSPECTION_CLIENT_ID", "INTROSPECTION_CLIENT_SECRET", "INTROSPECTION_CLIENT_SECRET_FILE"} {
+			if secretSet[name] || name == "INTROSPECTION_CLIENT_ID" && in.IntrospectionClientID != "" {
+				p.add(v+name, "is set, but %sINTROSPECTION_AUTH_METHOD=none sends no client credentials: remove it, or choose client_secret_basic or client_secret_post", v)
+			}
+		}
+	case !secretSet["INTROSPECTION_CLIENT_SECRET"] && !secretSet["INTROSPECTION_CLIENT_SECRET_FILE"]:
+		p.add(v+"INTROSPECTION_CLIENT_SECRET", "introspection needs %sINTROSPECTION_CLIENT_SECRET or …_SECRET_FILE (or %sINTROSPECTION_AUTH_METHOD=none for an endpoint that asks for no client credentials)", v, v)
+	case secretSet["INTROSPECTION_CLIENT_SECRET"] && secretSet["INTROSPECTION_CLIENT_SECRET_FILE"]:
 		p.add(v+"INTROSPECTION_CLIENT_SECRET_FILE", "set %sINTROSPECTION_CLIENT_SECRET or …_SECRET_FILE, not both", v)
 	}
 	if in.IntrospectionURL != "" {
-		checkHTTPString(p, v+"INTROSPECTION_URL", in.IntrospectionURL)
+		checkIdentityURL(p, v+"INTROSPECTION_URL", in.IntrospectionURL, insecure)
 	}
 	if in.IntrospectionCacheTTL < 0 {
 		p.add(v+"INTROSPECTION_CACHE_TTL", "must not be negative, got %s", in.IntrospectionCacheTTL)
 	}
 }
 
-func (out Outbound) validate(p *problems, impliedAuth bool) {
+func (out Outbound) validate(p *problems, impliedAuth, insecure bool) {
 	const v = Prefix + "OUTBOUND_"
 	checkListen(p, v+"LISTEN", out.Listen)
 	if !out.AllowRemote && !isLoopback(out.Listen) {
@@ -187,10 +174,12 @@ func (out Outbound) validate(p *problems, impliedAuth bool) {
 		p.add(v+"TOKEN_URL", "one of %sISSUER or %sTOKEN_URL is required", v, v)
 	case out.Issuer != "" && out.TokenURL != "":
 		p.add(v+"TOKEN_URL", "set %sISSUER or %sTOKEN_URL, not both", v, v)
+	case out.AuthMethod == TLSClientAuth:
+		// validateAuth says why these must be https.
 	case out.Issuer != "":
-		checkHTTPString(p, v+"ISSUER", out.Issuer)
+		checkIdentityURL(p, v+"ISSUER", out.Issuer, insecure)
 	default:
-		checkHTTPString(p, v+"TOKEN_URL", out.TokenURL)
+		checkIdentityURL(p, v+"TOKEN_URL", out.TokenURL, insecure)
 	}
 	if out.ClientID == "" {
 		p.add(v+"CLIENT_ID", "is required when %sROUTES is set", v)
@@ -212,7 +201,7 @@ func (out *Outbound) chooseAuthMethod(environ map[string]string) bool {
 	if out.ClientAssertionFile == "" || environ[Prefix+"OUTBOUND_AUTH_METHOD"] != "" {
 		return false
 	}
-	out.AuthMethod = "client_assertion_file"
+	out.AuthMethod = AssertionFile
 	return true
 }
 
@@ -222,50 +211,51 @@ func (out *Outbound) chooseAuthMethod(environ map[string]string) bool {
 func (out Outbound) validateAuth(p *problems, implied bool) {
 	const v = Prefix + "OUTBOUND_"
 	switch out.AuthMethod {
-	case "client_secret_basic", "client_secret_post":
+	case SecretBasic, SecretPost:
 		switch {
 		case out.ClientSecret == "" && out.ClientSecretFile == "":
 			p.add(v+"CLIENT_SECRET", "%s needs %sCLIENT_SECRET or %sCLIENT_SECRET_FILE", out.AuthMethod, v, v)
 		case out.ClientSecret != "" && out.ClientSecretFile != "":
 			p.add(v+"CLIENT_SECRET_FILE", "set %sCLIENT_SECRET or %sCLIENT_SECRET_FILE, not both", v, v)
 		}
-	case "private_key_jwt":
+	case PrivateKeyJWT:
 		if out.PrivateKeyFile == "" {
 			p.add(v+"PRIVATE_KEY_FILE", "is required when %sAUTH_METHOD is private_key_jwt", v)
 		}
-	case "tls_client_auth":
+	case TLSClientAuth:
 		if out.TLSCertFile == "" {
 			p.add(v+"TLS_CERT_FILE", "is required when %sAUTH_METHOD is tls_client_auth: the token endpoint identifies the client by its certificate", v)
 		}
 		for _, e := range [][2]string{{"ISSUER", out.Issuer}, {"TOKEN_URL", out.TokenURL}} {
-			if u, err := url.Parse(e[1]); err == nil && u.Scheme == "http" {
+			switch u, err := url.Parse(e[1]); {
+			case e[1] == "":
+			case err == nil && u.Scheme == "http":
 				p.add(v+e[0], "must be https when %sAUTH_METHOD is tls_client_auth: the client certificate is presented only over TLS; got %q", v, e[1])
+			default:
+				checkIdentityURL(p, v+e[0], e[1], false)
 			}
 		}
-	case "client_assertion_file":
+	case AssertionFile:
 		if out.ClientAssertionFile == "" {
 			p.add(v+"CLIENT_ASSERTION_FILE", "is required when %sAUTH_METHOD is client_assertion_file", v)
 		}
-	default:
-		p.add(v+"AUTH_METHOD", "want one of %s, got %q", strings.Join(AuthMethods, ", "), out.AuthMethod)
-		return
 	}
 	out.checkUnusedCredentials(p, implied)
 }
 
 func (out Outbound) checkUnusedCredentials(p *problems, implied bool) {
 	const v = Prefix + "OUTBOUND_"
-	secret := []string{"client_secret_basic", "client_secret_post"}
+	secret := []AuthMethod{SecretBasic, SecretPost}
 	for _, c := range []struct {
 		name    string
 		set     bool
-		methods []string // those that send it
+		methods []AuthMethod // those that send it
 	}{
 		{"CLIENT_SECRET", out.ClientSecret != "", secret},
 		{"CLIENT_SECRET_FILE", out.ClientSecretFile != "", secret},
-		{"PRIVATE_KEY_FILE", out.PrivateKeyFile != "", []string{"private_key_jwt"}},
-		{"PRIVATE_KEY_ID", out.PrivateKeyID != "", []string{"private_key_jwt"}},
-		{"CLIENT_ASSERTION_FILE", out.ClientAssertionFile != "", []string{"client_assertion_file"}},
+		{"PRIVATE_KEY_FILE", out.PrivateKeyFile != "", []AuthMethod{PrivateKeyJWT}},
+		{"PRIVATE_KEY_ID", out.PrivateKeyID != "", []AuthMethod{PrivateKeyJWT}},
+		{"CLIENT_ASSERTION_FILE", out.ClientAssertionFile != "", []AuthMethod{AssertionFile}},
 	} {
 		switch {
 		case !c.set || slices.Contains(c.methods, out.AuthMethod):
@@ -274,7 +264,11 @@ func (out Outbound) checkUnusedCredentials(p *problems, implied bool) {
 		case c.name == "CLIENT_ASSERTION_FILE":
 			p.add(v+c.name, "is set, but %sAUTH_METHOD=%s does not send it: leave %sAUTH_METHOD unset to authenticate with the file, or remove it", v, out.AuthMethod, v)
 		default:
-			p.add(v+c.name, "is set, but %sAUTH_METHOD=%s does not use it: remove it, or set %sAUTH_METHOD to %s", v, out.AuthMethod, v, strings.Join(c.methods, " or "))
+			names := make([]string, len(c.methods))
+			for i, m := range c.methods {
+				names[i] = string(m)
+			}
+			p.add(v+c.name, "is set, but %sAUTH_METHOD=%s does not use it: remove it, or set %sAUTH_METHOD to %s", v, out.AuthMethod, v, strings.Join(names, " or "))
 		}
 	}
 }
@@ -307,17 +301,16 @@ func checkListen(p *problems, variable, addr string) {
 
 func checkHTTPURL(p *problems, variable string, u *url.URL) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.add(variable, "%q is not an http(s) URL", u.Redacted())
+		p.add(variable, "%q is not an http(s) URL", redactParsed(u))
 	}
 }
 
-func checkHTTPString(p *problems, variable, s string) {
-	u, err := url.Parse(s)
-	if err != nil {
-		p.add(variable, "%q is not a URL", s)
-		return
+// checkIdentityURL holds an identity-provider URL to discovery.SecureURL:
+// https, or http on loopback, unless insecure.
+func checkIdentityURL(p *problems, variable, s string, insecure bool) {
+	if err := discovery.SecureURL(s, insecure); err != nil {
+		p.add(variable, "%q %v", redactURL(s), err)
 	}
-	checkHTTPURL(p, variable, u)
 }
 
 // isLoopback reports whether a listen address binds to loopback only. An

@@ -5,53 +5,36 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/idptest"
-	"github.com/authsidecar/authsidecar/metrics"
 )
-
-func benchVerifier(b *testing.B, f *fixture, cacheSize int) *inbound.Verifier {
-	v, err := inbound.NewVerifier(inbound.VerifierOptions{
-		KeySets: []*inbound.KeySet{f.keys}, Audiences: []string{audience},
-		Algorithms: []string{"RS256", "ES256"}, CacheSize: cacheSize,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return v
-}
 
 // BenchmarkVerify measures token verification alone: signature work on a
 // cache miss, the cache lookup and the claim checks on a hit.
 func BenchmarkVerify(b *testing.B) {
-	f := newFixtureTB(b)
 	ec := idptest.NewECKey(b, "ec-1")
-	f.idp.SetKeys(f.key, ec)
-	if err := f.keys.Refresh(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	tokens := map[string]string{
-		"RS256": f.token(b, nil),
-		"ES256": idptest.Sign(b, ec, f.idp.Claims(audience, nil)),
-	}
 	for _, alg := range []string{"RS256", "ES256"} {
 		for _, c := range []struct {
 			name string
 			size int
 		}{{"off", 0}, {"on", 1000}} {
 			b.Run("alg="+alg+"/cache="+c.name, func(b *testing.B) {
-				v := benchVerifier(b, f, c.size)
-				tok := tokens[alg]
+				f := newFixtureWith(b, fixtureOptions{cacheSize: c.size, skipWarmUp: true})
+				f.idp.SetKeys(f.key, ec)
+				if err := f.in.LoadKeys(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				tok := f.token(b, nil)
+				if alg == "ES256" {
+					tok = idptest.Sign(b, ec, f.idp.Claims(audience, nil))
+				}
 				b.ReportAllocs()
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if _, err := v.Verify(context.Background(), tok); err != nil {
+						if err := inbound.Verify(context.Background(), f.in, tok); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -74,13 +57,8 @@ func (nopTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // repeated token: header stripping, bearer parsing, the cached verification,
 // identity headers, the reverse proxy and metrics.
 func BenchmarkHandler(b *testing.B) {
-	f := newFixtureTB(b)
-	v := benchVerifier(b, f, 1000)
-	upstream, _ := url.Parse("http://app.internal")
-	h := inbound.NewHandler(inbound.HandlerOptions{
-		Verifier: v, Upstream: upstream, Transport: nopTransport{},
-		Metrics: metrics.New(prometheus.NewRegistry(), "bench"),
-	})
+	f := newFixtureWith(b, fixtureOptions{cacheSize: 1000, transport: nopTransport{}})
+	h := f.in.Handler()
 	auth := "Bearer " + f.token(b, nil)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

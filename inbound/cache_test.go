@@ -6,16 +6,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/idptest"
+	"github.com/authsidecar/authsidecar/internal/ttlcache"
 )
 
 func TestRepeatedTokenSkipsTheSignatureButNotTheClock(t *testing.T) {
 	clk := newClock()
-	f := newFixture(t, fixtureOptions{now: clk.Now, cacheSize: 100})
+	f := newFixture(t, fixtureOptions{clock: clk, cacheSize: 100})
 	tok := f.token(t, map[string]any{"exp": clk.Now().Add(time.Minute).Unix()})
 	for range 3 {
 		if resp, _ := f.do(t, "/", bearer(tok)); resp.StatusCode != 200 {
@@ -35,7 +35,7 @@ func TestCachedTokenIsDroppedWhenItsKeyIsWithdrawn(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	f.idp.SetKeys(idptest.NewECKey(t, "key-2"))
-	if err := f.keys.Refresh(context.Background()); err != nil {
+	if err := f.in.LoadKeys(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if resp, _ := f.do(t, "/", bearer(tok)); resp.StatusCode != 401 {
@@ -44,33 +44,30 @@ func TestCachedTokenIsDroppedWhenItsKeyIsWithdrawn(t *testing.T) {
 }
 
 func TestCacheCountsHitsAndMissesAndStaysBounded(t *testing.T) {
-	f := newFixture(t, fixtureOptions{})
-	hits := prometheus.NewCounter(prometheus.CounterOpts{Name: "hits"})
-	misses := prometheus.NewCounter(prometheus.CounterOpts{Name: "misses"})
-	v, err := inbound.NewVerifier(inbound.VerifierOptions{
-		KeySets: []*inbound.KeySet{f.keys}, Audiences: []string{audience}, Algorithms: []string{"RS256"},
-		CacheSize: 64, CacheHits: hits, CacheMisses: misses,
-	})
-	if err != nil {
-		t.Fatal(err)
+	f := newFixture(t, fixtureOptions{cacheSize: 64})
+	hits := func() float64 {
+		return testutil.ToFloat64(counterFrom(t, f.reg, "authsidecar_inbound_token_cache_requests_total", "result", "hit"))
+	}
+	misses := func() float64 {
+		return testutil.ToFloat64(counterFrom(t, f.reg, "authsidecar_inbound_token_cache_requests_total", "result", "miss"))
 	}
 	tok := f.token(t, nil)
 	for range 5 {
-		if _, err := v.Verify(context.Background(), tok); err != nil {
+		if err := inbound.Verify(context.Background(), f.in, tok); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if h, m := testutil.ToFloat64(hits), testutil.ToFloat64(misses); h != 4 || m != 1 {
+	if h, m := hits(), misses(); h != 4 || m != 1 {
 		t.Errorf("hits %v misses %v, want 4 and 1", h, m)
 	}
 	for i := range 500 {
-		if _, err := v.Verify(context.Background(), f.token(t, map[string]any{"jti": fmt.Sprint(i)})); err != nil {
+		if err := inbound.Verify(context.Background(), f.in, f.token(t, map[string]any{"jti": fmt.Sprint(i)})); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// 32 shards of 2 + 2/4 + 1 = 3 entries: 64 tokens' room and a quarter.
-	if n := inbound.CacheLen(v); n > 96 {
-		t.Errorf("cache holds %d entries, want at most 96", n)
+	// 32 shards of 2 + 5·√2 + 1 = 10 entries: the room ttlcache.Bound(64) gives.
+	if n, limit := inbound.CacheLen(f.in), ttlcache.Bound(64); n > limit {
+		t.Errorf("cache holds %d entries, want at most %d", n, limit)
 	}
 }
 

@@ -18,10 +18,6 @@ const (
 	HeaderCertSHA256  = "X-Auth-Cert-Sha256"
 )
 
-// ReasonCertificateMismatch: a certificate-bound token (RFC 8705) came over
-// a connection without the certificate it is bound to.
-const ReasonCertificateMismatch = "certificate_mismatch"
-
 // ClientCertPolicy is what inbound asks of the TLS client certificate. The
 // TLS layer has already verified the chain of any certificate presented.
 type ClientCertPolicy struct {
@@ -44,10 +40,10 @@ func clientCert(r *http.Request) *x509.Certificate {
 }
 
 // check applies the certificate requirements to r's connection.
-func (p ClientCertPolicy) check(cert *x509.Certificate) *Rejection {
+func (p ClientCertPolicy) check(cert *x509.Certificate) *rejection {
 	if cert == nil {
 		if p.Required {
-			return reject(ReasonClientNotAllowed, "no client certificate")
+			return reject(reasonClientNotAllowed, "no client certificate")
 		}
 		return nil
 	}
@@ -64,20 +60,20 @@ func (p ClientCertPolicy) check(cert *x509.Certificate) *Rejection {
 			return nil
 		}
 	}
-	return reject(ReasonClientNotAllowed, "client certificate SANs not allowed")
+	return reject(reasonClientNotAllowed, "client certificate SANs not allowed")
 }
 
 // checkBinding enforces RFC 8705 section 3: a token with cnf.x5t#S256 is
 // accepted only over a connection presenting that very certificate.
-func (p ClientCertPolicy) checkBinding(id *Identity, cert *x509.Certificate) *Rejection {
-	if id.CertThumbprint == "" {
+func (p ClientCertPolicy) checkBinding(id *identity, cert *x509.Certificate) *rejection {
+	if id.certThumbprint == "" {
 		if p.RequireBoundTokens {
-			return reject(ReasonCertificateMismatch, "token is not certificate-bound")
+			return reject(reasonCertificateMismatch, "token is not certificate-bound")
 		}
 		return nil
 	}
-	if cert == nil || thumbprint(cert) != id.CertThumbprint {
-		return reject(ReasonCertificateMismatch, "token bound to another certificate")
+	if cert == nil || thumbprint(cert) != id.certThumbprint {
+		return reject(reasonCertificateMismatch, "token bound to another certificate")
 	}
 	return nil
 }

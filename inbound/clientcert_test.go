@@ -7,15 +7,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/certtest"
-	"github.com/authsidecar/authsidecar/metrics"
 )
 
 type mtlsFixture struct {
@@ -26,18 +22,9 @@ type mtlsFixture struct {
 
 func newMTLSFixture(t *testing.T, policy inbound.ClientCertPolicy) *mtlsFixture {
 	t.Helper()
-	f := &mtlsFixture{fixture: newFixture(t, fixtureOptions{}), serverCA: certtest.NewCA(t, "server-ca"), clientCA: certtest.NewCA(t, "client-ca")}
-	v, err := inbound.NewVerifier(inbound.VerifierOptions{
-		KeySets: []*inbound.KeySet{f.keys}, Audiences: []string{audience}, Algorithms: []string{"RS256"}, CacheSize: 10,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	upstream, _ := url.Parse(f.app.URL)
-	srv := httptest.NewUnstartedServer(inbound.NewHandler(inbound.HandlerOptions{
-		Verifier: v, Upstream: upstream, Metrics: metrics.New(prometheus.NewRegistry(), "test"),
-		ClientCerts: policy, PublicPaths: []string{"/public"},
-	}))
+	fx := newFixture(t, fixtureOptions{cacheSize: 10, clientCerts: policy, publicPaths: []string{"/public"}})
+	f := &mtlsFixture{fixture: fx, serverCA: certtest.NewCA(t, "server-ca"), clientCA: certtest.NewCA(t, "client-ca")}
+	srv := httptest.NewUnstartedServer(fx.in.Handler())
 	srv.TLS = &tls.Config{
 		Certificates: []tls.Certificate{f.serverCA.Issue(t, certtest.Options{CommonName: "sidecar"}).TLS},
 		ClientCAs:    f.clientCA.Pool(),

@@ -3,7 +3,9 @@
 // headers. A refused request never reaches the app.
 //
 // Verification is local: keys come from each trusted issuer's JWKS through
-// KeySet, which implements go-oidc's oidc.KeySet with a refresh cooldown,
+// a key set that implements go-oidc's oidc.KeySet with a refresh cooldown,
 // periodic refresh and last-good keys; go-oidc's verifier checks signature
-// and issuer; audience, time with leeway, scopes and client are checked here.
+// and issuer; audience and time with leeway are checked here, and what a
+// request needs beyond a valid token (scopes, client, conditions) is
+// decided by the rules.
 package inbound

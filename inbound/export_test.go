@@ -1,9 +1,19 @@
 package inbound
 
-// CacheLen exposes the token cache's size to tests.
-func CacheLen(v *Verifier) int {
-	if v.cache == nil {
-		return 0
-	}
-	return v.cache.len()
+import "context"
+
+// UnknownKidCooldown is unknownKidCooldown, for tests.
+const UnknownKidCooldown = unknownKidCooldown
+
+// CacheLen is the number of entries in the verified-token cache.
+func CacheLen(in *Inbound) int { return in.handler.verifier.cache.Len() }
+
+// Verify verifies raw as a request would, without the rules.
+func Verify(ctx context.Context, in *Inbound, raw string) error {
+	_, err := in.handler.verifier.verify(ctx, raw)
+	return err
 }
+
+// OnIntrospectionJoin makes f be called once a request has started or
+// joined the introspection call for its token.
+func OnIntrospectionJoin(in *Inbound, f func()) { in.intro.calls.Joined = f }

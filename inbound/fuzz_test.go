@@ -13,18 +13,18 @@ func FuzzParseBearer(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		tok, err := ParseBearer(v)
+		tok, err := parseBearer(v)
 		if err != nil {
 			if tok != "" {
-				t.Fatalf("ParseBearer(%q) returned %q with error %v", v, tok, err)
+				t.Fatalf("parseBearer(%q) returned %q with error %v", v, tok, err)
 			}
 			return
 		}
 		if tok == "" || !isToken68(tok) || strings.ContainsAny(tok, " \t\r\n") {
-			t.Fatalf("ParseBearer(%q) = %q, not token68", v, tok)
+			t.Fatalf("parseBearer(%q) = %q, not token68", v, tok)
 		}
 		if !strings.HasSuffix(v, tok) || !strings.EqualFold(v[:6], "bearer") {
-			t.Fatalf("ParseBearer(%q) = %q, not the header's token", v, tok)
+			t.Fatalf("parseBearer(%q) = %q, not the header's token", v, tok)
 		}
 	})
 }

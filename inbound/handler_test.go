@@ -16,13 +16,15 @@ import (
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/authsidecar/authsidecar/inbound"
+	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/idptest"
+	"github.com/authsidecar/authsidecar/internal/reload"
 	"github.com/authsidecar/authsidecar/metrics"
+	"github.com/authsidecar/authsidecar/rules"
 )
 
 const audience = "payments"
@@ -61,58 +63,92 @@ type fixture struct {
 	key     idptest.Key
 	app     *app
 	sidecar *httptest.Server
-	keys    *inbound.KeySet
+	in      *inbound.Inbound
 	reg     *prometheus.Registry
 }
 
 type fixtureOptions struct {
-	policy       inbound.Policy
-	publicPaths  []string
-	forwardToken bool
-	skipWarmUp   bool
-	now          func() time.Time
-	cacheSize    int
+	scopes, clients []string // the global REQUIRED_SCOPES and ALLOWED_CLIENTS
+	publicPaths     []string
+	rules           string // a rules file
+	forwardToken    bool
+	skipWarmUp      bool
+	clock           *clock.Fake
+	cacheSize       int
+	introspection   *inbound.IntrospectionOptions
+	clientCerts     inbound.ClientCertPolicy
+	transport       http.RoundTripper
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture { return newFixtureWith(t, o) }
 
 func newFixtureTB(tb testing.TB) *fixture { return newFixtureWith(tb, fixtureOptions{}) }
 
+// newFixtureWith builds the inbound direction the way the sidecar does,
+// in front of a recording app, trusting one identity provider.
 func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 	t.Helper()
 	f := &fixture{key: idptest.NewRSAKey(t, "key-1"), app: newApp(t), reg: prometheus.NewRegistry()}
 	f.idp = idptest.New(t, f.key)
-	f.keys = inbound.NewKeySet(inbound.KeySetOptions{
-		Issuer:     f.idp.Issuer,
-		Algorithms: []jose.SignatureAlgorithm{jose.RS256, jose.ES256},
-		Client:     &http.Client{Timeout: 5 * time.Second},
-		Now:        o.now,
-	})
-	if !o.skipWarmUp {
-		if err := f.keys.Refresh(context.Background()); err != nil {
-			t.Fatalf("warm-up: %v", err)
-		}
+	upstream, _ := url.Parse(f.app.URL)
+	opts := inbound.Options{
+		Issuers:        []string{f.idp.Issuer},
+		Audiences:      []string{"other", audience},
+		Algorithms:     []string{"RS256", "ES256"},
+		ClockSkew:      30 * time.Second,
+		TokenCacheSize: o.cacheSize,
+		Introspection:  o.introspection,
+		Rules:          reload.Static(ruleSet(t, o)),
+		ClientCerts:    o.clientCerts,
+		Upstream:       upstream,
+		ForwardToken:   o.forwardToken,
+		Metrics:        metrics.New(f.reg, "test"),
+		IdentityClient: &http.Client{Timeout: 5 * time.Second},
+		Transport:      o.transport,
 	}
-	v, err := inbound.NewVerifier(inbound.VerifierOptions{
-		KeySets:    []*inbound.KeySet{f.keys},
-		Audiences:  []string{"other", audience},
-		Algorithms: []string{"RS256", "ES256"},
-		ClockSkew:  30 * time.Second,
-		CacheSize:  o.cacheSize,
-		Now:        o.now,
-	})
+	if o.clock != nil {
+		opts.Clock = o.clock
+	}
+	in, err := inbound.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := metrics.New(f.reg, "test")
-	upstream, _ := url.Parse(f.app.URL)
-	h := inbound.NewHandler(inbound.HandlerOptions{
-		Verifier: v, Policy: o.policy, Upstream: upstream, PublicPaths: o.publicPaths,
-		ForwardToken: o.forwardToken, Metrics: m,
-	})
-	f.sidecar = httptest.NewServer(h)
+	f.in = in
+	if !o.skipWarmUp {
+		if err := f.in.LoadKeys(context.Background()); err != nil {
+			t.Fatalf("warm-up: %v", err)
+		}
+	}
+	f.sidecar = httptest.NewServer(in.Handler())
 	t.Cleanup(f.sidecar.Close)
 	return f
+}
+
+// ruleSet is what config.Load makes of the rules file and the globals.
+func ruleSet(t testing.TB, o fixtureOptions) *rules.Set {
+	t.Helper()
+	var file *rules.Set
+	if o.rules != "" {
+		var err error
+		if file, err = rules.Parse([]byte(o.rules)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set, err := file.WithDefaults(rules.Defaults{PublicPaths: o.publicPaths, RequiredScopes: o.scopes, AllowedClients: o.clients})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// ready reports whether every issuer's keys are loaded.
+func (f *fixture) ready() error {
+	for _, check := range f.in.Checks() {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (f *fixture) token(t testing.TB, extra map[string]any) string {
@@ -160,10 +196,7 @@ func unsigned(claims map[string]any) string {
 }
 
 func TestRefusedRequestsNeverReachTheApp(t *testing.T) {
-	f := newFixture(t, fixtureOptions{policy: inbound.Policy{
-		RequiredScopes: []string{"payments:read"},
-		AllowedClients: []string{"orders", "billing"},
-	}})
+	f := newFixture(t, fixtureOptions{scopes: []string{"payments:read"}, clients: []string{"orders", "billing"}})
 	stranger := idptest.NewECKey(t, "key-1") // a real kid, the wrong key
 	now := time.Now()
 	pubDER, _ := x509.MarshalPKIXPublicKey(f.key.Private.Public())
@@ -261,7 +294,7 @@ func tamper(tok string) string {
 }
 
 func TestAllowedRequestCarriesTheCallersIdentity(t *testing.T) {
-	f := newFixture(t, fixtureOptions{policy: inbound.Policy{RequiredScopes: []string{"payments:read"}}})
+	f := newFixture(t, fixtureOptions{scopes: []string{"payments:read"}})
 	h := bearer(f.token(t, map[string]any{"client_id": nil, "azp": "orders-v2"}))
 	h.Set("X-Auth-Subject", "admin")
 	h.Set("X-AUTH-SCOPES", "everything")

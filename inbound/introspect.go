@@ -5,59 +5,71 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/authsidecar/authsidecar/discovery"
+	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/flight"
+	"github.com/authsidecar/authsidecar/internal/redact"
+	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/ttlcache"
+	"github.com/authsidecar/authsidecar/metrics"
 )
 
-// ErrIntrospectionUnavailable means the introspection endpoint could not
+// errIntrospectionUnavailable means the introspection endpoint could not
 // answer and no answer for the token is cached: the request fails closed.
-var ErrIntrospectionUnavailable = errors.New("inbound: token introspection unavailable")
+var errIntrospectionUnavailable = errors.New("inbound: token introspection unavailable")
 
-// Introspection results, the values of the "result" label of
-// authsidecar_introspection_requests_total.
-const (
-	IntrospectionActive   = "active"
-	IntrospectionInactive = "inactive"
-	IntrospectionError    = "error"
-)
-
-// IntrospectorOptions configure an Introspector.
-type IntrospectorOptions struct {
-	// Endpoint returns the introspection URL: a fixed one, or one found by
-	// discovery on first use.
-	Endpoint func(ctx context.Context) (string, error)
+// IntrospectionOptions turn RFC 7662 introspection on.
+type IntrospectionOptions struct {
+	// URL is the introspection endpoint; "" takes the first issuer's
+	// introspection_endpoint from discovery.
+	URL      string
 	ClientID string
-	// Secret returns the resource server's client secret, per request, so
-	// that a rotated secret file is picked up.
-	Secret func() (string, error)
-	Client *http.Client
-	// TTL is how long an answer is reused; never past the token's exp.
-	TTL time.Duration
-	// MaxEntries bounds the answer cache.
-	MaxEntries int
-	// OnResult is told each call's result, for metrics.
-	OnResult func(result string)
-	Now      func() time.Time
+	// Secret is the resource server's client secret; nil sends no client
+	// credentials at all (an endpoint that needs none, such as Ory
+	// Hydra's admin port).
+	Secret *reload.File[string]
+	// SecretInBody sends client_id and client_secret in the form
+	// (client_secret_post) rather than in an HTTP Basic header.
+	SecretInBody bool
+	// All introspects JWTs too, after their local checks, so that a
+	// revoked token is refused before it expires; otherwise only tokens
+	// that are not JWTs are introspected.
+	All bool
+	// CacheTTL is how long an answer is reused; never past the token's exp.
+	CacheTTL time.Duration
 }
 
-// Introspector asks the authorization server about tokens (RFC 7662),
+// introspectionCacheSize bounds the answers kept.
+const introspectionCacheSize = 10000
+
+// introspectionTimeout bounds one call.
+const introspectionTimeout = 10 * time.Second
+
+// introspector asks the authorization server about tokens (RFC 7662),
 // caching answers and sharing one call among concurrent requests with the
 // same token.
-type Introspector struct {
-	opts         IntrospectorOptions
-	seedA, seedB maphash.Seed
-	calls        singleflight.Group
+type introspector struct {
+	opts    IntrospectionOptions
+	issuer  *discovery.Issuer // where the endpoint is found when URL is ""
+	client  *discovery.Client
+	clock   clock.Clock
+	answers *ttlcache.Cache[*introspection]
+	calls   flight.Group[*introspection]
+	results map[string]prometheus.Counter
 
-	mu      sync.Mutex
-	answers map[[2]uint64]*introspection
+	endpoint atomic.Pointer[string]
+	// missing is why the endpoint is not known: discovery has not
+	// answered yet, or answered without one.
+	missing atomic.Pointer[error]
 }
 
 // introspection is an RFC 7662 answer: "active" and the same claims a JWT
@@ -82,118 +94,144 @@ func parseIntrospection(body []byte) (*introspection, error) {
 	return a, nil
 }
 
-// NewIntrospector returns an Introspector.
-func NewIntrospector(opts IntrospectorOptions) *Introspector {
-	if opts.Now == nil {
-		opts.Now = time.Now
+func newIntrospector(opts IntrospectionOptions, issuer *discovery.Issuer, client *discovery.Client,
+	c clock.Clock, m *metrics.Metrics) *introspector {
+	in := &introspector{opts: opts, issuer: issuer, client: client, clock: c,
+		answers: ttlcache.New[*introspection](introspectionCacheSize), results: map[string]prometheus.Counter{}}
+	for _, r := range []string{metrics.IntrospectionActive, metrics.IntrospectionInactive, metrics.IntrospectionError} {
+		in.results[r] = m.IntrospectionRequests.WithLabelValues(r)
 	}
-	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = 10000
+	if opts.URL != "" {
+		in.endpoint.Store(&opts.URL)
+	} else {
+		err := fmt.Errorf("inbound: the introspection endpoint of %q is not known yet", issuer.URL())
+		in.missing.Store(&err)
 	}
-	if opts.OnResult == nil {
-		opts.OnResult = func(string) {}
+	return in
+}
+
+// ready reports why introspection cannot work now, if it cannot.
+func (in *introspector) ready() error {
+	if in.endpoint.Load() != nil {
+		return nil
 	}
-	return &Introspector{opts: opts, seedA: maphash.MakeSeed(), seedB: maphash.MakeSeed(),
-		answers: map[[2]uint64]*introspection{}}
+	return *in.missing.Load()
+}
+
+// run finds the endpoint by discovery, retrying with backoff until the
+// issuer answers. An issuer that answers without one is not retried: that
+// is the configuration's mistake, and ready says so.
+func (in *introspector) run(ctx context.Context) {
+	for retry := time.Second; in.endpoint.Load() == nil; retry = min(2*retry, 30*time.Second) {
+		if err := in.findEndpoint(ctx); err == nil || errors.Is(err, errNoIntrospectionEndpoint) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-in.clock.After(jitter(retry)):
+		}
+	}
+}
+
+var errNoIntrospectionEndpoint = errors.New("lists no introspection_endpoint")
+
+func (in *introspector) findEndpoint(ctx context.Context) error {
+	md, err := in.issuer.Metadata(ctx)
+	if err != nil {
+		err = fmt.Errorf("inbound: finding the introspection endpoint: %w", err)
+		in.missing.Store(&err)
+		return err
+	}
+	if md.IntrospectionEndpoint == "" {
+		err := fmt.Errorf("inbound: issuer %q %w; set AUTHSIDECAR_INBOUND_INTROSPECTION_URL", in.issuer.URL(), errNoIntrospectionEndpoint)
+		in.missing.Store(&err)
+		return err
+	}
+	in.endpoint.Store(&md.IntrospectionEndpoint)
+	return nil
 }
 
 // introspect returns the answer for raw, from the cache when it is fresh.
-func (in *Introspector) introspect(ctx context.Context, raw string) (*introspection, error) {
-	key := [2]uint64{maphash.String(in.seedA, raw), maphash.String(in.seedB, raw)}
-	if a := in.cached(key); a != nil {
+func (in *introspector) introspect(ctx context.Context, raw string) (*introspection, error) {
+	if a, ok := in.answers.Get(raw, in.clock.Now()); ok {
 		return a, nil
 	}
-	// The call is shared and detached: one caller giving up must not fail
-	// the others waiting for the same answer.
-	ch := in.calls.DoChan(strconv.FormatUint(key[0], 16)+strconv.FormatUint(key[1], 16), func() (any, error) {
-		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		a, err := in.call(callCtx, raw)
+	return in.calls.Do(ctx, raw, introspectionTimeout, func(ctx context.Context) (*introspection, error) {
+		a, err := in.call(ctx, raw)
 		if err != nil {
-			in.opts.OnResult(IntrospectionError)
-			return nil, err
+			in.results[metrics.IntrospectionError].Inc()
+			return nil, fmt.Errorf("%w: %v", errIntrospectionUnavailable, err)
 		}
-		in.store(key, a)
+		if a.Active {
+			in.results[metrics.IntrospectionActive].Inc()
+		} else {
+			in.results[metrics.IntrospectionInactive].Inc()
+		}
+		in.store(raw, a)
 		return a, nil
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*introspection), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
-func (in *Introspector) cached(key [2]uint64) *introspection {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	a := in.answers[key]
-	if a == nil {
-		return nil
-	}
-	if in.opts.Now().After(a.until) {
-		delete(in.answers, key)
-		return nil
-	}
-	return a
-}
-
-func (in *Introspector) store(key [2]uint64, a *introspection) {
-	now := in.opts.Now()
-	a.until = now.Add(in.opts.TTL)
+func (in *introspector) store(raw string, a *introspection) {
+	now := in.clock.Now()
+	a.until = now.Add(in.opts.CacheTTL)
 	if a.Expiry != nil && a.Expiry.Before(a.until) {
 		a.until = a.Expiry.Time
 	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if len(in.answers) >= in.opts.MaxEntries {
-		for k, old := range in.answers {
-			if len(in.answers) < in.opts.MaxEntries && !now.After(old.until) {
-				break
-			}
-			delete(in.answers, k)
-		}
-	}
-	in.answers[key] = a
+	in.answers.Put(raw, a, a.until, now)
 }
 
-func (in *Introspector) call(ctx context.Context, raw string) (*introspection, error) {
-	endpoint, err := in.opts.Endpoint(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrIntrospectionUnavailable, err)
-	}
-	secret, err := in.opts.Secret()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrIntrospectionUnavailable, err)
+func (in *introspector) call(ctx context.Context, raw string) (*introspection, error) {
+	endpoint := in.endpoint.Load()
+	if endpoint == nil {
+		// Run may still be backing off; the issuer's metadata, once had,
+		// is kept, so this asks the network only until it answers.
+		if err := in.findEndpoint(ctx); err != nil {
+			return nil, err
+		}
+		endpoint = in.endpoint.Load()
 	}
 	form := url.Values{"token": {raw}, "token_type_hint": {"access_token"}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	var secret string
+	if in.opts.Secret != nil {
+		secret = in.opts.Secret.Fresh()
+		if in.opts.SecretInBody {
+			form.Set("client_id", in.opts.ClientID)
+			form.Set("client_secret", secret)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, *endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrIntrospectionUnavailable, err)
+		return nil, fmt.Errorf("%s: %w", redact.URL(*endpoint), err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	req.SetBasicAuth(url.QueryEscape(in.opts.ClientID), url.QueryEscape(secret))
-	resp, err := in.opts.Client.Do(req)
+	if in.opts.Secret != nil && !in.opts.SecretInBody {
+		// RFC 6749 2.3.1: both are form-encoded before they are joined.
+		req.SetBasicAuth(url.QueryEscape(in.opts.ClientID), url.QueryEscape(secret))
+	}
+	resp, err := in.client.HTTP.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrIntrospectionUnavailable, err)
+		return nil, fmt.Errorf("%s: %w", redact.URL(*endpoint), withoutURL(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil || resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%w: status %d", ErrIntrospectionUnavailable, resp.StatusCode)
+		return nil, fmt.Errorf("%s: status %d", redact.URL(*endpoint), resp.StatusCode)
 	}
 	a, err := parseIntrospection(body)
 	if err != nil {
-		return nil, fmt.Errorf("%w: bad answer: %v", ErrIntrospectionUnavailable, err)
-	}
-	if a.Active {
-		in.opts.OnResult(IntrospectionActive)
-	} else {
-		in.opts.OnResult(IntrospectionInactive)
+		return nil, fmt.Errorf("%s: bad answer: %v", redact.URL(*endpoint), err)
 	}
 	return a, nil
+}
+
+// withoutURL unwraps a *url.Error, whose text repeats the whole URL.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

@@ -1,53 +1,38 @@
 package inbound_test
 
 import (
-	"context"
-	"net/http"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/authsidecar/authsidecar/inbound"
-	"github.com/authsidecar/authsidecar/metrics"
+	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/reload"
 )
 
 type introFixture struct {
 	*fixture
-	clk     *clock
-	results map[string]int
-	mu      sync.Mutex
+	clk *clock.Fake
 }
 
 func newIntroFixture(t *testing.T, all bool) *introFixture {
 	t.Helper()
 	clk := newClock()
-	f := &introFixture{fixture: newFixture(t, fixtureOptions{now: clk.Now}), clk: clk, results: map[string]int{}}
+	f := &introFixture{clk: clk}
+	f.fixture = newFixtureWith(t, fixtureOptions{clock: clk, cacheSize: 100, scopes: []string{"payments:read"},
+		introspection: &inbound.IntrospectionOptions{
+			// No URL: the endpoint comes from the issuer's discovery.
+			ClientID: "payments-rs", Secret: reload.Static("rs-secret"), All: all, CacheTTL: 30 * time.Second,
+		}})
 	f.idp.SetIntrospectionClient("payments-rs", "rs-secret")
-	intro := inbound.NewIntrospector(inbound.IntrospectorOptions{
-		Endpoint: func(context.Context) (string, error) { return f.idp.Issuer + "/introspect", nil },
-		ClientID: "payments-rs",
-		Secret:   func() (string, error) { return "rs-secret", nil },
-		Client:   &http.Client{Timeout: 5 * time.Second},
-		TTL:      30 * time.Second,
-		Now:      clk.Now,
-		OnResult: func(r string) { f.mu.Lock(); f.results[r]++; f.mu.Unlock() },
-	})
-	v, err := inbound.NewVerifier(inbound.VerifierOptions{
-		KeySets: []*inbound.KeySet{f.keys}, Audiences: []string{audience}, Algorithms: []string{"RS256"},
-		ClockSkew: 30 * time.Second, Now: clk.Now, Introspector: intro, IntrospectAll: all, CacheSize: 100,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	upstream, _ := url.Parse(f.app.URL)
-	f.sidecar.Config.Handler = inbound.NewHandler(inbound.HandlerOptions{
-		Verifier: v, Upstream: upstream, Metrics: metrics.New(prometheus.NewRegistry(), "test"),
-		Policy: inbound.Policy{RequiredScopes: []string{"payments:read"}},
-	})
 	return f
+}
+
+// result is the count of introspection calls with result.
+func (f *introFixture) result(t *testing.T, result string) float64 {
+	return testutil.ToFloat64(counterFrom(t, f.reg, "authsidecar_introspection_requests_total", "result", result))
 }
 
 func (f *introFixture) active(extra map[string]any) map[string]any {
@@ -115,6 +100,9 @@ func TestConcurrentRequestsWithOneTokenShareOneCall(t *testing.T) {
 	f := newIntroFixture(t, false)
 	f.idp.SetAnswer("opaque-shared", f.active(nil))
 	release := f.idp.HoldIntrospection()
+	var joined sync.WaitGroup
+	joined.Add(100)
+	inbound.OnIntrospectionJoin(f.in, joined.Done)
 	var wg sync.WaitGroup
 	for range 100 {
 		wg.Go(func() {
@@ -123,13 +111,7 @@ func TestConcurrentRequestsWithOneTokenShareOneCall(t *testing.T) {
 			}
 		})
 	}
-	for deadline := time.Now().Add(5 * time.Second); f.idp.IntrospectHits.Load() == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("no introspection call")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond) // let the other 99 arrive and join
+	joined.Wait() // all 100 are waiting for the one held call
 	release()
 	wg.Wait()
 	if got := f.idp.IntrospectHits.Load(); got != 1 {
@@ -173,10 +155,8 @@ func TestIntrospectionDownFailsClosedExceptForCachedAnswers(t *testing.T) {
 	if n := len(f.app.requests()); n != 2 {
 		t.Errorf("app saw %d requests, want 2", n)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.results["error"] != 1 || f.results["active"] != 1 {
-		t.Errorf("results %v, want one active and one error", f.results)
+	if e, a := f.result(t, "error"), f.result(t, "active"); e != 1 || a != 1 {
+		t.Errorf("results: %v errors, %v active, want one of each", e, a)
 	}
 }
 

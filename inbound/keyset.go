@@ -8,63 +8,64 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authsidecar/authsidecar/discovery"
+	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/flight"
+	"github.com/authsidecar/authsidecar/internal/redact"
 )
 
-// Errors a KeySet reports, told apart by the verifier to name the reason
+// Errors a key set reports, told apart by the verifier to name the reason
 // for a refusal.
 var (
-	ErrUnknownKey    = errors.New("inbound: no key matches the token's kid")
-	ErrBadSignature  = errors.New("inbound: signature does not verify")
-	ErrKeysNotLoaded = errors.New("inbound: issuer keys not loaded yet")
+	errUnknownKey    = errors.New("inbound: no key matches the token's kid")
+	errBadSignature  = errors.New("inbound: signature does not verify")
+	errKeysNotLoaded = errors.New("inbound: issuer keys not loaded yet")
 )
 
-// UnknownKidCooldown is the least time between two JWKS fetches triggered by
-// tokens with an unknown kid, so that forged kids cannot flood the issuer.
-const UnknownKidCooldown = 10 * time.Second
+// unknownKidCooldown is the least time between two JWKS fetches triggered
+// by tokens with an unknown kid, so that forged kids cannot flood the
+// issuer.
+const unknownKidCooldown = 10 * time.Second
 
-// KeySetOptions configure a KeySet.
-type KeySetOptions struct {
-	Issuer string
-	// JWKSURL is used as is when set; otherwise it comes from discovery.
-	JWKSURL string
-	// Algorithms the tokens may be signed with.
-	Algorithms []jose.SignatureAlgorithm
-	Client     *http.Client
-	// RefreshInterval is how often keys are fetched while all goes well.
-	RefreshInterval time.Duration
-	// OnFetch is told the result of every JWKS fetch, for metrics.
-	OnFetch func(err error)
-	Logger  *slog.Logger
-	Now     func() time.Time
-}
+// jwksFetchTimeout bounds one key set download, discovery included.
+const jwksFetchTimeout = 15 * time.Second
 
-// KeySet holds one issuer's public keys. It implements oidc.KeySet.
+// keySet holds one issuer's public keys. It implements oidc.KeySet.
 //
 // Reads are lock-free. Keys are replaced only by a successful fetch: an
 // unreachable or failing issuer never drops keys already loaded.
-type KeySet struct {
-	opts    KeySetOptions
-	keys    atomic.Pointer[keyIndex]
-	jwksURL atomic.Pointer[string]
+type keySet struct {
+	issuer   *discovery.Issuer
+	jwksURL  string // configured; "" to use discovery's
+	client   *discovery.Client
+	algs     []jose.SignatureAlgorithm
+	interval time.Duration
+	clock    clock.Clock
+	log      *slog.Logger
+	fetchOK  prometheus.Counter
+	fetchErr prometheus.Counter
+
+	keys atomic.Pointer[keyIndex]
 	// generation counts changes of the key set, so that tokens verified
 	// under keys since withdrawn are not taken from the token cache.
 	generation atomic.Uint64
 
-	mu        sync.Mutex
-	inflight  chan struct{} // closed when the running fetch ends
-	lastFetch time.Time
+	// fetches holds the one fetch at a time; its result says whether it
+	// fetched or found the unknown-kid cool-down still running.
+	fetches flight.Group[bool]
+	mu      sync.Mutex
+	lastTry time.Time
 }
 
-var _ oidc.KeySet = (*KeySet)(nil)
+var _ oidc.KeySet = (*keySet)(nil)
 
 type keyIndex struct {
 	byKID  map[string][]jose.JSONWebKey
@@ -72,42 +73,24 @@ type keyIndex struct {
 	source []byte // the JWKS document, to tell a change from a repeat
 }
 
-// NewKeySet returns a KeySet with no keys; Run loads them.
-func NewKeySet(opts KeySetOptions) *KeySet {
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.RefreshInterval <= 0 {
-		opts.RefreshInterval = 10 * time.Minute
-	}
-	ks := &KeySet{opts: opts}
-	if opts.JWKSURL != "" {
-		ks.jwksURL.Store(&opts.JWKSURL)
-	}
-	return ks
-}
+// issuerURL is the issuer whose keys these are.
+func (ks *keySet) issuerURL() string { return ks.issuer.URL() }
 
-// Issuer returns the issuer whose keys these are.
-func (ks *KeySet) Issuer() string { return ks.opts.Issuer }
-
-// Ready reports whether keys have been loaded.
-func (ks *KeySet) Ready() error {
+// ready reports whether keys have been loaded.
+func (ks *keySet) ready() error {
 	if ks.keys.Load() == nil {
-		return ErrKeysNotLoaded
+		return errKeysNotLoaded
 	}
 	return nil
 }
 
-// Run loads the keys, retrying with backoff until it succeeds, then
-// refreshes them every RefreshInterval until ctx ends.
-func (ks *KeySet) Run(ctx context.Context) {
+// run loads the keys, retrying with backoff until it succeeds, then
+// refreshes them every interval until ctx ends.
+func (ks *keySet) run(ctx context.Context) {
 	retry := time.Second
 	for {
-		wait := ks.opts.RefreshInterval
-		switch err := ks.Refresh(ctx); {
+		wait := ks.interval
+		switch err := ks.refresh(ctx); {
 		case err == nil:
 			retry = time.Second
 		case ks.keys.Load() == nil:
@@ -121,99 +104,70 @@ func (ks *KeySet) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-ks.clock.After(wait):
 		}
 	}
 }
 
-// Refresh fetches the key set now, or joins a fetch already running.
-func (ks *KeySet) Refresh(ctx context.Context) error {
-	ks.mu.Lock()
-	ch, err := ks.startFetchLocked()
-	ks.mu.Unlock()
-	return ks.wait(ctx, ch, err)
+// refresh fetches the key set now, or joins a fetch already running.
+func (ks *keySet) refresh(ctx context.Context) error {
+	for {
+		fetched, err := ks.fetches.Do(ctx, "", jwksFetchTimeout, func(ctx context.Context) (bool, error) {
+			return true, ks.fetch(ctx)
+		})
+		if err != nil || fetched {
+			return err
+		}
+		// Joined an unknown-kid check that found the cool-down running:
+		// it fetched nothing, so fetch now.
+	}
 }
 
 // refreshUnknownKid fetches the key set for a token whose kid is unknown,
-// unless a fetch happened less than UnknownKidCooldown ago. A fetch already
-// running is joined rather than repeated.
-func (ks *KeySet) refreshUnknownKid(ctx context.Context) {
-	ks.mu.Lock()
-	if ks.inflight == nil && ks.opts.Now().Sub(ks.lastFetch) < UnknownKidCooldown {
-		ks.mu.Unlock()
-		return
-	}
-	ch, err := ks.startFetchLocked()
-	ks.mu.Unlock()
-	_ = ks.wait(ctx, ch, err)
-}
-
-type fetchResult struct{ err error }
-
-// startFetchLocked starts a fetch unless one is running; either way it
-// returns the channel that is closed when the fetch ends.
-func (ks *KeySet) startFetchLocked() (chan struct{}, *fetchResult) {
-	if ks.inflight != nil {
-		return ks.inflight, nil
-	}
-	ch := make(chan struct{})
-	res := &fetchResult{}
-	ks.inflight = ch
-	ks.lastFetch = ks.opts.Now()
-	go func() {
-		// Detached from any caller: one impatient request must not cancel
-		// the fetch the others are waiting for.
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		res.err = ks.fetch(ctx)
+// unless a fetch was tried less than unknownKidCooldown ago. A fetch
+// already running is joined rather than repeated. The cool-down is checked
+// inside the shared call, where no other fetch can start or end.
+func (ks *keySet) refreshUnknownKid(ctx context.Context) {
+	_, _ = ks.fetches.Do(ctx, "", jwksFetchTimeout, func(ctx context.Context) (bool, error) {
 		ks.mu.Lock()
-		ks.inflight = nil
+		recent := !ks.lastTry.IsZero() && ks.clock.Now().Sub(ks.lastTry) < unknownKidCooldown
 		ks.mu.Unlock()
-		close(ch)
-	}()
-	return ch, res
-}
-
-func (ks *KeySet) wait(ctx context.Context, ch chan struct{}, res *fetchResult) error {
-	select {
-	case <-ch:
-		if res != nil {
-			return res.err
+		if recent {
+			return false, nil
 		}
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+		return true, ks.fetch(ctx)
+	})
 }
 
-func (ks *KeySet) fetch(ctx context.Context) error {
+func (ks *keySet) fetch(ctx context.Context) error {
+	ks.mu.Lock()
+	ks.lastTry = ks.clock.Now()
+	ks.mu.Unlock()
 	err := ks.fetchOnce(ctx)
-	if ks.opts.OnFetch != nil {
-		ks.opts.OnFetch(err)
-	}
 	if err != nil {
-		ks.opts.Logger.Warn("jwks fetch failed; keeping the keys already loaded",
-			"issuer", ks.opts.Issuer, "keys_loaded", ks.keys.Load() != nil, "error", err.Error())
+		ks.fetchErr.Inc()
+		ks.log.Warn("jwks fetch failed; keeping the keys already loaded",
+			"issuer", ks.issuerURL(), "keys_loaded", ks.keys.Load() != nil, "error", err.Error())
 		return err
 	}
-	ks.opts.Logger.Debug("jwks fetched", "issuer", ks.opts.Issuer, "keys", len(ks.keys.Load().all))
+	ks.fetchOK.Inc()
+	ks.log.Debug("jwks fetched", "issuer", ks.issuerURL(), "keys", len(ks.keys.Load().all))
 	return nil
 }
 
-func (ks *KeySet) fetchOnce(ctx context.Context) error {
-	u := ks.jwksURL.Load()
-	if u == nil {
-		md, err := discovery.Fetch(ctx, ks.opts.Client, ks.opts.Issuer)
+func (ks *keySet) fetchOnce(ctx context.Context) error {
+	u := ks.jwksURL
+	if u == "" {
+		md, err := ks.issuer.Metadata(ctx)
 		if err != nil {
 			return err
 		}
 		if md.JWKSURI == "" {
-			return fmt.Errorf("inbound: issuer %q metadata has no jwks_uri", ks.opts.Issuer)
+			return fmt.Errorf("inbound: issuer %q metadata has no jwks_uri", ks.issuerURL())
 		}
-		u = &md.JWKSURI
-		ks.jwksURL.Store(u)
+		u = md.JWKSURI
 	}
-	body, err := discovery.Get(ctx, ks.opts.Client, *u)
+	body, err := ks.client.Get(ctx, u)
 	if err != nil {
 		return err
 	}
@@ -222,15 +176,12 @@ func (ks *KeySet) fetchOnce(ctx context.Context) error {
 	}
 	idx, err := parseJWKS(body)
 	if err != nil {
-		return fmt.Errorf("inbound: %s: %w", *u, err)
+		return fmt.Errorf("inbound: %s: %w", redact.URL(u), err)
 	}
 	ks.keys.Store(idx)
 	ks.generation.Add(1)
 	return nil
 }
-
-// Generation changes whenever the key set does.
-func (ks *KeySet) Generation() uint64 { return ks.generation.Load() }
 
 // parseJWKS keeps the public signing keys of a JWKS document. Symmetric
 // keys are dropped: a JWKS is public, so an HMAC key in it is known to all.
@@ -259,9 +210,9 @@ func parseJWKS(body []byte) (*keyIndex, error) {
 
 // VerifySignature implements oidc.KeySet: it returns the payload of jwt if
 // one of the issuer's keys signed it. A kid not seen before triggers a
-// refresh, subject to UnknownKidCooldown.
-func (ks *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSignedCompact(jwt, ks.opts.Algorithms)
+// refresh, subject to unknownKidCooldown.
+func (ks *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	jws, err := jose.ParseSignedCompact(jwt, ks.algs)
 	if err != nil {
 		return nil, fmt.Errorf("inbound: malformed jwt: %w", err)
 	}
@@ -269,10 +220,10 @@ func (ks *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, erro
 		return nil, errors.New("inbound: want exactly one signature")
 	}
 	hdr := jws.Signatures[0].Header
-	payload, err := ks.verifyWith(ks.keys.Load(), jws, hdr)
-	if errors.Is(err, ErrUnknownKey) {
+	payload, err := verifyWith(ks.keys.Load(), jws, hdr)
+	if errors.Is(err, errUnknownKey) {
 		ks.refreshUnknownKid(ctx)
-		payload, err = ks.verifyWith(ks.keys.Load(), jws, hdr)
+		payload, err = verifyWith(ks.keys.Load(), jws, hdr)
 	}
 	if err != nil {
 		reportSignatureError(ctx, err)
@@ -280,16 +231,16 @@ func (ks *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, erro
 	return payload, err
 }
 
-func (ks *KeySet) verifyWith(idx *keyIndex, jws *jose.JSONWebSignature, hdr jose.Header) ([]byte, error) {
+func verifyWith(idx *keyIndex, jws *jose.JSONWebSignature, hdr jose.Header) ([]byte, error) {
 	if idx == nil {
-		return nil, ErrKeysNotLoaded
+		return nil, errKeysNotLoaded
 	}
 	candidates := idx.all
 	if hdr.KeyID != "" {
 		candidates = idx.byKID[hdr.KeyID]
 	}
 	if len(candidates) == 0 {
-		return nil, ErrUnknownKey
+		return nil, errUnknownKey
 	}
 	for _, k := range candidates {
 		if k.Algorithm != "" && k.Algorithm != hdr.Algorithm {
@@ -299,11 +250,11 @@ func (ks *KeySet) verifyWith(idx *keyIndex, jws *jose.JSONWebSignature, hdr jose
 			return payload, nil
 		}
 	}
-	return nil, ErrBadSignature
+	return nil, errBadSignature
 }
 
 // sigErrKey carries a *error through go-oidc's verifier, which flattens
-// the KeySet's error into text, so the verifier can still tell an unknown
+// the key set's error into text, so the verifier can still tell an unknown
 // key from a bad signature.
 type sigErrKey struct{}
 

@@ -5,30 +5,21 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-
 	"github.com/authsidecar/authsidecar/inbound"
+	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/idptest"
 )
 
-// clock is a settable time source for cooldown tests.
-type clock struct{ now atomic.Int64 }
-
-func newClock() *clock {
-	c := &clock{}
-	c.now.Store(time.Now().UnixNano())
-	return c
-}
-func (c *clock) Now() time.Time          { return time.Unix(0, c.now.Load()) }
-func (c *clock) Advance(d time.Duration) { c.now.Add(int64(d)) }
+// newClock is a virtual clock reading the real time now, as the tokens
+// idptest signs are dated by it.
+func newClock() *clock.Fake { return clock.NewFake(time.Now()) }
 
 func TestForgedKidsCauseAtMostOneJWKSFetchPerCooldown(t *testing.T) {
 	clk := newClock()
-	f := newFixture(t, fixtureOptions{now: clk.Now})
+	f := newFixture(t, fixtureOptions{clock: clk})
 	clk.Advance(inbound.UnknownKidCooldown + time.Second)
 	before := f.idp.JWKSHits.Load()
 
@@ -61,7 +52,7 @@ func TestForgedKidsCauseAtMostOneJWKSFetchPerCooldown(t *testing.T) {
 
 func TestRotatedKeyIsAcceptedWithoutRestart(t *testing.T) {
 	clk := newClock()
-	f := newFixture(t, fixtureOptions{now: clk.Now})
+	f := newFixture(t, fixtureOptions{clock: clk})
 	next := idptest.NewECKey(t, "key-2")
 	tok := idptest.Sign(t, next, f.idp.Claims(audience, nil))
 
@@ -81,7 +72,7 @@ func TestRotatedKeyIsAcceptedWithoutRestart(t *testing.T) {
 	}
 
 	f.idp.SetKeys(next)
-	if err := f.keys.Refresh(context.Background()); err != nil {
+	if err := f.in.LoadKeys(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if resp, _ := f.do(t, "/", bearer(f.token(t, nil))); resp.StatusCode != 401 {
@@ -91,9 +82,9 @@ func TestRotatedKeyIsAcceptedWithoutRestart(t *testing.T) {
 
 func TestFailingIdentityProviderKeepsLoadedKeys(t *testing.T) {
 	clk := newClock()
-	f := newFixture(t, fixtureOptions{now: clk.Now})
+	f := newFixture(t, fixtureOptions{clock: clk})
 	f.idp.SetFailing(true)
-	if err := f.keys.Refresh(context.Background()); err == nil {
+	if err := f.in.LoadKeys(context.Background()); err == nil {
 		t.Fatal("refresh against a failing IdP succeeded")
 	}
 	clk.Advance(time.Hour)
@@ -102,16 +93,16 @@ func TestFailingIdentityProviderKeepsLoadedKeys(t *testing.T) {
 	if resp, body := f.do(t, "/", bearer(f.token(t, nil))); resp.StatusCode != 200 {
 		t.Fatalf("cached key during the outage: %d %s, want 200", resp.StatusCode, body)
 	}
-	if err := f.keys.Ready(); err != nil {
-		t.Errorf("Ready() = %v during the outage, want nil", err)
+	if err := f.ready(); err != nil {
+		t.Errorf("ready = %v during the outage, want nil", err)
 	}
 }
 
 func TestSlowIdentityProviderDoesNotStallRequestsWithKnownKeys(t *testing.T) {
 	clk := newClock()
-	f := newFixture(t, fixtureOptions{now: clk.Now})
-	f.idp.SetDelay(2 * time.Second)
+	f := newFixture(t, fixtureOptions{clock: clk})
 	clk.Advance(time.Hour)
+	arrived, release := f.idp.HoldJWKS()
 	unknown := idptest.Sign(t, idptest.NewECKey(t, "unknown"), f.idp.Claims(audience, nil))
 	slow := make(chan struct{})
 	go func() {
@@ -122,64 +113,49 @@ func TestSlowIdentityProviderDoesNotStallRequestsWithKnownKeys(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	defer func() { <-slow }()
-	for deadline := time.Now().Add(5 * time.Second); f.idp.JWKSHits.Load() < 2; {
-		if time.Now().After(deadline) {
-			t.Fatal("the unknown kid did not start a refresh")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	defer func() { release(); <-slow }()
+	<-arrived // the unknown kid's refresh is held at the IdP
 	start := time.Now()
 	if resp, _ := f.do(t, "/", bearer(f.token(t, nil))); resp.StatusCode != 200 {
 		t.Fatalf("status %d, want 200", resp.StatusCode)
 	}
 	if d := time.Since(start); d > time.Second {
-		t.Errorf("a known key waited %s for the slow refresh", d)
+		t.Errorf("a known key waited %s for the held refresh", d)
 	}
 }
 
 func TestRunRetriesUntilTheIssuerAppears(t *testing.T) {
-	key := idptest.NewRSAKey(t, "k")
-	idp := idptest.New(t, key)
-	idp.SetFailing(true)
-	ks := inbound.NewKeySet(inbound.KeySetOptions{
-		Issuer: idp.Issuer, Algorithms: []jose.SignatureAlgorithm{jose.RS256},
-		Client: &http.Client{Timeout: time.Second},
-	})
+	clk := newClock()
+	armed := make(chan time.Duration, 10)
+	clk.OnAfter(func(d time.Duration) { armed <- d })
+	f := newFixture(t, fixtureOptions{clock: clk, skipWarmUp: true})
+	f.idp.SetFailing(true)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go ks.Run(ctx)
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) && idp.DiscoveryHits.Load() == 0 {
-		time.Sleep(10 * time.Millisecond)
+	done := make(chan struct{})
+	go func() { f.in.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	if d := <-armed; d > 2*time.Second {
+		t.Fatalf("first retry after %s, want about 1s", d)
 	}
-	if ks.Ready() == nil {
+	if f.ready() == nil {
 		t.Fatal("ready while the issuer fails")
 	}
-	idp.SetFailing(false)
-	deadline = time.Now().Add(10 * time.Second)
-	for ks.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("keys not loaded 10s after the issuer came back")
-		}
-		time.Sleep(20 * time.Millisecond)
+	f.idp.SetFailing(false)
+	clk.Advance(2 * time.Second)
+	if d := <-armed; d < time.Minute {
+		t.Fatalf("after the issuer came back the next fetch is in %s, want the refresh interval", d)
+	}
+	if err := f.ready(); err != nil {
+		t.Errorf("ready = %v after the retry, want nil", err)
 	}
 }
 
 func TestJWKSDropsSymmetricAndEncryptionKeys(t *testing.T) {
 	// A JWKS is public: an "oct" key in it would let anyone sign.
-	srv := jwksServer(t, `{"keys":[{"kty":"oct","kid":"k","k":"c2VjcmV0"},{"kty":"EC","use":"enc","kid":"e","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`)
-	ks := inbound.NewKeySet(inbound.KeySetOptions{Issuer: "x", JWKSURL: srv, Client: http.DefaultClient,
-		Algorithms: []jose.SignatureAlgorithm{jose.ES256}})
-	if err := ks.Refresh(context.Background()); err == nil {
+	f := newFixture(t, fixtureOptions{skipWarmUp: true})
+	f.idp.SetJWKS(`{"keys":[{"kty":"oct","kid":"k","k":"c2VjcmV0"},{"kty":"EC","use":"enc","kid":"e","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`)
+	if err := f.in.LoadKeys(context.Background()); err == nil {
 		t.Fatal("a JWKS with no usable signing key was accepted")
 	}
-}
-
-func jwksServer(t *testing.T, body string) string {
-	idp := idptest.New(t)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body) })
-	idp.Server.Config.Handler = mux
-	return idp.Server.URL
 }

@@ -6,65 +6,68 @@ import (
 )
 
 // Reasons for refusing a request; they are the values of the "reason"
-// label of authsidecar_inbound_token_rejections_total.
+// label of authsidecar_inbound_token_rejections_total (metrics.RejectionReasons).
 const (
-	ReasonMissing             = "missing"
-	ReasonMalformed           = "malformed"
-	ReasonBadSignature        = "bad_signature"
-	ReasonUnknownKey          = "unknown_key"
-	ReasonExpired             = "expired"
-	ReasonNotYetValid         = "not_yet_valid"
-	ReasonWrongIssuer         = "wrong_issuer"
-	ReasonWrongAudience       = "wrong_audience"
-	ReasonDisallowedAlgorithm = "disallowed_algorithm"
-	ReasonInsufficientScope   = "insufficient_scope"
-	ReasonClientNotAllowed    = "client_not_allowed"
-	// ReasonInactive: introspection says the token is not active (revoked,
+	reasonMissing             = "missing"
+	reasonMalformed           = "malformed"
+	reasonBadSignature        = "bad_signature"
+	reasonUnknownKey          = "unknown_key"
+	reasonExpired             = "expired"
+	reasonNotYetValid         = "not_yet_valid"
+	reasonWrongIssuer         = "wrong_issuer"
+	reasonWrongAudience       = "wrong_audience"
+	reasonDisallowedAlgorithm = "disallowed_algorithm"
+	reasonInsufficientScope   = "insufficient_scope"
+	reasonClientNotAllowed    = "client_not_allowed"
+	// reasonInactive: introspection says the token is not active (revoked,
 	// expired or unknown to the authorization server).
-	ReasonInactive = "inactive"
+	reasonInactive = "inactive"
+	// reasonCertificateMismatch: a certificate-bound token (RFC 8705) came
+	// over a connection without the certificate it is bound to.
+	reasonCertificateMismatch = "certificate_mismatch"
 )
 
 // descriptions are what a caller is told for each reason. They are fixed
 // strings: nothing from the token is echoed back.
 var descriptions = map[string]string{
-	ReasonMissing:             "a bearer token is required",
-	ReasonMalformed:           "the token is malformed",
-	ReasonBadSignature:        "the token signature is invalid",
-	ReasonUnknownKey:          "the token is signed by an unknown key",
-	ReasonExpired:             "the token is expired",
-	ReasonNotYetValid:         "the token is not valid yet",
-	ReasonWrongIssuer:         "the token issuer is not trusted",
-	ReasonWrongAudience:       "the token audience is not accepted",
-	ReasonDisallowedAlgorithm: "the token signing algorithm is not accepted",
-	ReasonInsufficientScope:   "the token lacks a required scope",
-	ReasonClientNotAllowed:    "the calling client is not allowed",
-	ReasonInactive:            "the token is not active",
-	ReasonCertificateMismatch: "the token is bound to another client certificate",
+	reasonMissing:             "a bearer token is required",
+	reasonMalformed:           "the token is malformed",
+	reasonBadSignature:        "the token signature is invalid",
+	reasonUnknownKey:          "the token is signed by an unknown key",
+	reasonExpired:             "the token is expired",
+	reasonNotYetValid:         "the token is not valid yet",
+	reasonWrongIssuer:         "the token issuer is not trusted",
+	reasonWrongAudience:       "the token audience is not accepted",
+	reasonDisallowedAlgorithm: "the token signing algorithm is not accepted",
+	reasonInsufficientScope:   "the token lacks a required scope",
+	reasonClientNotAllowed:    "the calling client is not allowed",
+	reasonInactive:            "the token is not active",
+	reasonCertificateMismatch: "the token is bound to another client certificate",
 }
 
-// Rejection is a refused token: why, and the detail for the debug log.
-type Rejection struct {
-	Reason string
-	// Detail says more, for the log only; it never holds the token.
-	Detail string
-	// MissingScopes lists what an insufficient_scope refusal lacks.
-	MissingScopes []string
+// rejection is a refused request: why, and the detail for the debug log.
+type rejection struct {
+	reason string
+	// detail says more, for the log only; it never holds the token.
+	detail string
+	// missingScopes lists what an insufficient_scope refusal lacks.
+	missingScopes []string
 }
 
-func (r *Rejection) Error() string {
-	if r.Detail == "" {
-		return "inbound: " + descriptions[r.Reason]
+func (r *rejection) Error() string {
+	if r.detail == "" {
+		return "inbound: " + descriptions[r.reason]
 	}
-	return "inbound: " + descriptions[r.Reason] + ": " + r.Detail
+	return "inbound: " + descriptions[r.reason] + ": " + r.detail
 }
 
-// Description is the text shown to the caller.
-func (r *Rejection) Description() string { return descriptions[r.Reason] }
+// description is the text shown to the caller.
+func (r *rejection) description() string { return descriptions[r.reason] }
 
-func reject(reason, format string, args ...any) *Rejection {
-	return &Rejection{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+func reject(reason, format string, args ...any) *rejection {
+	return &rejection{reason: reason, detail: fmt.Sprintf(format, args...)}
 }
 
-func missingScopes(missing []string) *Rejection {
-	return &Rejection{Reason: ReasonInsufficientScope, MissingScopes: missing, Detail: "missing " + strings.Join(missing, " ")}
+func missingScopes(missing []string) *rejection {
+	return &rejection{reason: reasonInsufficientScope, missingScopes: missing, detail: "missing " + strings.Join(missing, " ")}
 }

@@ -2,14 +2,7 @@ package inbound_test
 
 import (
 	"net/http"
-	"net/url"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/authsidecar/authsidecar/inbound"
-	"github.com/authsidecar/authsidecar/metrics"
-	"github.com/authsidecar/authsidecar/rules"
 )
 
 const rulesYAML = `
@@ -26,17 +19,7 @@ rules:
 `
 
 func TestRulesDecidePerPathAndMethod(t *testing.T) {
-	f := newFixture(t, fixtureOptions{})
-	set, err := rules.Parse([]byte(rulesYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	upstream, _ := url.Parse(f.app.URL)
-	f.sidecar.Config.Handler = inbound.NewHandler(inbound.HandlerOptions{
-		Verifier: verifierFor(t, f), Upstream: upstream, Rules: set,
-		Policy:  inbound.Policy{RequiredScopes: []string{"payments:read"}},
-		Metrics: metrics.New(prometheus.NewRegistry(), "test"),
-	})
+	f := newFixture(t, fixtureOptions{rules: rulesYAML, scopes: []string{"payments:read"}})
 	ops := f.token(t, map[string]any{"client_id": "ops-console", "scope": "admin"})
 	orders := f.token(t, map[string]any{"scope": "orders:write", "tenant": "acme"})
 	plain := f.token(t, nil) // scope payments:read payments:write, client orders
@@ -80,15 +63,4 @@ func TestRulesDecidePerPathAndMethod(t *testing.T) {
 func withHeader(h http.Header, k, v string) http.Header {
 	h.Set(k, v)
 	return h
-}
-
-func verifierFor(t *testing.T, f *fixture) *inbound.Verifier {
-	t.Helper()
-	v, err := inbound.NewVerifier(inbound.VerifierOptions{
-		KeySets: []*inbound.KeySet{f.keys}, Audiences: []string{audience}, Algorithms: []string{"RS256"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }

@@ -8,31 +8,31 @@ import (
 	"strings"
 )
 
-// ErrNoToken means the request has no Authorization header at all.
-var ErrNoToken = errors.New("inbound: no bearer token")
+// errNoToken means the request has no Authorization header at all.
+var errNoToken = errors.New("inbound: no bearer token")
 
 // errMalformedHeader means an Authorization header that is not one bearer token.
 var errMalformedHeader = errors.New("inbound: authorization header is not a bearer token")
 
-// BearerToken returns the token of the request's one Authorization header,
+// bearerToken returns the token of the request's one Authorization header,
 // which must use the Bearer scheme (RFC 6750 section 2.1). It returns
-// ErrNoToken when there is no header, and an error for anything else that
+// errNoToken when there is no header, and an error for anything else that
 // is not exactly one well-formed bearer token.
-func BearerToken(h http.Header) (string, error) {
+func bearerToken(h http.Header) (string, error) {
 	values := h.Values("Authorization")
 	switch len(values) {
 	case 0:
-		return "", ErrNoToken
+		return "", errNoToken
 	case 1:
-		return ParseBearer(values[0])
+		return parseBearer(values[0])
 	default:
 		return "", errMalformedHeader
 	}
 }
 
-// ParseBearer parses an Authorization header value "Bearer <token68>".
+// parseBearer parses an Authorization header value "Bearer <token68>".
 // The scheme is case-insensitive; the token must be non-empty token68.
-func ParseBearer(v string) (string, error) {
+func parseBearer(v string) (string, error) {
 	const scheme = "bearer "
 	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
 		return "", errMalformedHeader

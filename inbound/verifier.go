@@ -3,28 +3,29 @@ package inbound
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/ttlcache"
 )
 
-// Identity is a verified caller, as the app is told about it.
-type Identity struct {
-	Subject  string
-	Issuer   string
-	ClientID string
-	Scopes   []string
-	Audience []string
-	Expiry   time.Time
-	// Claims is the token's verified JSON payload, for rules that read
+// identity is a verified caller, as the app is told about it.
+type identity struct {
+	subject  string
+	issuer   string
+	clientID string
+	scopes   []string
+	audience []string
+	expiry   time.Time
+	// claims is the token's verified JSON payload, for rules that read
 	// claims beyond the ones above.
-	Claims []byte
-	// CertThumbprint is the cnf.x5t#S256 of a certificate-bound token.
-	CertThumbprint string
+	claims []byte
+	// certThumbprint is the cnf.x5t#S256 of a certificate-bound token.
+	certThumbprint string
 	// headers are the X-Auth-* values, built once per verified token
 	// rather than per request: a cached identity serves many requests.
 	headers identityHeaders
@@ -33,92 +34,68 @@ type Identity struct {
 	introspected bool
 }
 
-// VerifierOptions configure a Verifier.
-type VerifierOptions struct {
-	// KeySets holds one key set per trusted issuer.
-	KeySets []*KeySet
-	// Audiences: a token's aud must hold at least one.
-	Audiences []string
-	// Algorithms allowed for signatures; "none" and HMAC must not be here.
-	Algorithms []string
-	// ClockSkew is the leeway on exp, nbf and iat.
-	ClockSkew time.Duration
-	// CacheSize bounds the verified-token cache; 0 turns it off.
-	CacheSize int
-	// Introspector, when set, checks tokens that are not JWTs (RFC 7662).
-	Introspector *Introspector
-	// IntrospectAll also introspects JWTs after their local checks, so that
-	// a revoked token is refused before it expires.
-	IntrospectAll bool
-	// CacheHits and CacheMisses count cache lookups; nil for none.
-	CacheHits, CacheMisses prometheus.Counter
-	Now                    func() time.Time
+func newIdentity(c *claims, payload []byte) *identity {
+	id := &identity{
+		subject:        c.Subject,
+		issuer:         c.Issuer,
+		clientID:       c.clientID(),
+		scopes:         c.scopes(),
+		audience:       c.Audience,
+		expiry:         c.Expiry.Time,
+		claims:         payload,
+		certThumbprint: c.certThumbprint(),
+	}
+	id.headers = newIdentityHeaders(id)
+	return id
 }
 
-// Verifier checks JWT access tokens from a set of trusted issuers.
-type Verifier struct {
+// verifier checks JWT access tokens from a set of trusted issuers, and
+// opaque ones through introspection when that is on.
+type verifier struct {
 	issuers   map[string]*trustedIssuer
 	audiences []string
 	algs      map[string]bool
 	skew      time.Duration
-	now       func() time.Time
-	cache     *tokenCache
-	intro     *Introspector
+	clock     clock.Clock
+	cache     *ttlcache.Cache[*cacheEntry]
+	intro     *introspector // nil: off
 	introAll  bool
 	hits      prometheus.Counter
 	misses    prometheus.Counter
 }
 
 type trustedIssuer struct {
-	keys *KeySet
+	keys *keySet
 	oidc *oidc.IDTokenVerifier
 }
 
-// NewVerifier returns a Verifier over opts.KeySets.
-func NewVerifier(opts VerifierOptions) (*Verifier, error) {
-	if len(opts.KeySets) == 0 || len(opts.Audiences) == 0 || len(opts.Algorithms) == 0 {
-		return nil, errors.New("inbound: a verifier needs key sets, audiences and algorithms")
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	v := &Verifier{
-		issuers:   map[string]*trustedIssuer{},
-		audiences: opts.Audiences,
-		algs:      map[string]bool{},
-		skew:      opts.ClockSkew,
-		now:       opts.Now,
-		cache:     newTokenCache(opts.CacheSize),
-		intro:     opts.Introspector,
-		introAll:  opts.IntrospectAll && opts.Introspector != nil,
-		hits:      orDiscardCounter(opts.CacheHits),
-		misses:    orDiscardCounter(opts.CacheMisses),
-	}
-	for _, alg := range opts.Algorithms {
-		if alg == "none" || strings.HasPrefix(alg, "HS") {
-			return nil, fmt.Errorf("inbound: algorithm %q must never be accepted", alg)
-		}
-		v.algs[alg] = true
-	}
-	for _, ks := range opts.KeySets {
-		v.issuers[ks.Issuer()] = &trustedIssuer{
-			keys: ks,
-			// Expiry and audience are checked here, with leeway and
-			// several audiences, which go-oidc does not offer.
-			oidc: oidc.NewVerifier(ks.Issuer(), ks, &oidc.Config{
-				SupportedSigningAlgs: opts.Algorithms,
-				SkipClientIDCheck:    true,
-				SkipExpiryCheck:      true,
-			}),
-		}
-	}
-	return v, nil
+// cacheEntry is a token whose signature has been verified. What depends on
+// the clock or the configuration (expiry, audience, scopes, client) is
+// still checked on every request.
+type cacheEntry struct {
+	identity   *identity
+	claims     *claims
+	keys       *keySet
+	generation uint64
 }
 
-// Verify checks raw, a compact JWS, and returns the caller's identity. A
-// refusal is a *Rejection; ErrKeysNotLoaded means the token's issuer has
-// no keys yet and the request should be retried later.
-func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
+func (v *verifier) addIssuer(ks *keySet, algorithms []string) {
+	v.issuers[ks.issuerURL()] = &trustedIssuer{
+		keys: ks,
+		// Expiry and audience are checked here, with leeway and several
+		// audiences, which go-oidc does not offer.
+		oidc: oidc.NewVerifier(ks.issuerURL(), ks, &oidc.Config{
+			SupportedSigningAlgs: algorithms,
+			SkipClientIDCheck:    true,
+			SkipExpiryCheck:      true,
+		}),
+	}
+}
+
+// verify checks raw, a compact JWS or an opaque token, and returns the
+// caller's identity. A refusal is a *rejection; errKeysNotLoaded and
+// errIntrospectionUnavailable mean the token cannot be judged now.
+func (v *verifier) verify(ctx context.Context, raw string) (*identity, error) {
 	id, err := v.verifyCached(ctx, raw)
 	if err != nil || !v.introAll || id.introspected {
 		return id, err
@@ -129,11 +106,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 	return id, nil
 }
 
-func (v *Verifier) verifyCached(ctx context.Context, raw string) (*Identity, error) {
+func (v *verifier) verifyCached(ctx context.Context, raw string) (*identity, error) {
 	if v.cache == nil {
-		return v.verify(ctx, raw)
+		return v.verifyJWT(ctx, raw)
 	}
-	if e := v.cache.get(raw, v.now()); e != nil {
+	if e, ok := v.cache.Get(raw, v.clock.Now()); ok && e.generation == e.keys.generation.Load() {
 		v.hits.Inc()
 		if err := v.checkClaims(e.claims); err != nil {
 			return nil, err
@@ -141,50 +118,37 @@ func (v *Verifier) verifyCached(ctx context.Context, raw string) (*Identity, err
 		return e.identity, nil
 	}
 	v.misses.Inc()
-	return v.verify(ctx, raw)
+	return v.verifyJWT(ctx, raw)
 }
 
-func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, error) {
+func (v *verifier) verifyJWT(ctx context.Context, raw string) (*identity, error) {
 	hdr, c, payload, err := parseUnverified(raw)
 	if err != nil {
 		if v.intro != nil {
 			return v.verifyOpaque(ctx, raw)
 		}
-		return nil, reject(ReasonMalformed, "%v", err)
+		return nil, reject(reasonMalformed, "%v", err)
 	}
 	if !v.algs[hdr.Alg] {
-		return nil, reject(ReasonDisallowedAlgorithm, "alg %q", hdr.Alg)
+		return nil, reject(reasonDisallowedAlgorithm, "alg %q", hdr.Alg)
 	}
 	iss, ok := v.issuers[c.Issuer]
 	if !ok {
-		return nil, reject(ReasonWrongIssuer, "iss %q", c.Issuer)
+		return nil, reject(reasonWrongIssuer, "iss %q", c.Issuer)
 	}
-	if err := iss.keys.Ready(); err != nil {
+	if err := iss.keys.ready(); err != nil {
 		return nil, err
 	}
-	generation := iss.keys.Generation()
+	generation := iss.keys.generation.Load()
 	if err := iss.verifySignature(ctx, raw); err != nil {
 		return nil, err
 	}
 	if err := v.checkClaims(c); err != nil {
 		return nil, err
 	}
-	id := &Identity{
-		Subject:  c.Subject,
-		Issuer:   c.Issuer,
-		ClientID: c.clientID(),
-		Scopes:   c.scopes(),
-		Audience: c.Audience,
-		Expiry:   c.Expiry.Time,
-		Claims:   payload,
-
-		CertThumbprint: c.certThumbprint(),
-	}
-	id.headers = newIdentityHeaders(id)
-	if v.cache != nil {
-		v.cache.put(raw, &cacheEntry{identity: id, claims: c, keys: iss.keys, generation: generation,
-			until: c.Expiry.Add(v.skew)}, v.now())
-	}
+	id := newIdentity(c, payload)
+	v.cache.Put(raw, &cacheEntry{identity: id, claims: c, keys: iss.keys, generation: generation},
+		c.Expiry.Add(v.skew), v.clock.Now())
 	return id, nil
 }
 
@@ -194,30 +158,30 @@ func (iss *trustedIssuer) verifySignature(ctx context.Context, raw string) error
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(sigErr, ErrUnknownKey):
-		return reject(ReasonUnknownKey, "%v", sigErr)
-	case errors.Is(sigErr, ErrKeysNotLoaded):
-		return ErrKeysNotLoaded
+	case errors.Is(sigErr, errUnknownKey):
+		return reject(reasonUnknownKey, "%v", sigErr)
+	case errors.Is(sigErr, errKeysNotLoaded):
+		return errKeysNotLoaded
 	case sigErr != nil:
-		return reject(ReasonBadSignature, "%v", sigErr)
+		return reject(reasonBadSignature, "%v", sigErr)
 	default:
-		return reject(ReasonMalformed, "%v", err)
+		return reject(reasonMalformed, "%v", err)
 	}
 }
 
 // verifyOpaque checks a token that is not a JWT by asking the
 // authorization server, then applies the same checks as to a JWT.
-func (v *Verifier) verifyOpaque(ctx context.Context, raw string) (*Identity, error) {
+func (v *verifier) verifyOpaque(ctx context.Context, raw string) (*identity, error) {
 	a, err := v.intro.introspect(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
 	if !a.Active {
-		return nil, reject(ReasonInactive, "introspection: not active")
+		return nil, reject(reasonInactive, "introspection: not active")
 	}
 	if a.Issuer != "" {
 		if _, ok := v.issuers[a.Issuer]; !ok {
-			return nil, reject(ReasonWrongIssuer, "iss %q", a.Issuer)
+			return nil, reject(reasonWrongIssuer, "iss %q", a.Issuer)
 		}
 	}
 	c := a.claims
@@ -228,64 +192,42 @@ func (v *Verifier) verifyOpaque(ctx context.Context, raw string) (*Identity, err
 	if err := v.checkClaims(&c); err != nil {
 		return nil, err
 	}
-	id := &Identity{
-		Subject: c.Subject, Issuer: c.Issuer, ClientID: c.clientID(), Scopes: c.scopes(),
-		Audience: c.Audience, Expiry: c.Expiry.Time, Claims: a.raw, introspected: true,
-		CertThumbprint: c.certThumbprint(),
-	}
-	id.headers = newIdentityHeaders(id)
+	id := newIdentity(&c, a.raw)
+	id.introspected = true
 	return id, nil
 }
 
 // checkActive asks the authorization server whether a locally valid JWT
 // is still active, so that revocation takes effect before expiry.
-func (v *Verifier) checkActive(ctx context.Context, raw string) error {
+func (v *verifier) checkActive(ctx context.Context, raw string) error {
 	a, err := v.intro.introspect(ctx, raw)
 	if err != nil {
 		return err
 	}
 	if !a.Active {
-		return reject(ReasonInactive, "introspection: revoked")
+		return reject(reasonInactive, "introspection: revoked")
 	}
 	return nil
 }
 
 // checkClaims checks time and audience. The claims were decoded before
 // the signature was checked, from the very bytes it covers.
-func (v *Verifier) checkClaims(c *claims) error {
-	now := v.now()
+func (v *verifier) checkClaims(c *claims) error {
+	now := v.clock.Now()
 	switch {
 	case c.Expiry == nil:
-		return reject(ReasonMalformed, "no exp claim")
+		return reject(reasonMalformed, "no exp claim")
 	case now.After(c.Expiry.Add(v.skew)):
-		return reject(ReasonExpired, "expired at %s", c.Expiry.UTC().Format(time.RFC3339))
+		return reject(reasonExpired, "expired at %s", c.Expiry.UTC().Format(time.RFC3339))
 	case c.NotBefore != nil && now.Add(v.skew).Before(c.NotBefore.Time):
-		return reject(ReasonNotYetValid, "nbf %s", c.NotBefore.UTC().Format(time.RFC3339))
+		return reject(reasonNotYetValid, "nbf %s", c.NotBefore.UTC().Format(time.RFC3339))
 	case c.IssuedAt != nil && now.Add(v.skew).Before(c.IssuedAt.Time):
-		return reject(ReasonNotYetValid, "iat %s is in the future", c.IssuedAt.UTC().Format(time.RFC3339))
+		return reject(reasonNotYetValid, "iat %s is in the future", c.IssuedAt.UTC().Format(time.RFC3339))
 	}
 	for _, aud := range c.Audience {
 		if slices.Contains(v.audiences, aud) {
 			return nil
 		}
 	}
-	return reject(ReasonWrongAudience, "aud %q, want one of %q", []string(c.Audience), v.audiences)
-}
-
-// Ready reports the issuers whose keys are not loaded yet.
-func (v *Verifier) Ready() map[string]error {
-	out := map[string]error{}
-	for name, iss := range v.issuers {
-		if err := iss.keys.Ready(); err != nil {
-			out[name] = err
-		}
-	}
-	return out
-}
-
-func orDiscardCounter(c prometheus.Counter) prometheus.Counter {
-	if c == nil {
-		return prometheus.NewCounter(prometheus.CounterOpts{Name: "discarded"})
-	}
-	return c
+	return reject(reasonWrongAudience, "aud %q, want one of %q", []string(c.Audience), v.audiences)
 }

@@ -17,7 +17,17 @@ const (
 	ResultUpstreamError = "upstream_error"
 )
 
-// Metrics holds every collector authsidecar updates.
+// Introspection results, the values of the "result" label of
+// authsidecar_introspection_requests_total.
+const (
+	IntrospectionActive   = "active"
+	IntrospectionInactive = "inactive"
+	IntrospectionError    = "error"
+)
+
+// Metrics holds every collector authsidecar updates. Every part of the
+// program gets this struct and takes the series it needs from it once, at
+// construction, so the request path never hashes label values.
 type Metrics struct {
 	InboundRequests       *prometheus.CounterVec   // result
 	InboundDuration       *prometheus.HistogramVec // result
@@ -30,6 +40,8 @@ type Metrics struct {
 	TokenExpiry           *prometheus.GaugeVec     // route
 	JWKSRefreshes         *prometheus.CounterVec   // issuer, result
 	IntrospectionRequests *prometheus.CounterVec   // result
+	ConfigReloads         *prometheus.CounterVec   // file, result: success, error
+	ConfigReloadSuccess   *prometheus.GaugeVec     // file
 	buildInfo             *prometheus.GaugeVec
 }
 
@@ -88,6 +100,14 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Name: "authsidecar_introspection_requests_total",
 			Help: "Token introspection calls by result (active, inactive, error).",
 		}, []string{"result"}),
+		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_config_reloads_total",
+			Help: "Re-reads of changed configuration files by file (the variable without AUTHSIDECAR_) and result (success, error).",
+		}, []string{"file", "result"}),
+		ConfigReloadSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "authsidecar_config_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last successful re-read of the file; the load at start is not a reload.",
+		}, []string{"file"}),
 		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "authsidecar_build_info",
 			Help: "Always 1; labels carry the build's version and Go version.",
@@ -95,7 +115,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	}
 	reg.MustRegister(m.InboundRequests, m.InboundDuration, m.TokenRejections, m.TokenCacheRequests,
 		m.OutboundRequests, m.OutboundDuration, m.TokenFetches, m.TokenFetchDuration, m.TokenExpiry,
-		m.JWKSRefreshes, m.IntrospectionRequests, m.buildInfo)
+		m.JWKSRefreshes, m.IntrospectionRequests, m.ConfigReloads, m.ConfigReloadSuccess, m.buildInfo)
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	return m
 }

@@ -50,9 +50,16 @@ func BenchmarkHandler(b *testing.B) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer up.Close()
-	cache := NewCache(staticSource{}, CacheOptions{Route: "bench"})
 	target, _ := http.NewRequest("GET", up.URL+"/api", nil)
-	h := NewHandler([]*Route{NewRoute("bench", target.URL, cache, RouteOptions{})}, nil, nil)
+	o, err := New(Options{
+		Routes:   []RouteOptions{{Name: "bench", URL: target.URL}},
+		ClientID: "bench", ClientAuth: TLSClientAuth(), TokenURL: "https://idp.test/token",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	o.routes[0].cache.src = staticSource{} // the token without a token endpoint
+	h := o.Handler()
 	serve := func() {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/bench/orders?id=1", nil))

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 
+	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/flight"
 	"github.com/authsidecar/authsidecar/metrics"
 )
 
@@ -50,12 +52,8 @@ type CacheOptions struct {
 	Route   string
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
-	// Now, After and AfterFunc replace time.Now, time.After and
-	// time.AfterFunc, so tests drive expiry, refresh and backoff without
-	// sleeping. AfterFunc returns the timer's Stop.
-	Now       func() time.Time
-	After     func(time.Duration) <-chan time.Time
-	AfterFunc func(time.Duration, func()) (stop func() bool)
+	// Clock drives expiry, refresh and backoff; nil: the real clock.
+	Clock clock.Clock
 	// DefaultLifetime is assumed for tokens without expires_in.
 	DefaultLifetime time.Duration
 	FetchTimeout    time.Duration
@@ -77,18 +75,17 @@ type Cache struct {
 	fetchDur          prometheus.Observer
 	expiry            prometheus.Gauge
 
-	cur atomic.Pointer[entry]
+	cur     atomic.Pointer[entry]
+	fetches flight.Group[*entry]
 
 	mu       sync.Mutex // guards the fields below; never held across a fetch
-	inflight *flight
 	failures int
 	lastErr  error
 	retryAt  time.Time
 	// refusedAt is when an upstream's 401 last dropped the token.
 	refusedAt time.Time
 
-	kick    chan struct{} // wakes the refresh loop when the plan changed
-	started atomic.Bool
+	kick chan struct{} // wakes the refresh loop when the plan changed
 }
 
 // entry is one fetched token. Only expired changes once it is stored.
@@ -119,13 +116,6 @@ func (e *entry) live(now time.Time) bool {
 	return e != nil && !e.expired.Load() && now.Before(e.expiry)
 }
 
-// flight is one fetch in progress; e and err are set before done closes.
-type flight struct {
-	done chan struct{}
-	e    *entry
-	err  error
-}
-
 // NewCache returns a cache of src's tokens. Nothing is fetched until the
 // first call or Start.
 func NewCache(src TokenSource, opts CacheOptions) *Cache {
@@ -146,17 +136,7 @@ func (o CacheOptions) withDefaults() CacheOptions {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.After == nil {
-		// Since Go 1.23 a timer nobody references any more is collected
-		// even if it has not fired, so time.After does not leak here.
-		o.After = time.After
-	}
-	if o.AfterFunc == nil {
-		o.AfterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
-	}
+	o.Clock = clock.OrReal(o.Clock)
 	setDefault(&o.DefaultLifetime, DefaultLifetime)
 	setDefault(&o.FetchTimeout, DefaultFetchTimeout)
 	setDefault(&o.MinBackoff, DefaultMinBackoff)
@@ -189,39 +169,27 @@ func (c *Cache) get(ctx context.Context) (*entry, error) {
 	return c.wait(ctx)
 }
 
-func (c *Cache) wait(ctx context.Context) (*entry, error) {
-	f, e, err := c.join(ctx)
-	if f == nil {
-		return e, err
-	}
-	select {
-	case <-f.done:
-		if f.err != nil {
-			return nil, c.unavailable(f.err)
-		}
-		return f.e, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// join returns the valid entry, the fetch to wait for (starting one if
-// none runs), or, while backing off after a failure, the failure at once:
+// wait returns the valid entry, or the result of a fetch shared with every
+// other caller, or, while backing off after a failure, the failure at once:
 // without that, every request would hit a failing token endpoint.
-func (c *Cache) join(ctx context.Context) (*flight, *entry, error) {
+func (c *Cache) wait(ctx context.Context) (*entry, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.opts.Now()
+	now := c.opts.Clock.Now()
 	if e := c.cur.Load(); e.live(now) {
-		return nil, e, nil
-	}
-	if c.inflight != nil {
-		return c.inflight, nil, nil
+		c.mu.Unlock()
+		return e, nil
 	}
 	if c.lastErr != nil && now.Before(c.retryAt) {
-		return nil, nil, c.unavailable(c.lastErr)
+		err := c.lastErr
+		c.mu.Unlock()
+		return nil, c.unavailable(err)
 	}
-	return c.startLocked(ctx), nil, nil
+	c.mu.Unlock()
+	e, err := c.fetch(ctx)
+	if err != nil && ctx.Err() == nil {
+		return nil, c.unavailable(err)
+	}
+	return e, err
 }
 
 func (c *Cache) unavailable(cause error) error {
@@ -247,7 +215,7 @@ func (c *Cache) refused(tok *oauth2.Token) bool {
 		c.mu.Unlock()
 		return true // already dropped or replaced
 	}
-	now := c.opts.Now()
+	now := c.opts.Clock.Now()
 	if !e.accepted.Load() && !c.refusedAt.IsZero() && now.Sub(c.refusedAt) < RefusalCooldown {
 		c.mu.Unlock()
 		return false

@@ -57,7 +57,7 @@ func TestTokenIsRefreshedAtEightyPercentWithoutCallersWaiting(t *testing.T) {
 	h := build(t, env(ts, "http://upstream.test", nil), clock)
 	cache := h.route("payments").cache
 	fetchedAt := clock.Now()
-	h.Start(t.Context())
+	h.start(t)
 
 	if d := clock.nextArmed(t); d != 80*time.Second {
 		t.Fatalf("after the first fetch the refresh is due in %s, want 80s", d)
@@ -96,7 +96,7 @@ func TestTokenWithoutExpiresInGetsTheDefaultLifetime(t *testing.T) {
 	ts.set(func(ts *tokenServer) { ts.expiresIn = 0 })
 	clock := newFakeClock()
 	h := build(t, env(ts, "http://upstream.test", nil), clock)
-	h.Start(t.Context())
+	h.start(t)
 	if d, want := clock.nextArmed(t), DefaultLifetime*4/5; d != want {
 		t.Fatalf("refresh due in %s, want %s (80%% of the default lifetime)", d, want)
 	}

@@ -4,104 +4,55 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
-	"os"
-	"strings"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
-	"github.com/authsidecar/authsidecar/config"
+	"github.com/authsidecar/authsidecar/internal/reload"
 )
 
-// clientAuth is how the token request proves the client's identity: one
-// implementation per AUTHSIDECAR_OUTBOUND_AUTH_METHOD. It fills cfg, whose
-// TokenURL is set, for one request, so that credentials that change (a
-// rotated secret or key file, a refreshed assertion file) are read per
-// request and a private_key_jwt assertion is signed per request.
-type clientAuth interface {
-	apply(cfg *clientcredentials.Config) error
+// ClientAuth is how a token request proves the client's identity: one per
+// AUTHSIDECAR_OUTBOUND_AUTH_METHOD, made by the constructors below. It
+// fills cfg, whose TokenURL is set, for one request, so that credentials
+// that change (a rotated secret or key file, a refreshed assertion file)
+// are read per request and a private_key_jwt assertion is signed per
+// request.
+type ClientAuth interface {
+	apply(cfg *clientcredentials.Config, now time.Time) error
 }
 
-// Method names, as AUTHSIDECAR_OUTBOUND_AUTH_METHOD spells them.
-const (
-	methodSecretBasic   = "client_secret_basic"
-	methodSecretPost    = "client_secret_post"
-	methodPrivateKeyJWT = "private_key_jwt"
-	methodTLSClientAuth = "tls_client_auth"
-	methodAssertionFile = "client_assertion_file"
-)
-
-// newClientAuth returns the client authentication of out. It reads every
-// file it will use once now, so that a missing or broken file fails
-// start-up instead of the first call. It does not rely on config.Load
-// having validated out.
-func newClientAuth(out config.Outbound, now func() time.Time) (clientAuth, error) {
-	const v = config.Prefix + "OUTBOUND_"
-	method := out.AuthMethod
-	if method == "" { // config.Load sets it; a hand-made Config may not
-		method = methodSecretBasic
-		if out.ClientAssertionFile != "" {
-			method = methodAssertionFile
-		}
-	}
-	if out.ClientAssertionFile != "" && method != methodAssertionFile {
-		return nil, fmt.Errorf("outbound: %sCLIENT_ASSERTION_FILE is set but %sAUTH_METHOD is %s, which does not send it", v, v, method)
-	}
-	switch method {
-	case methodSecretBasic, methodSecretPost:
-		secret, err := newSecretSource(out)
-		if err != nil {
-			return nil, err
-		}
-		style := oauth2.AuthStyleInHeader
-		if method == methodSecretPost {
-			style = oauth2.AuthStyleInParams
-		}
-		return secretAuth{style: style, secret: secret}, nil
-	case methodPrivateKeyJWT:
-		return newPrivateKeyJWT(out, now)
-	case methodTLSClientAuth:
-		if out.TLSCertFile == "" || out.TLSKeyFile == "" {
-			return nil, fmt.Errorf("outbound: %sAUTH_METHOD=tls_client_auth needs %sTLS_CERT_FILE and %sTLS_KEY_FILE", v, v, v)
-		}
-		return tlsClientAuth{}, nil
-	case methodAssertionFile:
-		if out.ClientAssertionFile == "" {
-			return nil, fmt.Errorf("outbound: %sAUTH_METHOD=client_assertion_file needs %sCLIENT_ASSERTION_FILE", v, v)
-		}
-		f := assertionFile{path: out.ClientAssertionFile}
-		if _, err := f.read(); err != nil {
-			return nil, err
-		}
-		return f, nil
-	default:
-		return nil, fmt.Errorf("outbound: %sAUTH_METHOD: unknown method %q", v, method)
-	}
+// SecretBasic is client_secret_basic: id and secret in an HTTP Basic
+// header.
+func SecretBasic(secret *reload.File[string]) ClientAuth {
+	return secretAuth{style: oauth2.AuthStyleInHeader, secret: secret}
 }
 
-// secretAuth is client_secret_basic and client_secret_post.
+// SecretPost is client_secret_post: id and secret in the request body.
+func SecretPost(secret *reload.File[string]) ClientAuth {
+	return secretAuth{style: oauth2.AuthStyleInParams, secret: secret}
+}
+
 type secretAuth struct {
 	style  oauth2.AuthStyle
-	secret secretSource
+	secret *reload.File[string]
 }
 
-func (a secretAuth) apply(cfg *clientcredentials.Config) error {
-	s, err := a.secret.secret()
-	if err != nil {
-		return err
-	}
-	cfg.ClientSecret = s
+func (a secretAuth) apply(cfg *clientcredentials.Config, _ time.Time) error {
+	cfg.ClientSecret = a.secret.Fresh()
 	cfg.AuthStyle = a.style
 	return nil
 }
 
-// tlsClientAuth is tls_client_auth (RFC 8705 2.1): the client certificate
-// that the token client presents in the TLS handshake (outboundTLS) is
+// TLSClientAuth is tls_client_auth (RFC 8705 2.1): the client certificate
+// that the token client presents in the TLS handshake (Options.TLS) is
 // the credential, so the body carries client_id alone.
+func TLSClientAuth() ClientAuth { return tlsClientAuth{} }
+
 type tlsClientAuth struct{}
 
-func (tlsClientAuth) apply(cfg *clientcredentials.Config) error {
+func (tlsClientAuth) apply(cfg *clientcredentials.Config, _ time.Time) error {
 	// A discovered endpoint is only known now. Over plain HTTP there is no
 	// handshake to present the certificate in.
 	if u, err := url.Parse(cfg.TokenURL); err != nil || u.Scheme != "https" {
@@ -112,63 +63,28 @@ func (tlsClientAuth) apply(cfg *clientcredentials.Config) error {
 	return nil
 }
 
-// assertionFile is client_assertion_file: a JWT that someone else signed
+// AssertionFile is client_assertion_file: a JWT that someone else signed
 // and keeps fresh, typically a Kubernetes projected service-account token
 // that the identity provider trusts (workload identity federation). The
-// kubelet rewrites it before it expires, so it is read for every request:
-// no caching, no change detection to get wrong.
-type assertionFile struct {
-	path string
-}
+// kubelet rewrites it before it expires, so read, which reads the file, is
+// called for every request: no caching, no change detection to get wrong.
+func AssertionFile(read func() (string, error)) ClientAuth { return assertionFile{read} }
 
-// maxAssertionBytes bounds the read: a projected token is about 1 KiB.
-const maxAssertionBytes = 64 << 10
+type assertionFile struct{ read func() (string, error) }
 
-func (a assertionFile) read() (string, error) {
-	const name = config.Prefix + "OUTBOUND_CLIENT_ASSERTION_FILE"
-	b, err := os.ReadFile(a.path)
-	if err != nil {
-		return "", fmt.Errorf("outbound: %s: %w", name, err)
-	}
-	if len(b) > maxAssertionBytes {
-		return "", fmt.Errorf("outbound: %s: %s holds %d bytes, more than the %d a client assertion may have", name, a.path, len(b), maxAssertionBytes)
-	}
-	// A trailing newline is no part of the token.
-	v := strings.TrimSpace(string(b))
-	if v == "" {
-		return "", fmt.Errorf("outbound: %s: %s is empty", name, a.path)
-	}
-	if !isCompactJWS(v) {
-		return "", fmt.Errorf("outbound: %s: %s does not hold a JWT (three base64url parts separated by dots)", name, a.path)
-	}
-	return v, nil
-}
-
-func (a assertionFile) apply(cfg *clientcredentials.Config) error {
+func (a assertionFile) apply(cfg *clientcredentials.Config, _ time.Time) error {
 	assertion, err := a.read()
 	if err != nil {
-		return err
+		return fmt.Errorf("outbound: AUTHSIDECAR_OUTBOUND_CLIENT_ASSERTION_FILE: %w", err)
 	}
 	withAssertion(cfg, assertion)
 	return nil
 }
 
-// isCompactJWS reports whether s looks like a signed JWT, without
-// decoding it: the identity provider judges it, but a file holding
-// something else is better named at start than answered with 401.
-func isCompactJWS(s string) bool {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
+// PrivateKeyJWT is private_key_jwt (RFC 7523 2.2, OIDC Core 9): a JWT
+// signed with the client's key, key's current signer, for every token
+// request.
+func PrivateKeyJWT(key *reload.File[jose.Signer]) ClientAuth { return &privateKeyJWT{key: key} }
 
 // jwtBearer is the client_assertion_type of RFC 7523 2.2.
 const jwtBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

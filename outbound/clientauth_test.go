@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,25 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authsidecar/authsidecar/internal/reload"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/oauth2/clientcredentials"
-
-	"github.com/authsidecar/authsidecar/config"
 )
-
-// fakeIDP is a token server that is never asked, for configurations that
-// are built but not used.
-func fakeIDP() *tokenServer { return &tokenServer{Server: &httptest.Server{URL: "https://idp.test"}} }
-
-func loadValid(t *testing.T, environ map[string]string) *config.Config {
-	t.Helper()
-	cfg, err := config.Load(environ)
-	if err != nil {
-		t.Fatalf("config.Load: %v", err)
-	}
-	return cfg
-}
 
 // certIdentity is a tls_client_auth token endpoint's side (RFC 8705 2.1):
 // the client is the subject of the certificate verified in the handshake,
@@ -135,7 +120,7 @@ func TestTLSClientAuthPresentsTheCertificateToTheTokenEndpoint(t *testing.T) {
 
 func TestTLSClientAuthRefusesAPlainHTTPTokenEndpoint(t *testing.T) {
 	// A discovered endpoint is only known at the fetch.
-	err := tlsClientAuth{}.apply(&clientcredentials.Config{TokenURL: "http://idp.test/token"})
+	err := tlsClientAuth{}.apply(&clientcredentials.Config{TokenURL: "http://idp.test/token"}, time.Now())
 	want := "outbound: tls_client_auth needs an https token endpoint, got http://idp.test/token"
 	if err == nil || err.Error() != want {
 		t.Fatalf("error = %v, want %s", err, want)
@@ -204,60 +189,14 @@ func TestClientAssertionFileIsReadForEveryTokenRequest(t *testing.T) {
 	}
 }
 
-func TestBuildRefusesMissingOrMismatchedCredentials(t *testing.T) {
-	dir := t.TempDir()
-	file := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		must(t, os.WriteFile(p, []byte(content), 0o600))
-		return p
-	}
-	const v = "AUTHSIDECAR_OUTBOUND_"
-	for _, tc := range []struct {
-		name   string
-		mutate func(o *config.Outbound)
-		want   string
-	}{
-		{"private_key_jwt without a key file", func(o *config.Outbound) { o.AuthMethod = "private_key_jwt" },
-			"outbound: " + v + "AUTH_METHOD=private_key_jwt needs " + v + "PRIVATE_KEY_FILE"},
-		{"tls_client_auth without a certificate", func(o *config.Outbound) { o.AuthMethod = "tls_client_auth" },
-			"outbound: " + v + "AUTH_METHOD=tls_client_auth needs " + v + "TLS_CERT_FILE and " + v + "TLS_KEY_FILE"},
-		{"client_assertion_file without a file", func(o *config.Outbound) { o.AuthMethod = "client_assertion_file" },
-			"outbound: " + v + "AUTH_METHOD=client_assertion_file needs " + v + "CLIENT_ASSERTION_FILE"},
-		{"an assertion file with a method that does not send it", func(o *config.Outbound) {
-			o.ClientAssertionFile = file("unused", assertionV1)
-		}, "outbound: " + v + "CLIENT_ASSERTION_FILE is set but " + v + "AUTH_METHOD is client_secret_basic, which does not send it"},
-		{"a missing assertion file", func(o *config.Outbound) {
-			o.AuthMethod, o.ClientAssertionFile = "", filepath.Join(dir, "missing")
-		}, "outbound: " + v + "CLIENT_ASSERTION_FILE: open " + filepath.Join(dir, "missing") + ": no such file or directory"},
-		{"an empty assertion file", func(o *config.Outbound) {
-			o.AuthMethod, o.ClientAssertionFile = "client_assertion_file", file("empty", "\n")
-		}, "outbound: " + v + "CLIENT_ASSERTION_FILE: " + filepath.Join(dir, "empty") + " is empty"},
-		{"an assertion file that holds no JWT", func(o *config.Outbound) {
-			o.AuthMethod, o.ClientAssertionFile = "client_assertion_file", file("secret", "a client secret")
-		}, "outbound: " + v + "CLIENT_ASSERTION_FILE: " + filepath.Join(dir, "secret") + " does not hold a JWT (three base64url parts separated by dots)"},
-		{"an unknown method", func(o *config.Outbound) { o.AuthMethod = "client_secret_jwt" },
-			"outbound: " + v + `AUTH_METHOD: unknown method "client_secret_jwt"`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := loadValid(t, env(fakeIDP(), "http://upstream.test", nil))
-			tc.mutate(&cfg.Outbound)
-			_, err := Build(t.Context(), cfg, nil, nil)
-			if err == nil || err.Error() != tc.want {
-				t.Fatalf("Build error = %v\nwant %s", err, tc.want)
-			}
-		})
-	}
-}
-
 func TestAssertionsAreSignedOnTheInjectedClock(t *testing.T) {
 	clock := newFakeClock()
 	key := newECKey(t, elliptic.P256())
-	path := filepath.Join(t.TempDir(), "key.pem")
-	must(t, os.WriteFile(path, keyPEM(t, key, "PRIVATE KEY"), 0o600))
-	a, err := newPrivateKeyJWT(config.Outbound{ClientID: testClientID, PrivateKeyFile: path}, clock.Now)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, nil)
 	must(t, err)
-	cfg := &clientcredentials.Config{TokenURL: "https://idp.test/token", EndpointParams: url.Values{"audience": {"payments"}}}
-	must(t, a.apply(cfg))
+	a := PrivateKeyJWT(reload.Static(signer))
+	cfg := &clientcredentials.Config{ClientID: testClientID, TokenURL: "https://idp.test/token", EndpointParams: url.Values{"audience": {"payments"}}}
+	must(t, a.apply(cfg, clock.Now()))
 	tok, err := jwt.ParseSigned(cfg.EndpointParams.Get("client_assertion"), []jose.SignatureAlgorithm{jose.ES256})
 	must(t, err)
 	var c jwt.Claims

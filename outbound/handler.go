@@ -17,16 +17,16 @@ import (
 // names match [a-z0-9-]+, so it cannot clash with one.
 const unknownRouteLabel = "_unknown"
 
-// NewHandler serves the shared outbound listener: /<route>/rest?query goes
-// to the route's base URL with /<route> stripped and the query kept.
-func NewHandler(routes []*Route, m *metrics.Metrics, logger *slog.Logger) http.Handler {
-	h := &sharedHandler{byName: make(map[string]*Route, len(routes)), log: orDiscard(logger)}
+// newSharedHandler serves the shared outbound listener: /<route>/rest?query
+// goes to the route's base URL with /<route> stripped and the query kept.
+func newSharedHandler(routes []*Route, m *metrics.Metrics, logger *slog.Logger) http.Handler {
+	h := &sharedHandler{byName: make(map[string]*Route, len(routes)), log: logger}
 	for _, r := range routes {
 		h.byName[r.Name] = r
 		h.names = append(h.names, r.Name)
 	}
 	sort.Strings(h.names)
-	h.requests = orNewMetrics(m).OutboundRequests
+	h.requests = m.OutboundRequests
 	return h
 }
 

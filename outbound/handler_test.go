@@ -18,7 +18,7 @@ func TestFailingTokenEndpointKeepsTheCachedTokenThenAnswers503(t *testing.T) {
 	up := newUpstream(t, ts)
 	clock := newFakeClock()
 	h := build(t, env(ts, up.URL, nil), clock)
-	h.Start(t.Context())
+	h.start(t)
 	if d := clock.nextArmed(t); d != 80*time.Second {
 		t.Fatalf("refresh due in %s, want 80s", d)
 	}

@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -20,7 +21,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/authsidecar/authsidecar/config"
 	"github.com/authsidecar/authsidecar/metrics"
 )
 
@@ -373,22 +373,30 @@ type harness struct {
 // direction on clock (nil: real time), logging at debug level.
 func build(t *testing.T, environ map[string]string, clock *fakeClock) *harness {
 	t.Helper()
-	cfg, err := config.Load(environ)
+	opts, err := loadOptions(environ)
 	if err != nil {
 		t.Fatalf("config.Load: %v", err)
 	}
 	h := &harness{reg: prometheus.NewRegistry(), log: &syncBuffer{}, clock: clock}
 	h.m = metrics.New(h.reg, "test")
-	logger := slog.New(slog.NewJSONHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	var opts Options
+	opts.Metrics = h.m
+	opts.Logger = slog.New(slog.NewJSONHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if clock != nil {
-		opts.Now, opts.After, opts.AfterFunc = clock.Now, clock.After, clock.AfterFunc
+		opts.Clock = clock
 	}
-	h.Outbound, err = BuildWithOptions(t.Context(), cfg, h.m, logger, opts)
+	h.Outbound, err = New(*opts)
 	if err != nil {
-		t.Fatalf("Build: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	return h
+}
+
+// start runs the routes' refresh loops until the test ends.
+func (h *harness) start(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { h.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 func (h *harness) route(name string) *Route {

@@ -10,52 +10,39 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Start fetches the token in the background and keeps it fresh: a refresh
+// run fetches the token in the background and keeps it fresh: a refresh
 // once 20% of its lifetime remains, retries with backoff after a failure.
-// It returns at once; the loop stops when ctx ends. A fetch already in
-// flight then still finishes (within FetchTimeout), so that requests
-// draining after shutdown get their token.
-// Calls after the first do nothing.
-func (c *Cache) Start(ctx context.Context) {
-	if c.started.CompareAndSwap(false, true) {
-		go c.run(ctx)
-	}
-}
-
+// It returns when ctx ends; a fetch already under way then still finishes
+// (within FetchTimeout), so that requests draining after shutdown get
+// their token.
 func (c *Cache) run(ctx context.Context) {
 	for {
-		select { // plan below sees every change signalled so far
+		select { // due below sees every change signalled so far
 		case <-c.kick:
 		default:
 		}
-		var (
-			timer <-chan time.Time
-			done  <-chan struct{}
-		)
-		if f, d := c.plan(ctx); f != nil {
-			done = f.done
-		} else {
-			timer = c.opts.After(d)
+		if d := c.due(); d > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-c.opts.Clock.After(d):
+			case <-c.kick:
+			}
+			continue
 		}
-		select {
-		case <-ctx.Done():
+		_, _ = c.fetch(ctx) // joins a fetch a caller started
+		if ctx.Err() != nil {
 			return
-		case <-done:
-		case <-timer:
-		case <-c.kick:
 		}
 	}
 }
 
-// plan returns the fetch to wait for, starting one if it is due, or how
-// long to sleep until one is.
-func (c *Cache) plan(ctx context.Context) (*flight, time.Duration) {
+// due returns how long until the next fetch: the token's refresh time, or
+// the end of the backoff after a failure; 0 or less means now.
+func (c *Cache) due() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.inflight != nil {
-		return c.inflight, 0
-	}
-	now := c.opts.Now()
+	now := c.opts.Clock.Now()
 	var due time.Time // zero: now
 	if e := c.cur.Load(); e.live(now) {
 		due = e.refreshAt
@@ -63,57 +50,42 @@ func (c *Cache) plan(ctx context.Context) (*flight, time.Duration) {
 	if c.lastErr != nil && c.retryAt.After(due) {
 		due = c.retryAt
 	}
-	if d := due.Sub(now); d > 0 {
-		return nil, d
-	}
-	return c.startLocked(ctx), 0
+	return due.Sub(now)
 }
 
-// startLocked starts a fetch shared by whoever waits for it. Its context
-// keeps parent's values but not its cancellation: parent is merely the
-// first caller's, or the refresh loop's.
-func (c *Cache) startLocked(parent context.Context) *flight {
-	f := &flight{done: make(chan struct{})}
-	c.inflight = f
-	go c.fetch(context.WithoutCancel(parent), f)
-	return f
+// fetch gets a new token, or joins the fetch under way. The fetch runs on
+// a context of its own, keeping ctx's values but not its cancellation: ctx
+// is merely the first caller's, or the refresh loop's.
+func (c *Cache) fetch(ctx context.Context) (*entry, error) {
+	return c.fetches.Do(ctx, "", c.opts.FetchTimeout, func(ctx context.Context) (*entry, error) {
+		fetchedAt, began := c.opts.Clock.Now(), time.Now()
+		tok, err := c.src.Token(ctx)
+		var e *entry
+		if err == nil {
+			e, err = c.newEntry(tok, fetchedAt)
+		}
+		c.fetchDur.Observe(time.Since(began).Seconds())
+		c.finish(e, err)
+		c.wake()
+		return e, err
+	})
 }
 
-func (c *Cache) fetch(parent context.Context, f *flight) {
-	ctx, cancel := context.WithTimeout(parent, c.opts.FetchTimeout)
-	defer cancel()
-	fetchedAt, began := c.opts.Now(), time.Now()
-	tok, err := c.src.Token(ctx)
-	var e *entry
-	if err == nil {
-		e, err = c.newEntry(tok, fetchedAt)
-	}
-	c.fetchDur.Observe(time.Since(began).Seconds())
-	c.finish(f, e, err)
-	// Wake the loop before releasing the waiters: the loop, if it is one
-	// of them, then sees one event, not two, and plans once.
-	c.wake()
-	close(f.done)
-}
-
-// finish records the fetch's outcome; f's fields are set before its done
-// channel is closed by the caller.
-func (c *Cache) finish(f *flight, e *entry, err error) {
+// finish records a fetch's outcome.
+func (c *Cache) finish(e *entry, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.inflight = nil
-	f.e, f.err = e, err
 	if err != nil {
 		c.failures++
 		c.lastErr = err
-		c.retryAt = c.retryTime(c.opts.Now())
+		c.retryAt = c.retryTime(c.opts.Clock.Now())
 		c.fetchErr.Inc()
 		c.log.Warn("token fetch failed", "error", err.Error(), "failures", c.failures,
 			"retry_at", c.retryAt.Format(time.RFC3339Nano))
 		return
 	}
 	c.failures, c.lastErr = 0, nil
-	e.stop = c.opts.AfterFunc(e.expiry.Sub(c.opts.Now()), func() { e.expired.Store(true) })
+	e.stop = c.opts.Clock.AfterFunc(e.expiry.Sub(c.opts.Clock.Now()), func() { e.expired.Store(true) })
 	if old := c.cur.Swap(e); old != nil {
 		old.stop()
 	}

@@ -49,34 +49,21 @@ type Route struct {
 	log      *slog.Logger
 }
 
-// RouteOptions configure NewRoute; zero values take defaults.
-type RouteOptions struct {
-	Listen string
-	// Transport carries the calls to the upstream; default proxy.NewTransport.
-	Transport http.RoundTripper
-	Metrics   *metrics.Metrics
-	Logger    *slog.Logger
-}
-
-// NewRoute returns the route name that forwards to target with tokens from
-// cache.
-func NewRoute(name string, target *url.URL, cache *Cache, opts RouteOptions) *Route {
-	m := orNewMetrics(opts.Metrics)
-	logger := orDiscard(opts.Logger).With("route", name)
-	base := opts.Transport
-	if base == nil {
-		base = proxy.NewTransport(upstreamDialTimeout, upstreamHeaderTimeout)
-	}
+// newRoute returns the route that forwards to rc.URL with tokens from
+// cache, over base.
+func newRoute(rc RouteOptions, cache *Cache, base http.RoundTripper, m *metrics.Metrics, logger *slog.Logger) *Route {
+	logger = logger.With("route", rc.Name)
+	target := *rc.URL // a copy: the route owns it
 	r := &Route{
-		Name:     name,
-		Listen:   opts.Listen,
-		target:   target,
+		Name:     rc.Name,
+		Listen:   rc.Listen,
+		target:   &target,
 		cache:    cache,
-		requests: m.OutboundRequests.MustCurryWith(prometheus.Labels{"route": name}),
-		duration: m.OutboundDuration.WithLabelValues(name),
+		requests: m.OutboundRequests.MustCurryWith(prometheus.Labels{"route": rc.Name}),
+		duration: m.OutboundDuration.WithLabelValues(rc.Name),
 		log:      logger,
 	}
-	r.proxy = proxy.NewReverseProxy(target, proxy.ReverseProxyOptions{
+	r.proxy = proxy.NewReverseProxy(r.target, proxy.ReverseProxyOptions{
 		Transport: &retryTransport{base: base, cache: cache, log: logger},
 		Rewrite:   r.rewrite,
 		Logger:    logger,
@@ -110,10 +97,11 @@ type attemptKey struct{}
 // is had first: without one the app gets 503 and nothing goes upstream.
 func (r *Route) serve(w http.ResponseWriter, req *http.Request, rest string) {
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
+	sw := proxy.NewStatusWriter(w)
 	defer func() {
-		r.countCode(sw.status())
+		r.countCode(sw.Status())
 		r.duration.Observe(time.Since(start).Seconds())
+		sw.Release()
 	}()
 	e, err := r.cache.get(req.Context())
 	if err != nil {
@@ -184,47 +172,3 @@ func joinPath(target *url.URL, rest string) (path, rawPath string) {
 	return path, raw
 }
 
-// statusWriter records the status sent, for metrics. Unwrap lets
-// http.ResponseController, which ReverseProxy uses to flush and hijack,
-// reach the real writer.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func (w *statusWriter) status() int {
-	if w.code == 0 {
-		return http.StatusOK // net/http's answer when a handler writes nothing
-	}
-	return w.code
-}
-
-func orNewMetrics(m *metrics.Metrics) *metrics.Metrics {
-	if m == nil {
-		return metrics.New(prometheus.NewRegistry(), "")
-	}
-	return m
-}
-
-func orDiscard(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return l
-}

@@ -12,19 +12,21 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/authsidecar/authsidecar/internal/clock"
 )
 
 // clientCredentials fetches tokens with the OAuth2 client-credentials grant
 // (RFC 6749 section 4.4) for one route.
 type clientCredentials struct {
 	clientID string
-	auth     clientAuth
-	endpoint *tokenEndpoint
+	auth     ClientAuth
+	endpoint func(context.Context) (string, error)
 	scopes   []string
 	params   url.Values // audience, resource
 	client   *http.Client
 	timeout  time.Duration
-	now      func() time.Time
+	clock    clock.Clock
 }
 
 // Token implements TokenSource.
@@ -32,7 +34,7 @@ func (s *clientCredentials) Token(ctx context.Context) (*oauth2.Token, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, s.client)
-	tokenURL, err := s.endpoint.url(ctx)
+	tokenURL, err := s.endpoint(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -42,10 +44,10 @@ func (s *clientCredentials) Token(ctx context.Context) (*oauth2.Token, error) {
 		Scopes:         s.scopes,
 		EndpointParams: s.params,
 	}
-	if err := s.auth.apply(cfg); err != nil {
+	start := s.clock.Now()
+	if err := s.auth.apply(cfg, start); err != nil {
 		return nil, err
 	}
-	start := s.now()
 	tok, err := cfg.Token(ctx)
 	if err != nil {
 		return nil, describeFetchError(tokenURL, err)
@@ -77,14 +79,6 @@ func describeFetchError(tokenURL string, err error) error {
 		msg += fmt.Sprintf(" (%q)", re.ErrorDescription)
 	}
 	return errors.New(msg)
-}
-
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }
 
 // checkToken refuses what cannot be sent as "Authorization: Bearer": a

@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/authsidecar/authsidecar/config"
 )
 
 func TestClientAuthenticationMethods(t *testing.T) {
@@ -167,83 +165,6 @@ func TestTokenEndpointFoundByDiscoveryLazilyAndRetried(t *testing.T) {
 	}
 	if got := ts.calls.Load(); got != 2 {
 		t.Errorf("token requests = %d, want 2 (one per route) at the discovered endpoint", got)
-	}
-}
-
-func TestBuildRefuses(t *testing.T) {
-	dir := t.TempDir()
-	empty := filepath.Join(dir, "empty")
-	must(t, os.WriteFile(empty, []byte("\n"), 0o600))
-	valid := func(t *testing.T, extra map[string]string) *config.Config {
-		cfg, err := config.Load(env(&tokenServer{Server: &httptest.Server{URL: "http://idp.test"}}, "http://upstream.test", extra))
-		if err != nil {
-			t.Fatalf("config.Load: %v", err)
-		}
-		return cfg
-	}
-	withEnv := func(extra map[string]string) func(t *testing.T) *config.Config {
-		return func(t *testing.T) *config.Config { return valid(t, extra) }
-	}
-	for _, tc := range []struct {
-		name string
-		cfg  func(t *testing.T) *config.Config
-		want string
-	}{
-		{"a missing secret file", withEnv(map[string]string{
-			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET":      "",
-			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE": filepath.Join(dir, "missing"),
-		}), "outbound: AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE: filesecret: stat " + filepath.Join(dir, "missing") + ": no such file or directory"},
-		{"an empty secret file", withEnv(map[string]string{
-			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET":      "",
-			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE": empty,
-		}), "outbound: AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE: filesecret: " + empty + " is empty"},
-		{"a CA file without certificates", withEnv(map[string]string{
-			"AUTHSIDECAR_OUTBOUND_TLS_CA_FILE": empty,
-		}), "outbound: AUTHSIDECAR_OUTBOUND_TLS_CA_FILE: proxy: CA file " + empty + " holds no PEM certificate"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := Build(t.Context(), tc.cfg(t), nil, nil)
-			if err == nil || err.Error() != tc.want {
-				t.Fatalf("Build error = %v, want %q", err, tc.want)
-			}
-		})
-	}
-}
-
-func TestConfigurationRefusesUnsafeOrIncompleteRoutes(t *testing.T) {
-	base := env(&tokenServer{Server: &httptest.Server{URL: "http://idp.test"}}, "http://upstream.test", nil)
-	for _, tc := range []struct {
-		name        string
-		extra       map[string]string
-		wantVar     string
-		wantMessage string
-	}{
-		{"a dedicated listener off loopback", map[string]string{"AUTHSIDECAR_ROUTE_PAYMENTS_LISTEN": "0.0.0.0:4001"},
-			"AUTHSIDECAR_ROUTE_PAYMENTS_LISTEN", `"0.0.0.0:4001" is not a loopback address; set AUTHSIDECAR_OUTBOUND_ALLOW_REMOTE=true if that is intended`},
-		{"a route without a URL", map[string]string{"AUTHSIDECAR_ROUTE_PAYMENTS_URL": ""},
-			"AUTHSIDECAR_ROUTE_PAYMENTS_URL", `is required for route "payments"`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			environ := map[string]string{}
-			for k, v := range base {
-				environ[k] = v
-			}
-			for k, v := range tc.extra {
-				if v == "" {
-					delete(environ, k)
-				} else {
-					environ[k] = v
-				}
-			}
-			_, err := config.Load(environ)
-			var cerr *config.Error
-			if !errors.As(err, &cerr) || len(cerr.Problems) != 1 {
-				t.Fatalf("config.Load error = %v, want one problem", err)
-			}
-			if p := cerr.Problems[0]; p.Var != tc.wantVar || p.Msg != tc.wantMessage {
-				t.Errorf("problem = %s: %s, want %s: %s", p.Var, p.Msg, tc.wantVar, tc.wantMessage)
-			}
-		})
 	}
 }
 

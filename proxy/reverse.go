@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"github.com/authsidecar/authsidecar/internal/redact"
+
 	"context"
 	"encoding/hex"
 	"errors"
@@ -45,9 +47,6 @@ type ReverseProxyOptions struct {
 	KeepHost bool
 	// Rewrite, when set, runs after the common rewriting, to add headers.
 	Rewrite func(*httputil.ProxyRequest)
-	// OnError is told about every failed round trip (after the 502 is
-	// written), for metrics.
-	OnError func(*http.Request, error)
 	Logger  *slog.Logger
 }
 
@@ -82,15 +81,13 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.Revers
 		// every write of a sized body costs a syscall for nothing.
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if opts.OnError != nil {
-				opts.OnError(r, err)
-			}
+			markUpstreamFailed(w)
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 				// The caller left; nobody reads the answer.
 				w.WriteHeader(499)
 				return
 			}
-			logger.Warn("upstream unreachable", "upstream", target.Redacted(), "error", err.Error())
+			logger.Warn("upstream unreachable", "upstream", redact.ParsedURL(target), "error", err.Error())
 			WriteError(w, http.StatusBadGateway, "upstream_unavailable", "the upstream could not be reached")
 		},
 	}

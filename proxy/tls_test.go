@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/authsidecar/authsidecar/internal/certtest"
+	"github.com/authsidecar/authsidecar/internal/reload"
 )
 
 func clientFor(ca *certtest.CA, cert *certtest.Leaf) *http.Client {
@@ -24,10 +25,15 @@ func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	serverCA, clientCA, stranger := certtest.NewCA(t, "server-ca"), certtest.NewCA(t, "client-ca"), certtest.NewCA(t, "stranger-ca")
 	certFile, keyFile := serverCA.Issue(t, certtest.Options{CommonName: "sidecar"}).WriteFiles(t, dir, "tls")
-	conf, err := ServerTLS(certFile, keyFile, clientCA.WriteFile(t, dir, "ca"))
+	cert, err := LoadKeyPair("TLS_CERT_FILE", certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
+	pool, err := LoadCertPool("CLIENT_CA_FILE", clientCA.WriteFile(t, dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := ServerTLS(cert, pool.Current())
 	if conf.MinVersion != tls.VersionTLS12 {
 		t.Errorf("MinVersion = %x, want TLS 1.2", conf.MinVersion)
 	}
@@ -51,13 +57,12 @@ func TestRotatedServerCertificateIsServedWithoutRestart(t *testing.T) {
 	ca := certtest.NewCA(t, "ca")
 	first := ca.Issue(t, certtest.Options{CommonName: "first"})
 	certFile, keyFile := first.WriteFiles(t, dir, "tls")
-	kp, err := LoadKeyPair(certFile, keyFile)
+	kp, err := LoadKeyPair("TLS_CERT_FILE", certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	kp.now = func() time.Time { return now }
-	conf := &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kp.Certificate() }}
+	watcher := reload.NewWatcher(nil, nil, kp)
+	conf := ServerTLS(kp, nil)
 	srv := serveTLS(t, conf)
 	servedCN := func() string {
 		resp, err := clientFor(ca, nil).Get(srv)
@@ -79,9 +84,9 @@ func TestRotatedServerCertificateIsServedWithoutRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := servedCN(); got != "first" {
-		t.Errorf("within a second of the last check: served %q, want still first", got)
+		t.Errorf("before the watcher's next check: served %q, want still first", got)
 	}
-	now = now.Add(2 * time.Second)
+	watcher.CheckAll() // once a second
 	if got := servedCN(); got != "second" {
 		t.Errorf("after rotation: served %q, want second", got)
 	}
@@ -89,7 +94,7 @@ func TestRotatedServerCertificateIsServedWithoutRestart(t *testing.T) {
 	if err := os.WriteFile(certFile, []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	now = now.Add(2 * time.Second)
+	watcher.CheckAll()
 	if got := servedCN(); got != "second" {
 		t.Errorf("after a broken write: served %q, want the last good second", got)
 	}

@@ -115,6 +115,7 @@ func compileRule(index int, n *yaml.Node, env *cel.Env, errs *[]error) *Rule {
 	s := decodeSpec(n, errorf)
 	r := &Rule{
 		Index:   index,
+		Source:  fmt.Sprintf("rule %d", index),
 		Public:  s.public,
 		Paths:   s.paths,
 		Methods: s.methods,

@@ -18,8 +18,12 @@ const (
 // what the file says, for logs and tests; they MUST NOT be modified, as a
 // Set and its compiled matchers share them across goroutines.
 type Rule struct {
-	// Index is the rule's place in the file, counted from 1.
+	// Index is the rule's place in the file, counted from 1; 0 for the
+	// rules made from the global variables (see Set.WithDefaults).
 	Index int
+	// Source names the rule in logs: "rule 3", or the variable it was
+	// made from.
+	Source string
 	Paths []string
 	// Methods is empty when the rule applies to every method.
 	Methods []string

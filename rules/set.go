@@ -8,6 +8,9 @@ type Set struct {
 	// other holds those for any other first segment.
 	byFirst map[string][]candidate
 	other   []candidate
+	// fallback is the catch-all of a Set with defaults, which Match
+	// returns for a path no glob can match (one not starting with "/").
+	fallback *Rule
 }
 
 // candidate is one glob of one rule, with what rules it out copied in so
@@ -77,8 +80,11 @@ func (s *Set) Rules() []*Rule {
 // (URL.Path); nil when none does or s is nil. A path with dot segments,
 // "//" or a backslash never matches a public rule (see the package doc).
 func (s *Set) Match(method, p string) *Rule {
-	if s == nil || p == "" || p[0] != '/' {
+	if s == nil {
 		return nil
+	}
+	if p == "" || p[0] != '/' {
+		return s.fallback
 	}
 	var buf [maxSegs]string
 	segs := split(buf[:0], p[1:])

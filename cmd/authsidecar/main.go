@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/mod/module"
+
 	"github.com/authsidecar/authsidecar/config"
 	"github.com/authsidecar/authsidecar/internal/sidecar"
 )
@@ -73,8 +75,11 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	}
 }
 
-// buildVersion is the ldflags version, else the module version from the
-// build info ("(devel)" for a plain go build), else "dev".
+// buildVersion is the ldflags version; else a release's module version
+// (`go install …@v1.2.3`); else, for a build from a checkout, "dev-" and
+// the commit, with "-dirty" when the tree had changes; else "dev". Since
+// Go 1.24 a plain go build stamps a pseudo-version such as
+// v0.0.0-20261201193330-f711fad0b8a1, which names no release.
 func buildVersion() string {
 	if version != "" {
 		return version
@@ -83,15 +88,22 @@ func buildVersion() string {
 	if !ok {
 		return "dev"
 	}
-	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	if v := bi.Main.Version; v != "" && v != "(devel)" && !module.IsPseudoVersion(strings.TrimSuffix(v, "+dirty")) {
+		return v
 	}
+	var rev, dirty string
 	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			return "dev-" + s.Value[:12]
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			rev = s.Value[:12]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
 		}
 	}
-	return "dev"
+	if rev == "" {
+		return "dev"
+	}
+	return "dev-" + rev + dirty
 }
 
 func environ(kv []string) map[string]string {

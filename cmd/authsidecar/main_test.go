@@ -23,7 +23,7 @@ import (
 // The test binary doubles as the authsidecar binary, so signal tests run
 // the real main in a real process.
 func TestMain(m *testing.M) {
-	if os.Getenv("AUTHSIDECAR_TEST_RUN_MAIN") == "1" {
+	if os.Getenv("TEST_RUN_AUTHSIDECAR_MAIN") == "1" {
 		main()
 		return
 	}
@@ -231,7 +231,7 @@ func TestSIGTERMDrainsInFlightRequestsAndExitsZero(t *testing.T) {
 
 	env, p := baseEnv(t, idp.Issuer, "http://"+appLn.Addr().String())
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = []string{"AUTHSIDECAR_TEST_RUN_MAIN=1"}
+	cmd.Env = []string{"TEST_RUN_AUTHSIDECAR_MAIN=1"}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}

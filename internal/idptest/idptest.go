@@ -78,6 +78,11 @@ type IDP struct {
 	keys    []Key
 	failing bool
 	delay   time.Duration
+	// jwks, when set, is served as the JWKS document instead of keys.
+	jwks string
+	// jwksGate, when set, holds JWKS requests; jwksArrived hears of each.
+	jwksGate    chan struct{}
+	jwksArrived chan struct{}
 
 	DiscoveryHits atomic.Int64
 	JWKSHits      atomic.Int64
@@ -152,8 +157,38 @@ func (idp *IDP) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// SetJWKS makes the JWKS endpoint serve doc as it is.
+func (idp *IDP) SetJWKS(doc string) {
+	idp.mu.Lock()
+	defer idp.mu.Unlock()
+	idp.jwks = doc
+}
+
+// HoldJWKS makes JWKS requests wait until release is called; arrived
+// receives one value per request that reaches the gate.
+func (idp *IDP) HoldJWKS() (arrived <-chan struct{}, release func()) {
+	gate, ch := make(chan struct{}), make(chan struct{}, 100)
+	idp.mu.Lock()
+	idp.jwksGate, idp.jwksArrived = gate, ch
+	idp.mu.Unlock()
+	var once sync.Once
+	return ch, func() { once.Do(func() { close(gate) }) }
+}
+
 func (idp *IDP) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	idp.JWKSHits.Add(1)
+	idp.mu.Lock()
+	gate, arrived, doc := idp.jwksGate, idp.jwksArrived, idp.jwks
+	idp.mu.Unlock()
+	if gate != nil {
+		arrived <- struct{}{}
+		<-gate
+	}
+	if doc != "" {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(doc))
+		return
+	}
 	keys, failing, delay := idp.state()
 	if failing {
 		http.Error(w, "down", http.StatusInternalServerError)

@@ -1,5 +1,5 @@
 // Package sidecar assembles authsidecar from its parts: it builds the
-// inbound and outbound handlers and the admin endpoints from a validated
+// inbound and outbound directions and the admin endpoints from a loaded
 // configuration, serves them, and drains them on shutdown.
 package sidecar
 
@@ -14,19 +14,23 @@ import (
 	"time"
 
 	"github.com/authsidecar/authsidecar/config"
+	"github.com/authsidecar/authsidecar/inbound"
+	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/reload"
 	"github.com/authsidecar/authsidecar/metrics"
+	"github.com/authsidecar/authsidecar/outbound"
 	"github.com/authsidecar/authsidecar/proxy"
 )
 
 // sidecar is the running program: its servers and background work.
 type sidecar struct {
-	version string
 	cfg     *config.Config
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	ready   *metrics.Readiness
 	servers []*proxy.Server
-	// background runs until the context ends: key refresh, token prefetch.
+	// background runs until the context ends: key refresh, token
+	// prefetch, file watching.
 	background []func(context.Context)
 }
 
@@ -35,10 +39,14 @@ type sidecar struct {
 // then in-flight requests get AUTHSIDECAR_SHUTDOWN_GRACE to finish. Logs
 // go to logOut; version is reported in logs and authsidecar_build_info.
 func Run(ctx context.Context, cfg *config.Config, version string, logOut io.Writer) error {
-	s := &sidecar{version: version, cfg: cfg, log: newLogger(cfg.General, logOut), ready: metrics.NewReadiness()}
 	reg := metrics.NewRegistry()
-	s.metrics = metrics.New(reg, s.version)
-	if err := s.build(ctx); err != nil {
+	s := &sidecar{cfg: cfg, log: newLogger(cfg.General, logOut), ready: metrics.NewReadiness(),
+		metrics: metrics.New(reg, version)}
+	handlers, err := s.build()
+	if err != nil {
+		return err
+	}
+	if err := s.listen(handlers); err != nil {
 		s.closeAll()
 		return err
 	}
@@ -49,32 +57,70 @@ func Run(ctx context.Context, cfg *config.Config, version string, logOut io.Writ
 		s.closeAll()
 		return err
 	}
-	s.log.Info("authsidecar starting", "version", s.version,
+	s.log.Info("authsidecar starting", "version", version,
 		"inbound", cfg.Inbound.Enabled(), "outbound", cfg.Outbound.Enabled())
 	return s.run(ctx, admin)
 }
 
-// build creates the inbound and outbound parts and binds their listeners.
-func (s *sidecar) build(ctx context.Context) error {
-	if s.cfg.Inbound.Enabled() {
-		if err := s.buildInbound(); err != nil {
-			return err
+// build creates the inbound and outbound parts from their options and
+// returns the handler of each listener by name.
+func (s *sidecar) build() (map[string]http.Handler, error) {
+	handlers := map[string]http.Handler{}
+	if o := s.cfg.InboundOptions; o != nil {
+		opts := *o
+		opts.Metrics, opts.Logger = s.metrics, s.log
+		in, err := inbound.New(opts)
+		if err != nil {
+			return nil, err
 		}
-	}
-	if s.cfg.Outbound.Enabled() {
-		if err := s.buildOutbound(ctx); err != nil {
-			return err
+		handlers["inbound"] = in.Handler()
+		for name, check := range in.Checks() {
+			s.ready.Add(name, check)
 		}
+		s.background = append(s.background, in.Run)
 	}
-	return nil
+	if o := s.cfg.OutboundOptions; o != nil {
+		opts := *o
+		opts.Metrics, opts.Logger = s.metrics, s.log
+		out, err := outbound.New(opts)
+		if err != nil {
+			return nil, err
+		}
+		handlers["outbound"] = out.Handler()
+		for _, r := range out.Routes() {
+			handlers["route "+r.Name] = r.Handler()
+		}
+		s.background = append(s.background, out.Run)
+	}
+	watcher := reload.NewWatcher(clock.Real, s.onReload, s.cfg.Watched...)
+	s.background = append(s.background, watcher.Run)
+	return handlers, nil
 }
 
-func (s *sidecar) listen(name, addr string, h http.Handler, opts proxy.ServerOptions) error {
-	srv, err := proxy.Listen(name, addr, h, opts)
+// onReload logs and counts the re-read of a changed file.
+func (s *sidecar) onReload(file string, err error) {
 	if err != nil {
-		return err
+		s.metrics.ConfigReloads.WithLabelValues(file, "error").Inc()
+		s.log.Error("a changed file was refused; the last good version stays in force", "file", file, "error", err.Error())
+		return
 	}
-	s.servers = append(s.servers, srv)
+	s.metrics.ConfigReloads.WithLabelValues(file, "success").Inc()
+	s.metrics.ConfigReloadSuccess.WithLabelValues(file).SetToCurrentTime()
+	s.log.Info("reloaded a changed file", "file", file)
+}
+
+// listen binds every listener before anything is served, so that a port
+// conflict is a start-up error.
+func (s *sidecar) listen(handlers map[string]http.Handler) error {
+	for _, l := range s.cfg.Listeners {
+		opts := s.serverOptions()
+		opts.TLS = l.TLS
+		srv, err := proxy.Listen(l.Name, l.Addr, handlers[l.Name], opts)
+		if err != nil {
+			return err
+		}
+		s.servers = append(s.servers, srv)
+	}
 	return nil
 }
 
@@ -106,17 +152,33 @@ func (s *sidecar) run(ctx context.Context, admin *proxy.Server) error {
 	var failed error
 	select {
 	case <-ctx.Done():
-		s.log.Info("shutting down", "grace", s.cfg.General.ShutdownGrace.String())
+		s.log.Info("shutting down", "delay", s.cfg.General.ShutdownDelay.String(), "grace", s.cfg.General.ShutdownGrace.String())
+		s.ready.SetStopping()
+		s.delay(errc)
 	case failed = <-errc:
 		s.log.Error("server failed", "error", failed.Error())
+		s.ready.SetStopping()
 	}
-	s.ready.SetStopping()
 	drainErr := s.drain()
 	_ = admin.Close()
 	stopBackground()
 	bg.Wait()
 	s.log.Info("stopped")
 	return errors.Join(failed, drainErr)
+}
+
+// delay keeps every listener serving for SHUTDOWN_DELAY with /readyz at
+// 503, so that load balancers and Kubernetes endpoints stop sending new
+// connections before the listeners close; a rollout then drops nothing.
+func (s *sidecar) delay(errc <-chan error) {
+	if s.cfg.General.ShutdownDelay <= 0 {
+		return
+	}
+	select {
+	case <-time.After(s.cfg.General.ShutdownDelay):
+	case err := <-errc:
+		s.log.Error("server failed while draining", "error", err.Error())
+	}
 }
 
 // drain shuts the servers down within SHUTDOWN_GRACE: inbound first, then
@@ -126,16 +188,16 @@ func (s *sidecar) run(ctx context.Context, admin *proxy.Server) error {
 func (s *sidecar) drain() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.General.ShutdownGrace)
 	defer cancel()
-	var inbound, outbound []*proxy.Server
+	var in, out []*proxy.Server
 	for _, srv := range s.servers {
 		if srv.Name() == "inbound" {
-			inbound = append(inbound, srv)
+			in = append(in, srv)
 		} else {
-			outbound = append(outbound, srv)
+			out = append(out, srv)
 		}
 	}
-	errs := shutdownAll(ctx, inbound)
-	errs = append(errs, shutdownAll(ctx, outbound)...)
+	errs := shutdownAll(ctx, in)
+	errs = append(errs, shutdownAll(ctx, out)...)
 	if len(errs) > 0 {
 		return fmt.Errorf("drain not finished within %s: %w", s.cfg.General.ShutdownGrace, errors.Join(errs...))
 	}
@@ -162,17 +224,9 @@ func shutdownAll(ctx context.Context, servers []*proxy.Server) []error {
 }
 
 func newLogger(g config.General, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(g.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
-	if g.LogFormat == "text" {
+	opts := &slog.HandlerOptions{Level: g.LogLevel.Level}
+	if g.LogFormat == config.LogText {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
-}
-
-// httpClient is the client for identity providers: bounded in time, never
-// following a proxy from the environment into a sidecar's own port.
-func httpClient(timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: proxy.NewTransport(5*time.Second, timeout)}
 }

@@ -1,0 +1,205 @@
+package outbound
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/authsidecar/authsidecar/discovery"
+	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/redact"
+	"github.com/authsidecar/authsidecar/metrics"
+	"github.com/authsidecar/authsidecar/proxy"
+)
+
+// Options configure the outbound direction. config.Load builds them from
+// the environment; the fields after Metrics are what the program, or a
+// test, supplies.
+type Options struct {
+	Routes []RouteOptions
+	// ClientID identifies the sidecar's service at the token endpoint.
+	ClientID string
+	// ClientAuth is how token requests authenticate the client.
+	ClientAuth ClientAuth
+	// TokenURL is the token endpoint; when it is "", the endpoint is found
+	// by discovery on Issuer at the first fetch.
+	TokenURL string
+	Issuer   string
+	// TokenTimeout bounds one token request.
+	TokenTimeout time.Duration
+	// TLS is for upstreams and the token endpoint: trusted CAs and the
+	// client certificate. nil: the system roots and no certificate.
+	TLS *tls.Config
+	// AllowInsecureHTTP accepts a plain-HTTP token endpoint learnt from
+	// discovery on a host that is not loopback; see discovery.Client.
+	AllowInsecureHTTP bool
+
+	Metrics *metrics.Metrics // nil: a registry of its own
+	Logger  *slog.Logger     // nil: discard
+	Clock   clock.Clock      // nil: the real clock
+	// TokenClient sends discovery and token requests. nil: a client
+	// bounded by TokenTimeout that does not follow redirects with the
+	// client's credentials.
+	TokenClient *http.Client
+	// Transport carries calls to upstreams. nil: proxy.NewTransport.
+	Transport http.RoundTripper
+	// DefaultLifetime, MinBackoff and MaxBackoff: see CacheOptions.
+	DefaultLifetime, MinBackoff, MaxBackoff time.Duration
+}
+
+// RouteOptions are one route: an upstream the app reaches through the
+// outbound listener with its own token.
+type RouteOptions struct {
+	// Name is the route's name from AUTHSIDECAR_OUTBOUND_ROUTES.
+	Name string
+	// URL is the upstream's base URL.
+	URL *url.URL
+	// Audience, Resource (RFC 8707) and Scopes go into the token request.
+	Audience, Resource string
+	Scopes             []string
+	// Listen is the address of the route's dedicated listener, "" for none.
+	Listen string
+}
+
+// Outbound is the outbound direction: its routes, their token caches and
+// the handler of the shared listener.
+type Outbound struct {
+	routes  []*Route
+	handler http.Handler
+}
+
+// New builds the outbound direction from opts. Nothing in it talks to the
+// network: the token endpoint is found and asked at the first fetch or
+// when Run starts.
+func New(opts Options) (*Outbound, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New(prometheus.NewRegistry(), "")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts.Clock = clock.OrReal(opts.Clock)
+	if opts.TokenTimeout <= 0 {
+		opts.TokenTimeout = DefaultFetchTimeout
+	}
+	tokenClient, discoveryClient := opts.TokenClient, opts.TokenClient
+	if tokenClient == nil {
+		tokenClient, discoveryClient = newTokenClients(opts.TokenTimeout, opts.TLS)
+	}
+	endpoint := func(context.Context) (string, error) { return opts.TokenURL, nil }
+	if opts.TokenURL == "" {
+		idp := &discovery.Client{HTTP: discoveryClient, AllowInsecureHTTP: opts.AllowInsecureHTTP}
+		endpoint = discoveredEndpoint(idp.Issuer(opts.Issuer))
+	}
+	transport := opts.Transport
+	if transport == nil {
+		t := proxy.NewTransport(upstreamDialTimeout, upstreamHeaderTimeout)
+		t.TLSClientConfig = opts.TLS
+		transport = t
+	}
+	o := &Outbound{}
+	for _, rc := range opts.Routes {
+		src := &clientCredentials{
+			clientID: opts.ClientID, auth: opts.ClientAuth, endpoint: endpoint,
+			scopes: rc.Scopes, params: tokenParams(rc), client: tokenClient,
+			timeout: opts.TokenTimeout, clock: opts.Clock,
+		}
+		cache := NewCache(src, CacheOptions{
+			Route: rc.Name, Metrics: opts.Metrics, Logger: opts.Logger, Clock: opts.Clock,
+			DefaultLifetime: opts.DefaultLifetime, FetchTimeout: opts.TokenTimeout,
+			MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff,
+		})
+		o.routes = append(o.routes, newRoute(rc, cache, transport, opts.Metrics, opts.Logger))
+	}
+	o.handler = newSharedHandler(o.routes, opts.Metrics, opts.Logger)
+	return o, nil
+}
+
+func (o *Options) check() error {
+	var errs []error
+	if len(o.Routes) == 0 || o.ClientID == "" || o.ClientAuth == nil {
+		errs = append(errs, errors.New("outbound: routes, a client id and client authentication are required"))
+	}
+	if (o.TokenURL == "") == (o.Issuer == "") {
+		errs = append(errs, errors.New("outbound: want a token URL or an issuer, not both or neither"))
+	}
+	for _, r := range o.Routes {
+		if r.URL == nil || (r.URL.Scheme != "http" && r.URL.Scheme != "https") || r.URL.Host == "" {
+			errs = append(errs, fmt.Errorf("outbound: route %q: the upstream URL is not an http(s) URL", r.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func tokenParams(rc RouteOptions) url.Values {
+	params := url.Values{}
+	if rc.Audience != "" {
+		params.Set("audience", rc.Audience)
+	}
+	if rc.Resource != "" {
+		params.Set("resource", rc.Resource)
+	}
+	return params
+}
+
+// Handler serves the shared outbound listener (AUTHSIDECAR_OUTBOUND_LISTEN).
+func (o *Outbound) Handler() http.Handler { return o.handler }
+
+// Routes returns the routes in configuration order; a route with a Listen
+// address wants a dedicated listener serving its Handler.
+func (o *Outbound) Routes() []*Route { return o.routes }
+
+// Run fetches every route's token and keeps it fresh until ctx ends. It
+// blocks until then.
+func (o *Outbound) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, r := range o.routes {
+		wg.Go(func() { r.cache.run(ctx) })
+	}
+	wg.Wait()
+}
+
+// discoveredEndpoint finds the token endpoint from the issuer's metadata
+// at the first fetch, and again at the next if that failed, so that
+// start-up never waits for the identity provider. All routes share it, so
+// the issuer is asked once.
+func discoveredEndpoint(iss *discovery.Issuer) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		md, err := iss.Metadata(ctx)
+		if err != nil {
+			return "", fmt.Errorf("outbound: finding the token endpoint of %q: %w", iss.URL(), err)
+		}
+		if md.TokenEndpoint == "" {
+			return "", fmt.Errorf("outbound: issuer %q lists no token_endpoint", iss.URL())
+		}
+		return md.TokenEndpoint, nil
+	}
+}
+
+// newTokenClients returns the client for token requests, which must not
+// follow redirects (a 307 would resend client_secret_post's body to
+// wherever it points), and the one for discovery, which may.
+func newTokenClients(timeout time.Duration, tlsConf *tls.Config) (token, discovery *http.Client) {
+	t := proxy.NewTransport(5*time.Second, timeout)
+	t.TLSClientConfig = tlsConf
+	token = &http.Client{
+		Transport:     t,
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return token, &http.Client{Transport: t, Timeout: timeout}
+}
+
+// redactURL is redact.URL, for error messages.
+func redactURL(s string) string { return redact.URL(s) }
