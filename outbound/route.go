@@ -171,4 +171,3 @@ func joinPath(target *url.URL, rest string) (path, rawPath string) {
 	}
 	return path, raw
 }
-

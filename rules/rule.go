@@ -24,7 +24,7 @@ type Rule struct {
 	// Source names the rule in logs: "rule 3", or the variable it was
 	// made from.
 	Source string
-	Paths []string
+	Paths  []string
 	// Methods is empty when the rule applies to every method.
 	Methods []string
 	// Public rules need no token; Allow always allows.
