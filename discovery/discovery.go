@@ -49,11 +49,6 @@ func Fetch(ctx context.Context, client *http.Client, issuer string) (*Metadata, 
 	return (&Client{HTTP: client}).Metadata(ctx, issuer)
 }
 
-// Get fetches u with client; see Client.Get.
-func Get(ctx context.Context, client *http.Client, u string) ([]byte, error) {
-	return (&Client{HTTP: client}).Get(ctx, u)
-}
-
 // Metadata returns issuer's metadata from the first of its well-known
 // documents that answers. The document's "issuer" must equal issuer
 // exactly (OpenID Connect Discovery 4.3, RFC 8414 3.3), or a document
@@ -99,8 +94,8 @@ func (c *Client) checkEndpoints(md *Metadata) error {
 	return nil
 }
 
-// ErrInsecureURL is wrapped by SecureURL's refusals.
-var ErrInsecureURL = errors.New("is plain HTTP to a host that is not loopback: use https, or set AUTHSIDECAR_ALLOW_INSECURE_HTTP=true on a trusted network")
+// errInsecureURL is SecureURL's refusal of plain HTTP.
+var errInsecureURL = errors.New("is plain HTTP to a host that is not loopback: use https, or set AUTHSIDECAR_ALLOW_INSECURE_HTTP=true on a trusted network")
 
 // SecureURL accepts an identity-provider URL that is https, or http to a
 // loopback host (localhost, 127.0.0.0/8, ::1), or any http URL when
@@ -114,7 +109,7 @@ func SecureURL(raw string, allowInsecure bool) error {
 	if u.Scheme == "https" || allowInsecure || isLoopbackHost(u.Hostname()) {
 		return nil
 	}
-	return ErrInsecureURL
+	return errInsecureURL
 }
 
 func isLoopbackHost(host string) bool {
@@ -144,11 +139,11 @@ func (c *Client) fetch(ctx context.Context, u string) (*Metadata, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParseMetadata(body)
+	return parseMetadata(body)
 }
 
-// ParseMetadata decodes a metadata document.
-func ParseMetadata(body []byte) (*Metadata, error) {
+// parseMetadata decodes a metadata document.
+func parseMetadata(body []byte) (*Metadata, error) {
 	var md Metadata
 	if err := json.Unmarshal(body, &md); err != nil {
 		return nil, fmt.Errorf("discovery: bad metadata: %w", err)

@@ -78,10 +78,77 @@ func TestGetRefusesOversizedAndFailedAnswers(t *testing.T) {
 		http.Error(w, "boom", http.StatusInternalServerError)
 	}))
 	defer srv.Close()
-	if _, err := discovery.Get(context.Background(), srv.Client(), srv.URL+"/big"); err == nil || !strings.Contains(err.Error(), "body larger than") {
+	if _, err := (&discovery.Client{HTTP: srv.Client()}).Get(context.Background(), srv.URL+"/big"); err == nil || !strings.Contains(err.Error(), "body larger than") {
 		t.Errorf("oversized body: error %v", err)
 	}
-	if _, err := discovery.Get(context.Background(), srv.Client(), srv.URL+"/fail"); err == nil || !strings.Contains(err.Error(), "status 500") {
+	if _, err := (&discovery.Client{HTTP: srv.Client()}).Get(context.Background(), srv.URL+"/fail"); err == nil || !strings.Contains(err.Error(), "status 500") {
 		t.Errorf("failed answer: error %v", err)
+	}
+}
+
+func TestEndpointsAreHeldToTheSameRuleAsConfiguredURLs(t *testing.T) {
+	const insecure = "is plain HTTP to a host that is not loopback: use https, or set AUTHSIDECAR_ALLOW_INSECURE_HTTP=true on a trusted network"
+	tlsServer := func(t *testing.T, jwks string) (*discovery.Client, string) {
+		srv := httptest.NewUnstartedServer(nil)
+		srv.StartTLS()
+		issuer := srv.URL
+		srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q,"token_endpoint":%q}`, issuer, strings.ReplaceAll(jwks, "{{issuer}}", issuer), issuer+"/token")
+		})
+		t.Cleanup(srv.Close)
+		return &discovery.Client{HTTP: srv.Client()}, issuer
+	}
+	t.Run("an https issuer whose jwks_uri is http is refused, loopback or not", func(t *testing.T) {
+		for _, jwks := range []string{"http://idp.example.com/jwks", "http://127.0.0.1:1/jwks"} {
+			c, issuer := tlsServer(t, jwks)
+			_, err := c.Metadata(context.Background(), issuer)
+			want := fmt.Sprintf("discovery: issuer %q: jwks_uri %q ", issuer, jwks)
+			if err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("jwks_uri %s: error = %v, want it to start with %s", jwks, err, want)
+			}
+		}
+	})
+	t.Run("an http issuer on loopback may list http endpoints on loopback only", func(t *testing.T) {
+		_, issuer := server(t, "", map[string]string{"/.well-known/openid-configuration": `{"issuer":"{{issuer}}","jwks_uri":"http://idp.example.com/jwks?k=secret"}`})
+		_, err := discovery.Fetch(context.Background(), http.DefaultClient, issuer)
+		want := fmt.Sprintf(`discovery: issuer %q: jwks_uri "http://idp.example.com/jwks?k=[redacted]" %s`, issuer, insecure)
+		if err == nil || err.Error() != want {
+			t.Errorf("error = %v\nwant %s", err, want)
+		}
+		c := &discovery.Client{HTTP: http.DefaultClient, AllowInsecureHTTP: true}
+		if _, err := c.Metadata(context.Background(), issuer); err != nil {
+			t.Errorf("with AllowInsecureHTTP: %v", err)
+		}
+	})
+	t.Run("https endpoints of an https issuer are accepted", func(t *testing.T) {
+		c, issuer := tlsServer(t, "{{issuer}}/jwks")
+		if md, err := c.Metadata(context.Background(), issuer); err != nil || md.JWKSURI != issuer+"/jwks" {
+			t.Errorf("Metadata = %+v, %v", md, err)
+		}
+	})
+}
+
+func TestSecureURL(t *testing.T) {
+	for _, tc := range []struct {
+		url      string
+		insecure bool
+		ok       bool
+	}{
+		{"https://idp.example.com", false, true},
+		{"http://127.0.0.1:8080", false, true},
+		{"http://127.9.9.9", false, true},
+		{"http://[::1]:80/x", false, true},
+		{"http://localhost", false, true},
+		{"http://localhost.evil.example", false, false},
+		{"http://idp.example.com", false, false},
+		{"http://10.0.0.1", false, false},
+		{"http://idp.example.com", true, true},
+		{"ftp://idp.example.com", true, false},
+		{"idp.example.com", true, false},
+		{"https://", false, false},
+	} {
+		if err := discovery.SecureURL(tc.url, tc.insecure); (err == nil) != tc.ok {
+			t.Errorf("SecureURL(%q, %v) = %v, want ok %v", tc.url, tc.insecure, err, tc.ok)
+		}
 	}
 }

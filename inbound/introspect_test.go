@@ -1,6 +1,7 @@
 package inbound_test
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -195,5 +196,23 @@ func TestMissingClaimsLeaveTheirHeadersOut(t *testing.T) {
 	}
 	if h.Get("X-Auth-Client-Id") != "billing" {
 		t.Errorf("app saw X-Auth-Client-Id %q", h.Get("X-Auth-Client-Id"))
+	}
+}
+
+func TestAnIssuerWithoutAnIntrospectionEndpointIsNotReady(t *testing.T) {
+	f := newFixture(t, fixtureOptions{skipWarmUp: true, introspection: &inbound.IntrospectionOptions{
+		ClientID: "payments-rs", Secret: reload.Static("rs-secret"), CacheTTL: time.Second}})
+	f.idp.OmitIntrospectionEndpoint()
+	check := f.in.Checks()["introspection"]
+	want := fmt.Sprintf("inbound: the introspection endpoint of %q is not known yet", f.idp.Issuer)
+	if err := check(); err == nil || err.Error() != want {
+		t.Fatalf("before discovery: check = %v, want %s", err, want)
+	}
+	if resp, _ := f.do(t, "/", bearer("opaque-abc")); resp.StatusCode != 503 {
+		t.Errorf("opaque token: status %d, want 503", resp.StatusCode)
+	}
+	want = fmt.Sprintf("inbound: issuer %q lists no introspection_endpoint; set AUTHSIDECAR_INBOUND_INTROSPECTION_URL", f.idp.Issuer)
+	if err := check(); err == nil || err.Error() != want {
+		t.Errorf("after discovery answered: check = %v, want %s", err, want)
 	}
 }

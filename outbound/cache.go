@@ -24,22 +24,22 @@ type TokenSource interface {
 	Token(ctx context.Context) (*oauth2.Token, error)
 }
 
-// ErrTokenUnavailable is wrapped by every error the Cache returns when it
+// errTokenUnavailable is wrapped by every error the Cache returns when it
 // has no valid token to give; the handler answers 503 token_unavailable.
-var ErrTokenUnavailable = errors.New("outbound: no valid token")
+var errTokenUnavailable = errors.New("outbound: no valid token")
 
-// Defaults of CacheOptions.
+// What CacheOptions' zero values stand for.
 const (
-	// DefaultLifetime is assumed for a token sent without expires_in:
+	// defaultLifetime is assumed for a token sent without expires_in:
 	// RFC 6749 makes the field optional, and a token of unknown lifetime
 	// must still be refreshed at some point rather than kept forever.
-	DefaultLifetime = 5 * time.Minute
-	// DefaultFetchTimeout bounds one token fetch.
-	DefaultFetchTimeout = 10 * time.Second
-	// DefaultMinBackoff and DefaultMaxBackoff bound the wait between failed
+	defaultLifetime = 5 * time.Minute
+	// defaultFetchTimeout bounds one token fetch.
+	defaultFetchTimeout = 10 * time.Second
+	// defaultMinBackoff and defaultMaxBackoff bound the wait between failed
 	// fetches; it doubles from the first to the second, ±20% jitter.
-	DefaultMinBackoff = time.Second
-	DefaultMaxBackoff = time.Minute
+	defaultMinBackoff = time.Second
+	defaultMaxBackoff = time.Minute
 )
 
 // refreshFraction of a token's lifetime is left when it is refreshed.
@@ -54,8 +54,8 @@ type CacheOptions struct {
 	Logger  *slog.Logger
 	// Clock drives expiry, refresh and backoff; nil: the real clock.
 	Clock clock.Clock
-	// DefaultLifetime is assumed for tokens without expires_in.
-	DefaultLifetime time.Duration
+	// defaultLifetime is assumed for tokens without expires_in.
+	defaultLifetime time.Duration
 	FetchTimeout    time.Duration
 	MinBackoff      time.Duration
 	MaxBackoff      time.Duration
@@ -137,10 +137,10 @@ func (o CacheOptions) withDefaults() CacheOptions {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	o.Clock = clock.OrReal(o.Clock)
-	setDefault(&o.DefaultLifetime, DefaultLifetime)
-	setDefault(&o.FetchTimeout, DefaultFetchTimeout)
-	setDefault(&o.MinBackoff, DefaultMinBackoff)
-	setDefault(&o.MaxBackoff, DefaultMaxBackoff)
+	setDefault(&o.defaultLifetime, defaultLifetime)
+	setDefault(&o.FetchTimeout, defaultFetchTimeout)
+	setDefault(&o.MinBackoff, defaultMinBackoff)
+	setDefault(&o.MaxBackoff, defaultMaxBackoff)
 	return o
 }
 
@@ -152,7 +152,7 @@ func setDefault(d *time.Duration, def time.Duration) {
 
 // Token returns a valid token: the cached one, or, when there is none, the
 // result of a fetch shared with every other caller. ctx bounds only this
-// caller's wait. The error wraps ErrTokenUnavailable, or is ctx's error.
+// caller's wait. The error wraps errTokenUnavailable, or is ctx's error.
 func (c *Cache) Token(ctx context.Context) (*oauth2.Token, error) {
 	e, err := c.get(ctx)
 	if err != nil {
@@ -193,21 +193,21 @@ func (c *Cache) wait(ctx context.Context) (*entry, error) {
 }
 
 func (c *Cache) unavailable(cause error) error {
-	return fmt.Errorf("%w for route %q: %w", ErrTokenUnavailable, c.opts.Route, cause)
+	return fmt.Errorf("%w for route %q: %w", errTokenUnavailable, c.opts.Route, cause)
 }
 
-// RefusalCooldown is the least time between two tokens dropped because an
+// refusalCooldown is the least time between two tokens dropped because an
 // upstream answered 401, when the second was never accepted either. An
 // upstream that refuses every call, for reasons of its own, would otherwise
 // cost one token request per call and could get the client throttled by
 // its identity provider, and then every call on the route would fail.
-const RefusalCooldown = 10 * time.Second
+const refusalCooldown = 10 * time.Second
 
 // refused is told that an upstream answered 401 to tok, and reports whether
 // a retry can use another token. A token an upstream has accepted before is
 // always dropped: its key was rotated or it was revoked. A token never
 // accepted is dropped only if no token was dropped for a 401 within
-// RefusalCooldown.
+// refusalCooldown.
 func (c *Cache) refused(tok *oauth2.Token) bool {
 	c.mu.Lock()
 	e := c.cur.Load()
@@ -216,7 +216,7 @@ func (c *Cache) refused(tok *oauth2.Token) bool {
 		return true // already dropped or replaced
 	}
 	now := c.opts.Clock.Now()
-	if !e.accepted.Load() && !c.refusedAt.IsZero() && now.Sub(c.refusedAt) < RefusalCooldown {
+	if !e.accepted.Load() && !c.refusedAt.IsZero() && now.Sub(c.refusedAt) < refusalCooldown {
 		c.mu.Unlock()
 		return false
 	}

@@ -97,7 +97,7 @@ func TestTokenWithoutExpiresInGetsTheDefaultLifetime(t *testing.T) {
 	clock := newFakeClock()
 	h := build(t, env(ts, "http://upstream.test", nil), clock)
 	h.start(t)
-	if d, want := clock.nextArmed(t), DefaultLifetime*4/5; d != want {
+	if d, want := clock.nextArmed(t), defaultLifetime*4/5; d != want {
 		t.Fatalf("refresh due in %s, want %s (80%% of the default lifetime)", d, want)
 	}
 }
@@ -172,8 +172,8 @@ func TestBackoffDoublesWithJitterUpToTheMaximum(t *testing.T) {
 func TestTokenSourceErrorsAreWrapped(t *testing.T) {
 	c := NewCache(failingSource{}, CacheOptions{Route: "payments"})
 	_, err := c.Token(t.Context())
-	if !errors.Is(err, ErrTokenUnavailable) {
-		t.Fatalf("error %v does not wrap ErrTokenUnavailable", err)
+	if !errors.Is(err, errTokenUnavailable) {
+		t.Fatalf("error %v does not wrap errTokenUnavailable", err)
 	}
 	want := `outbound: no valid token for route "payments": token endpoint down`
 	if err.Error() != want {

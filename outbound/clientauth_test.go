@@ -103,14 +103,14 @@ func TestTLSClientAuthPresentsTheCertificateToTheTokenEndpoint(t *testing.T) {
 	})
 	before := ts.calls.Load()
 	t.Run("an untrusted certificate fails the handshake", func(t *testing.T) {
-		if err := fetch(t, mtls(writeCert("intruder", intruder, intruderKey))); !errors.Is(err, ErrTokenUnavailable) {
-			t.Fatalf("error = %v, want ErrTokenUnavailable", err)
+		if err := fetch(t, mtls(writeCert("intruder", intruder, intruderKey))); !errors.Is(err, errTokenUnavailable) {
+			t.Fatalf("error = %v, want errTokenUnavailable", err)
 		}
 	})
 	t.Run("without a certificate the handshake fails", func(t *testing.T) {
 		err := fetch(t, map[string]string{"AUTHSIDECAR_OUTBOUND_AUTH_METHOD": "client_secret_post"})
-		if !errors.Is(err, ErrTokenUnavailable) {
-			t.Fatalf("error = %v, want ErrTokenUnavailable", err)
+		if !errors.Is(err, errTokenUnavailable) {
+			t.Fatalf("error = %v, want errTokenUnavailable", err)
 		}
 	})
 	if got := ts.calls.Load(); got != before {

@@ -94,7 +94,7 @@ func TestUpstream401IsRetriedOnceWithANewTokenAndTheSameBody(t *testing.T) {
 	}{
 		{"a body the upstream read", "POST", strings.Repeat("order;", 50_000), true},
 		{"a body the upstream did not read", "POST", `{"amount": 42}`, false},
-		{"a large body the upstream did not read", "POST", strings.Repeat("y", MaxReplayBytes), false},
+		{"a large body the upstream did not read", "POST", strings.Repeat("y", maxReplayBytes), false},
 		{"a call without a body", "GET", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,12 +149,12 @@ func TestUpstream401WithABodyOverTheBoundIsNotRetried(t *testing.T) {
 	srv := httptest.NewServer(h.Handler())
 	t.Cleanup(srv.Close)
 
-	resp := send(t, "POST", srv.URL+"/payments/upload", strings.Repeat("x", MaxReplayBytes+1))
+	resp := send(t, "POST", srv.URL+"/payments/upload", strings.Repeat("x", maxReplayBytes+1))
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("status = %d, want the upstream's 401", resp.StatusCode)
 	}
 	if got := up.calls.Load(); got != 1 {
-		t.Errorf("upstream calls = %d, want 1: a body over %d bytes is not replayed", got, MaxReplayBytes)
+		t.Errorf("upstream calls = %d, want 1: a body over %d bytes is not replayed", got, maxReplayBytes)
 	}
 	// The refused token is dropped all the same: the next call starts
 	// with a new one.
@@ -356,7 +356,7 @@ func TestAnUpstreamRefusingEverythingCostsOneTokenPerCooldown(t *testing.T) {
 	if got := ts.calls.Load(); got != 2 {
 		t.Errorf("20 refused calls made %d token requests, want 2 (the first, and one after the first 401)", got)
 	}
-	clock.Advance(RefusalCooldown)
+	clock.Advance(refusalCooldown)
 	expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusUnauthorized)
 	if got := ts.calls.Load(); got != 3 {
 		t.Errorf("after the cooldown: %d token requests, want 3", got)

@@ -51,8 +51,8 @@ type Options struct {
 	TokenClient *http.Client
 	// Transport carries calls to upstreams. nil: proxy.NewTransport.
 	Transport http.RoundTripper
-	// DefaultLifetime, MinBackoff and MaxBackoff: see CacheOptions.
-	DefaultLifetime, MinBackoff, MaxBackoff time.Duration
+	// defaultLifetime, MinBackoff and MaxBackoff: see CacheOptions.
+	defaultLifetime, MinBackoff, MaxBackoff time.Duration
 }
 
 // RouteOptions are one route: an upstream the app reaches through the
@@ -91,7 +91,7 @@ func New(opts Options) (*Outbound, error) {
 	}
 	opts.Clock = clock.OrReal(opts.Clock)
 	if opts.TokenTimeout <= 0 {
-		opts.TokenTimeout = DefaultFetchTimeout
+		opts.TokenTimeout = defaultFetchTimeout
 	}
 	tokenClient, discoveryClient := opts.TokenClient, opts.TokenClient
 	if tokenClient == nil {
@@ -117,7 +117,7 @@ func New(opts Options) (*Outbound, error) {
 		}
 		cache := NewCache(src, CacheOptions{
 			Route: rc.Name, Metrics: opts.Metrics, Logger: opts.Logger, Clock: opts.Clock,
-			DefaultLifetime: opts.DefaultLifetime, FetchTimeout: opts.TokenTimeout,
+			defaultLifetime: opts.defaultLifetime, FetchTimeout: opts.TokenTimeout,
 			MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff,
 		})
 		o.routes = append(o.routes, newRoute(rc, cache, transport, opts.Metrics, opts.Logger))

@@ -122,7 +122,7 @@ func (c *Cache) newEntry(tok *oauth2.Token, fetchedAt time.Time) (*entry, error)
 	}
 	expiry := tok.Expiry
 	if expiry.IsZero() {
-		expiry = fetchedAt.Add(c.opts.DefaultLifetime)
+		expiry = fetchedAt.Add(c.opts.defaultLifetime)
 	}
 	lifetime := expiry.Sub(fetchedAt)
 	if lifetime <= 0 {

@@ -36,7 +36,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	if !t.cache.refused(a.entry.tok) {
-		t.log.Debug("upstream answered 401; token dropped less than RefusalCooldown ago, not retried")
+		t.log.Debug("upstream answered 401; token dropped less than refusalCooldown ago, not retried")
 		return resp, nil
 	}
 	body, ok := a.replay()
@@ -72,7 +72,7 @@ func discard(resp *http.Response) {
 }
 
 // replay returns the whole request body for a retry (nil if there was
-// none) and whether it can be had within MaxReplayBytes.
+// none) and whether it can be had within maxReplayBytes.
 func (a *attempt) replay() ([]byte, bool) {
 	if a.body == nil {
 		return nil, true

@@ -18,9 +18,9 @@ import (
 	"github.com/authsidecar/authsidecar/proxy"
 )
 
-// MaxReplayBytes bounds the copy of a request body kept to retry it after
+// maxReplayBytes bounds the copy of a request body kept to retry it after
 // an upstream's 401; a longer body is streamed and not retried.
-const MaxReplayBytes = 1 << 20
+const maxReplayBytes = 1 << 20
 
 // Upstream transport limits used when RouteOptions gives no transport.
 const (
@@ -127,7 +127,7 @@ func (r *Route) countCode(code int) {
 }
 
 func (r *Route) refuse(w http.ResponseWriter, req *http.Request, err error) {
-	if req.Context().Err() != nil && !errors.Is(err, ErrTokenUnavailable) {
+	if req.Context().Err() != nil && !errors.Is(err, errTokenUnavailable) {
 		w.WriteHeader(499) // the app left while the token was fetched
 		return
 	}
@@ -144,7 +144,7 @@ func (r *Route) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Path, pr.Out.URL.RawPath = joinPath(r.target, a.rest)
 	pr.Out.Header.Set("Authorization", a.entry.header)
 	if pr.Out.Body != nil {
-		a.body = newReplayBody(pr.Out.Body, MaxReplayBytes, pr.Out.ContentLength)
+		a.body = newReplayBody(pr.Out.Body, maxReplayBytes, pr.Out.ContentLength)
 		pr.Out.Body = a.body
 	}
 }

@@ -148,7 +148,7 @@ func TestTokenEndpointFoundByDiscoveryLazilyAndRetried(t *testing.T) {
 	}
 	cache := h.route("payments").cache
 	_, err := cache.Token(t.Context())
-	if !errors.Is(err, ErrTokenUnavailable) || !strings.Contains(err.Error(), "finding the token endpoint of "+`"`+issuer.URL+`"`) {
+	if !errors.Is(err, errTokenUnavailable) || !strings.Contains(err.Error(), "finding the token endpoint of "+`"`+issuer.URL+`"`) {
 		t.Fatalf("error = %v, want the discovery failure", err)
 	}
 	broken.Store(false)
@@ -176,7 +176,7 @@ func TestNeitherTokensNorSecretsAreLogged(t *testing.T) {
 	h := build(t, env(ts, up.URL, nil), clock)
 	expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusUnauthorized) // fetch, 401, refetch
 	ts.set(func(ts *tokenServer) { ts.secret = "rotated" })
-	clock.Advance(RefusalCooldown)
+	clock.Advance(refusalCooldown)
 	expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusUnauthorized) // refetch fails
 	expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusServiceUnavailable)
 	logs := h.log.String()

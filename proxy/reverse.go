@@ -68,7 +68,7 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.Revers
 			}
 			pr.SetXForwarded()
 			if pr.Out.Header.Get(RequestIDHeader) == "" {
-				pr.Out.Header.Set(RequestIDHeader, NewRequestID())
+				pr.Out.Header.Set(RequestIDHeader, newRequestID())
 			}
 			if opts.Rewrite != nil {
 				opts.Rewrite(pr)
@@ -108,10 +108,10 @@ func (b *bufferPool) Put(buf []byte) {
 	}
 }
 
-// NewRequestID returns 128 random bits in hex. It needs uniqueness, not
+// newRequestID returns 128 random bits in hex. It needs uniqueness, not
 // secrecy, so math/rand/v2's per-goroutine ChaCha8 source does, without
 // the system call of crypto/rand.
-func NewRequestID() string {
+func newRequestID() string {
 	var b [16]byte
 	a, c := rand.Uint64(), rand.Uint64()
 	for i := range 8 {

@@ -78,6 +78,9 @@ type IDP struct {
 	keys    []Key
 	failing bool
 	delay   time.Duration
+	// noIntrospection leaves introspection_endpoint out of discovery, as
+	// Ory Hydra's public port does.
+	noIntrospection bool
 	// jwks, when set, is served as the JWKS document instead of keys.
 	jwks string
 	// jwksGate, when set, holds JWKS requests; jwksArrived hears of each.
@@ -149,12 +152,18 @@ func (idp *IDP) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	} else if delay > 0 {
 		time.Sleep(delay)
 	}
-	writeJSON(w, map[string]any{
+	md := map[string]any{
 		"issuer":                 idp.Issuer,
 		"jwks_uri":               idp.Issuer + "/jwks",
 		"token_endpoint":         idp.Issuer + "/token",
 		"introspection_endpoint": idp.Issuer + "/introspect",
-	})
+	}
+	idp.mu.Lock()
+	if idp.noIntrospection {
+		delete(md, "introspection_endpoint")
+	}
+	idp.mu.Unlock()
+	writeJSON(w, md)
 }
 
 // SetJWKS makes the JWKS endpoint serve doc as it is.
@@ -293,6 +302,14 @@ func (idp *IDP) SetIntrospectionClient(id, secret string) {
 	idp.mu.Lock()
 	defer idp.mu.Unlock()
 	idp.introspectClient, idp.introspectSecret = id, secret
+}
+
+// OmitIntrospectionEndpoint leaves introspection_endpoint out of the
+// discovery document.
+func (idp *IDP) OmitIntrospectionEndpoint() {
+	idp.mu.Lock()
+	defer idp.mu.Unlock()
+	idp.noIntrospection = true
 }
 
 // SetIntrospectionDown makes the introspection endpoint answer 503 while on.
