@@ -48,8 +48,26 @@ func (c *Config) buildInbound(p *problems) {
 			Required: in.ClientCAFile != "", AllowedSANs: in.ClientAllowedSANs, RequireBoundTokens: in.RequireBoundTokens,
 		},
 	}
+	opts.Rules = c.rules(p)
+	if in.introspection() {
+		opts.Introspection = c.introspection(p)
+	}
+	c.InboundOptions = opts
+	c.Listeners = append(c.Listeners, Listener{Name: "inbound", Addr: in.Listen, TLS: c.inboundTLS(p)})
+}
+
+// rules is the rules file, if any, followed by the global settings.
+func (c *Config) rules(p *problems) *reload.File[*rules.Set] {
+	in := c.Inbound
 	defaults := rules.Defaults{PublicPaths: in.PublicPaths, RequiredScopes: in.RequiredScopes, AllowedClients: in.AllowedClients}
-	opts.Rules = loadFile(p, v+"RULES_FILE", in.RulesFile, func(name, path string) (*reload.File[*rules.Set], error) {
+	if in.RulesFile == "" {
+		set, err := (*rules.Set)(nil).WithDefaults(defaults)
+		if err != nil {
+			p.add(Prefix+"INBOUND_PUBLIC_PATHS", "%v", err)
+		}
+		return reload.Static(set)
+	}
+	return loadFile(p, Prefix+"INBOUND_RULES_FILE", in.RulesFile, func(name, path string) (*reload.File[*rules.Set], error) {
 		return reload.Load(name, func() (*rules.Set, error) {
 			set, err := rules.Load(path)
 			if err != nil {
@@ -58,36 +76,31 @@ func (c *Config) buildInbound(p *problems) {
 			return set.WithDefaults(defaults)
 		}, path)
 	})
-	if in.RulesFile == "" {
-		set, err := (*rules.Set)(nil).WithDefaults(defaults)
-		if err != nil {
-			p.add(v+"PUBLIC_PATHS", "%v", err)
-		}
-		opts.Rules = reload.Static(set)
+}
+
+// inboundTLS is the inbound listener's TLS, nil for plain HTTP.
+func (c *Config) inboundTLS(p *problems) *tls.Config {
+	in := c.Inbound
+	const v = Prefix + "INBOUND_"
+	if in.TLSCertFile == "" {
+		return nil
 	}
-	if in.introspection() {
-		opts.Introspection = c.introspection(p)
+	cert := loadKeyPair(p, v+"TLS_", in.TLSCertFile, in.TLSKeyFile)
+	var clientCAs *x509.CertPool
+	if pool := loadFile(p, v+"CLIENT_CA_FILE", in.ClientCAFile, proxy.LoadCertPool); pool != nil {
+		clientCAs = pool.Current()
 	}
-	listener := Listener{Name: "inbound", Addr: in.Listen}
-	if in.TLSCertFile != "" {
-		cert := loadKeyPair(p, v+"TLS_", in.TLSCertFile, in.TLSKeyFile)
-		var clientCAs *x509.CertPool
-		if pool := loadFile(p, v+"CLIENT_CA_FILE", in.ClientCAFile, proxy.LoadCertPool); pool != nil {
-			clientCAs = pool.Current()
-		}
-		if cert != nil {
-			listener.TLS = proxy.ServerTLS(cert, clientCAs)
-			if clientCAs != nil {
-				// Chains are verified in the handshake; a missing
-				// certificate is refused by the handler with 403, an
-				// answer callers can read.
-				listener.TLS.ClientAuth = tls.VerifyClientCertIfGiven
-			}
-			c.Watched = append(c.Watched, cert)
-		}
+	if cert == nil {
+		return nil
 	}
-	c.InboundOptions = opts
-	c.Listeners = append(c.Listeners, listener)
+	c.Watched = append(c.Watched, cert)
+	conf := proxy.ServerTLS(cert, clientCAs)
+	if clientCAs != nil {
+		// Chains are verified in the handshake; a missing certificate is
+		// refused by the handler with 403, an answer callers can read.
+		conf.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return conf
 }
 
 func (c *Config) introspection(p *problems) *inbound.IntrospectionOptions {
@@ -110,35 +123,8 @@ func (c *Config) buildOutbound(p *problems) {
 		ClientID: out.ClientID, TokenURL: out.TokenURL, Issuer: out.Issuer,
 		TokenTimeout: out.TokenTimeout, AllowInsecureHTTP: c.General.AllowInsecureHTTP,
 	}
-	switch out.AuthMethod {
-	case SecretBasic:
-		opts.ClientAuth = outbound.SecretBasic(secret(p, v+"CLIENT_SECRET", out.ClientSecret, out.ClientSecretFile))
-	case SecretPost:
-		opts.ClientAuth = outbound.SecretPost(secret(p, v+"CLIENT_SECRET", out.ClientSecret, out.ClientSecretFile))
-	case PrivateKeyJWT:
-		key := loadFile(p, v+"PRIVATE_KEY_FILE", out.PrivateKeyFile, func(name, path string) (*reload.File[jose.Signer], error) {
-			return reload.Load(name, func() (jose.Signer, error) { return loadSigner(path, out.PrivateKeyID) }, path)
-		})
-		opts.ClientAuth = outbound.PrivateKeyJWT(key)
-	case TLSClientAuth:
-		opts.ClientAuth = outbound.TLSClientAuth()
-	case AssertionFile:
-		path := out.ClientAssertionFile
-		if loadFile(p, v+"CLIENT_ASSERTION_FILE", path, loadAssertion) != nil {
-			opts.ClientAuth = outbound.AssertionFile(func() (string, error) { return readAssertion(path) })
-		}
-	}
-	if out.TLSCAFile != "" || out.TLSCertFile != "" {
-		var roots *x509.CertPool
-		if pool := loadFile(p, v+"TLS_CA_FILE", out.TLSCAFile, proxy.LoadCertPool); pool != nil {
-			roots = pool.Current()
-		}
-		cert := loadKeyPair(p, v+"TLS_", out.TLSCertFile, out.TLSKeyFile)
-		if cert != nil {
-			c.Watched = append(c.Watched, cert)
-		}
-		opts.TLS = proxy.ClientTLS(roots, cert)
-	}
+	opts.ClientAuth = c.clientAuth(p)
+	opts.TLS = c.outboundTLS(p)
 	c.Listeners = append(c.Listeners, Listener{Name: "outbound", Addr: out.Listen})
 	for _, r := range c.Routes {
 		u := r.URL
@@ -150,6 +136,50 @@ func (c *Config) buildOutbound(p *problems) {
 		}
 	}
 	c.OutboundOptions = opts
+}
+
+// clientAuth is the token requests' client authentication, its files read.
+func (c *Config) clientAuth(p *problems) outbound.ClientAuth {
+	out := c.Outbound
+	const v = Prefix + "OUTBOUND_"
+	switch out.AuthMethod {
+	case SecretBasic:
+		return outbound.SecretBasic(secret(p, v+"CLIENT_SECRET", out.ClientSecret, out.ClientSecretFile))
+	case SecretPost:
+		return outbound.SecretPost(secret(p, v+"CLIENT_SECRET", out.ClientSecret, out.ClientSecretFile))
+	case PrivateKeyJWT:
+		key := loadFile(p, v+"PRIVATE_KEY_FILE", out.PrivateKeyFile, func(name, path string) (*reload.File[jose.Signer], error) {
+			return reload.Load(name, func() (jose.Signer, error) { return loadSigner(path, out.PrivateKeyID) }, path)
+		})
+		return outbound.PrivateKeyJWT(key)
+	case TLSClientAuth:
+		return outbound.TLSClientAuth()
+	case AssertionFile:
+		path := out.ClientAssertionFile
+		if loadFile(p, v+"CLIENT_ASSERTION_FILE", path, loadAssertion) != nil {
+			return outbound.AssertionFile(func() (string, error) { return readAssertion(path) })
+		}
+	}
+	return nil
+}
+
+// outboundTLS is the TLS for upstreams and the token endpoint, nil for
+// Go's defaults.
+func (c *Config) outboundTLS(p *problems) *tls.Config {
+	out := c.Outbound
+	const v = Prefix + "OUTBOUND_"
+	if out.TLSCAFile == "" && out.TLSCertFile == "" {
+		return nil
+	}
+	var roots *x509.CertPool
+	if pool := loadFile(p, v+"TLS_CA_FILE", out.TLSCAFile, proxy.LoadCertPool); pool != nil {
+		roots = pool.Current()
+	}
+	cert := loadKeyPair(p, v+"TLS_", out.TLSCertFile, out.TLSKeyFile)
+	if cert != nil {
+		c.Watched = append(c.Watched, cert)
+	}
+	return proxy.ClientTLS(roots, cert)
 }
 
 // loadFile loads path with load when it is set, recording a failure

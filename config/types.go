@@ -123,16 +123,15 @@ const (
 	AssertionFile AuthMethod = "client_assertion_file"
 )
 
-var authMethods = []AuthMethod{SecretBasic, SecretPost, PrivateKeyJWT, TLSClientAuth, AssertionFile}
-
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (m *AuthMethod) UnmarshalText(b []byte) error {
-	names := make([]string, len(authMethods))
-	for i, a := range authMethods {
+	methods := []AuthMethod{SecretBasic, SecretPost, PrivateKeyJWT, TLSClientAuth, AssertionFile}
+	names := make([]string, len(methods))
+	for i, a := range methods {
 		names[i] = string(a)
 	}
 	i, err := choose(b, names...)
-	*m = authMethods[i]
+	*m = methods[i]
 	return err
 }
 

@@ -94,9 +94,6 @@ func (c *Client) checkEndpoints(md *Metadata) error {
 	return nil
 }
 
-// errInsecureURL is SecureURL's refusal of plain HTTP.
-var errInsecureURL = errors.New("is plain HTTP to a host that is not loopback: use https, or set AUTHSIDECAR_ALLOW_INSECURE_HTTP=true on a trusted network")
-
 // SecureURL accepts an identity-provider URL that is https, or http to a
 // loopback host (localhost, 127.0.0.0/8, ::1), or any http URL when
 // allowInsecure is set. Anything else, including other schemes and URLs
@@ -109,7 +106,7 @@ func SecureURL(raw string, allowInsecure bool) error {
 	if u.Scheme == "https" || allowInsecure || isLoopbackHost(u.Hostname()) {
 		return nil
 	}
-	return errInsecureURL
+	return errors.New("is plain HTTP to a host that is not loopback: use https, or set AUTHSIDECAR_ALLOW_INSECURE_HTTP=true on a trusted network")
 }
 
 func isLoopbackHost(host string) bool {

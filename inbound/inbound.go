@@ -97,36 +97,8 @@ func New(opts Options) (*Inbound, error) {
 	}
 	idp := &discovery.Client{HTTP: hc, AllowInsecureHTTP: opts.AllowInsecureHTTP}
 	m.InitInbound()
-
-	v := &verifier{
-		issuers: map[string]*trustedIssuer{}, audiences: opts.Audiences, algs: map[string]bool{},
-		skew: opts.ClockSkew, clock: clk, cache: ttlcache.New[*cacheEntry](opts.TokenCacheSize),
-		hits:   m.TokenCacheRequests.WithLabelValues("hit"),
-		misses: m.TokenCacheRequests.WithLabelValues("miss"),
-	}
-	algs := make([]jose.SignatureAlgorithm, len(opts.Algorithms))
-	for i, a := range opts.Algorithms {
-		algs[i] = jose.SignatureAlgorithm(a)
-		v.algs[a] = true
-	}
 	in := &Inbound{}
-	for _, iss := range opts.Issuers {
-		ks := &keySet{
-			issuer: idp.Issuer(iss), jwksURL: opts.JWKSURL, client: idp, algs: algs,
-			interval: opts.JWKSRefresh, clock: clk, log: logger,
-			fetchOK:  m.JWKSRefreshes.WithLabelValues(iss, "success"),
-			fetchErr: m.JWKSRefreshes.WithLabelValues(iss, "error"),
-		}
-		if ks.interval <= 0 {
-			ks.interval = 10 * time.Minute
-		}
-		in.keySets = append(in.keySets, ks)
-		v.addIssuer(ks, opts.Algorithms)
-	}
-	if io := opts.Introspection; io != nil {
-		in.intro = newIntrospector(*io, in.keySets[0].issuer, idp, clk, m)
-		v.intro, v.introAll = in.intro, io.All
-	}
+	v := in.newVerifier(opts, idp, clk, m, logger)
 	ruleSet := opts.Rules
 	if ruleSet == nil {
 		ruleSet = reload.Static[*rules.Set](nil)
@@ -155,6 +127,41 @@ func (o *Options) check() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// newVerifier builds a key set per trusted issuer, and the introspector
+// when introspection is on, and the verifier over them.
+func (in *Inbound) newVerifier(opts Options, idp *discovery.Client, clk clock.Clock, m *metrics.Metrics, logger *slog.Logger) *verifier {
+	v := &verifier{
+		issuers: map[string]*trustedIssuer{}, audiences: opts.Audiences, algs: map[string]bool{},
+		skew: opts.ClockSkew, clock: clk, cache: ttlcache.New[*cacheEntry](opts.TokenCacheSize),
+		hits:   m.TokenCacheRequests.WithLabelValues("hit"),
+		misses: m.TokenCacheRequests.WithLabelValues("miss"),
+	}
+	algs := make([]jose.SignatureAlgorithm, len(opts.Algorithms))
+	for i, a := range opts.Algorithms {
+		algs[i] = jose.SignatureAlgorithm(a)
+		v.algs[a] = true
+	}
+	interval := opts.JWKSRefresh
+	if interval <= 0 {
+		interval = 10 * time.Minute
+	}
+	for _, iss := range opts.Issuers {
+		ks := &keySet{
+			issuer: idp.Issuer(iss), jwksURL: opts.JWKSURL, client: idp, algs: algs,
+			interval: interval, clock: clk, log: logger,
+			fetchOK:  m.JWKSRefreshes.WithLabelValues(iss, "success"),
+			fetchErr: m.JWKSRefreshes.WithLabelValues(iss, "error"),
+		}
+		in.keySets = append(in.keySets, ks)
+		v.addIssuer(ks, opts.Algorithms)
+	}
+	if io := opts.Introspection; io != nil {
+		in.intro = newIntrospector(*io, in.keySets[0].issuer, idp, clk, m)
+		v.intro, v.introAll = in.intro, io.All
+	}
+	return v
 }
 
 // Handler serves the inbound listener.

@@ -47,7 +47,9 @@ type Metrics struct {
 
 // latencyBuckets suit a proxy hop: most requests take well under a
 // millisecond of our own time, the app's time is added on top.
-var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+func latencyBuckets() []float64 {
+	return []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+}
 
 // New creates the collectors and registers them, with authsidecar_build_info
 // set to version, on reg.
@@ -60,7 +62,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		InboundDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "authsidecar_inbound_request_duration_seconds",
 			Help:    "Time from receiving an inbound request to the end of its response, by result.",
-			Buckets: latencyBuckets,
+			Buckets: latencyBuckets(),
 		}, []string{"result"}),
 		TokenRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_inbound_token_rejections_total",
@@ -77,7 +79,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		OutboundDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "authsidecar_outbound_request_duration_seconds",
 			Help:    "Time from the app's outbound request to the end of the response, by route.",
-			Buckets: latencyBuckets,
+			Buckets: latencyBuckets(),
 		}, []string{"route"}),
 		TokenFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_token_fetches_total",

@@ -244,17 +244,26 @@ func describe(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "a list"
 	case yaml.ScalarNode:
-		kind, ok := scalarKinds[n.ShortTag()]
-		if !ok {
-			kind = n.ShortTag()
-		}
+		kind := scalarKind(n.ShortTag())
 		return fmt.Sprintf("%s %q", kind, n.Value)
 	}
 	return "nothing"
 }
 
-var scalarKinds = map[string]string{
-	"!!str": "string", "!!int": "integer", "!!float": "float", "!!bool": "bool", "!!null": "null",
+func scalarKind(tag string) string {
+	switch tag {
+	case "!!str":
+		return "string"
+	case "!!int":
+		return "integer"
+	case "!!float":
+		return "float"
+	case "!!bool":
+		return "bool"
+	case "!!null":
+		return "null"
+	}
+	return tag
 }
 
 func stringList(n *yaml.Node) ([]string, error) {
