@@ -72,6 +72,24 @@ func TestEveryFileIsReadAtLoad(t *testing.T) {
 	}
 }
 
+func TestEveryUnreadableFileIsNamed(t *testing.T) {
+	f := writeFiles(t)
+	dir := filepath.Join(f.dir, "a-directory")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, fc := range fileVariables() {
+		t.Run("an unreadable "+fc.variable+" is named", func(t *testing.T) {
+			got := problems(t, fc.env(f, dir))
+			// A pair that does not load is named by its certificate.
+			want := strings.Replace(fc.variable, "TLS_KEY_FILE", "TLS_CERT_FILE", 1) + ": "
+			if len(got) != 1 || !strings.HasPrefix(got[0], want) || !strings.HasSuffix(got[0], dir+": is a directory") {
+				t.Errorf("problems:\n%s\nwant exactly one, %s… ending in %q", strings.Join(got, "\n"), want, dir+": is a directory")
+			}
+		})
+	}
+}
+
 func TestBadFilesAreNamedWithWhatIsWrong(t *testing.T) {
 	f := writeFiles(t)
 	file := func(name string, data []byte) string {
