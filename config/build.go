@@ -44,6 +44,7 @@ func (c *Config) buildInbound(p *problems) {
 		Audiences: in.Audiences, Algorithms: in.Algorithms, ClockSkew: in.ClockSkew,
 		TokenCacheSize: in.TokenCacheSize, Upstream: &upstream, ForwardToken: in.ForwardToken,
 		AccessLog: c.General.AccessLog, AllowInsecureHTTP: c.General.AllowInsecureHTTP,
+		RequireATJWT: in.RequireATJWT, AllowEncodedSlashes: in.AllowEncodedSlash, BodyIdleTimeout: c.General.BodyIdleTimeout,
 		ClientCerts: inbound.ClientCertPolicy{
 			Required: in.ClientCAFile != "", AllowedSANs: in.ClientAllowedSANs, RequireBoundTokens: in.RequireBoundTokens,
 		},
@@ -59,7 +60,8 @@ func (c *Config) buildInbound(p *problems) {
 // rules is the rules file, if any, followed by the global settings.
 func (c *Config) rules(p *problems) *reload.File[*rules.Set] {
 	in := c.Inbound
-	defaults := rules.Defaults{PublicPaths: in.PublicPaths, RequiredScopes: in.RequiredScopes, AllowedClients: in.AllowedClients}
+	defaults := rules.Defaults{PublicPaths: in.PublicPaths, RequiredScopes: in.RequiredScopes,
+		AllowedClients: in.AllowedClients, CaseInsensitive: in.CaseInsensitive}
 	if in.RulesFile == "" {
 		set, err := (*rules.Set)(nil).WithDefaults(defaults)
 		if err != nil {
@@ -122,6 +124,7 @@ func (c *Config) buildOutbound(p *problems) {
 	opts := &outbound.Options{
 		ClientID: out.ClientID, TokenURL: out.TokenURL, Issuer: out.Issuer,
 		TokenTimeout: out.TokenTimeout, AllowInsecureHTTP: c.General.AllowInsecureHTTP,
+		BodyIdleTimeout: c.General.BodyIdleTimeout,
 	}
 	opts.ClientAuth = c.clientAuth(p)
 	opts.TLS = c.outboundTLS(p)

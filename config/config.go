@@ -62,6 +62,7 @@ type General struct {
 	ShutdownDelay     time.Duration `env:"SHUTDOWN_DELAY" envDefault:"0s"`
 	MaxHeaderBytes    int           `env:"MAX_HEADER_BYTES" envDefault:"32768"`
 	AllowInsecureHTTP bool          `env:"ALLOW_INSECURE_HTTP" envDefault:"false"`
+	BodyIdleTimeout   time.Duration `env:"BODY_IDLE_TIMEOUT" envDefault:"30s"`
 }
 
 // Inbound configures token verification in front of the app.
@@ -83,6 +84,9 @@ type Inbound struct {
 	ClientCAFile       string         `env:"CLIENT_CA_FILE"`
 	ClientAllowedSANs  List           `env:"CLIENT_ALLOWED_SANS"`
 	RequireBoundTokens bool           `env:"REQUIRE_BOUND_TOKENS" envDefault:"false"`
+	RequireATJWT       bool           `env:"REQUIRE_AT_JWT" envDefault:"false"`
+	AllowEncodedSlash  bool           `env:"ALLOW_ENCODED_SLASHES" envDefault:"false"`
+	CaseInsensitive    bool           `env:"CASE_INSENSITIVE_PATHS" envDefault:"false"`
 	RulesFile          string         `env:"RULES_FILE"`
 	TokenCacheSize     int            `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
 	Introspect         IntrospectMode `env:"INTROSPECT" envDefault:"opaque"`

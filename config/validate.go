@@ -53,6 +53,9 @@ func (g General) validate(p *problems) {
 	if g.ShutdownGrace < 0 {
 		p.add(Prefix+"SHUTDOWN_GRACE", "must not be negative, got %s", g.ShutdownGrace)
 	}
+	if g.BodyIdleTimeout < 0 {
+		p.add(Prefix+"BODY_IDLE_TIMEOUT", "must not be negative, got %s", g.BodyIdleTimeout)
+	}
 	if g.ShutdownDelay < 0 {
 		p.add(Prefix+"SHUTDOWN_DELAY", "must not be negative, got %s", g.ShutdownDelay)
 	}

@@ -27,6 +27,9 @@ type claims struct {
 	Cnf *struct {
 		X5tS256 string `json:"x5t#S256"`
 	} `json:"cnf"`
+	// Typ is the payload's own typ claim: Keycloak marks its ID tokens
+	// "ID" and its refresh tokens "Refresh".
+	Typ string `json:"typ"`
 }
 
 func (c *claims) certThumbprint() string {
@@ -48,7 +51,7 @@ func (c *claims) UnmarshalJSON(b []byte) error {
 	fields := map[string]any{
 		"iss": &c.Issuer, "sub": &c.Subject, "aud": &c.Audience, "exp": &c.Expiry, "nbf": &c.NotBefore,
 		"iat": &c.IssuedAt, "scope": &c.Scope, "scp": &c.Scp, "client_id": &c.ClientID, "azp": &c.AZP,
-		"appid": &c.AppID, "cid": &c.CID, "cnf": &c.Cnf,
+		"appid": &c.AppID, "cid": &c.CID, "cnf": &c.Cnf, "typ": &c.Typ,
 	}
 	for name, dst := range fields {
 		if v, ok := raw[name]; ok {
@@ -73,15 +76,26 @@ func (c *claims) clientID() string {
 
 // scopes are the granted scopes: the space-separated "scope" string (RFC
 // 9068, RFC 8693) or else "scp", a list (Okta) or a space-separated
-// string (Entra).
+// string (Entra). Scopes are separated by ASCII spaces only (RFC 6749
+// 3.3): a scope named "read\u00a0admin" is one scope, not "admin".
 func (c *claims) scopes() []string {
 	if c.Scope != "" {
-		return strings.Fields(c.Scope)
+		return splitScopes(c.Scope)
 	}
 	if len(c.Scp) == 1 {
-		return strings.Fields(c.Scp[0])
+		return splitScopes(c.Scp[0])
 	}
 	return c.Scp
+}
+
+func splitScopes(s string) []string {
+	var out []string
+	for f := range strings.SplitSeq(s, " ") {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // stringList decodes a JSON string or array of strings, as "aud" may be

@@ -92,9 +92,21 @@ func setCertHeaders(h http.Header, cert *x509.Certificate) {
 		for i, u := range cert.URIs {
 			uris[i] = u.String()
 		}
-		h[HeaderCertURIs] = []string{strings.Join(uris, ",")}
+		h[HeaderCertURIs] = []string{joinSANs(uris)}
 	}
 	if len(cert.DNSNames) > 0 {
-		h[HeaderCertDNS] = []string{strings.Join(cert.DNSNames, ",")}
+		h[HeaderCertDNS] = []string{joinSANs(cert.DNSNames)}
 	}
+}
+
+// joinSANs joins SANs with ",", percent-encoding "%" and "," inside each,
+// so that a comma always separates two SANs: a URI SAN may hold a comma,
+// and would otherwise read as two identities.
+func joinSANs(sans []string) string {
+	escape := strings.NewReplacer("%", "%25", ",", "%2C")
+	out := make([]string, len(sans))
+	for i, s := range sans {
+		out[i] = escape.Replace(s)
+	}
+	return strings.Join(out, ",")
 }

@@ -55,6 +55,14 @@ type Options struct {
 	ForwardToken bool
 	// AccessLog logs one line per request at info level.
 	AccessLog bool
+	// RequireATJWT accepts only JWTs whose typ is at+jwt (RFC 9068).
+	RequireATJWT bool
+	// AllowEncodedSlashes decodes "%2F" and "%5C" in request paths, for
+	// the rules and the app alike, instead of refusing them with 400.
+	AllowEncodedSlashes bool
+	// BodyIdleTimeout ends a request whose body the caller stops sending
+	// for longer; 0: no bound.
+	BodyIdleTimeout time.Duration
 	// AllowInsecureHTTP accepts plain-HTTP identity-provider endpoints
 	// learnt from discovery on hosts that are not loopback; see
 	// discovery.Client.
@@ -103,9 +111,10 @@ func New(opts Options) (*Inbound, error) {
 	if ruleSet == nil {
 		ruleSet = reload.Static[*rules.Set](nil)
 	}
+	v.requireATJWT = opts.RequireATJWT
 	in.handler = newHandler(&handler{
-		verifier: v, rules: ruleSet, clientCerts: opts.ClientCerts,
-		forwardToken: opts.ForwardToken, accessLog: opts.AccessLog, log: logger,
+		verifier: v, rules: ruleSet, clientCerts: opts.ClientCerts, forwardToken: opts.ForwardToken,
+		encodedSlashes: opts.AllowEncodedSlashes, bodyIdle: opts.BodyIdleTimeout, accessLog: opts.AccessLog, log: logger,
 	}, m)
 	in.handler.proxy = proxy.NewReverseProxy(opts.Upstream, proxy.ReverseProxyOptions{
 		Transport: opts.Transport, KeepHost: true, Logger: logger,

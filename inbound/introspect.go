@@ -54,6 +54,15 @@ const introspectionCacheSize = 10000
 // introspectionTimeout bounds one call.
 const introspectionTimeout = 10 * time.Second
 
+// maxIntrospectionsInFlight bounds the calls under way at once, one per
+// distinct token: a caller sending junk tokens, each new, would otherwise
+// open a call per request and pass its flood on to the authorization
+// server. Requests over the bound get 503 with Retry-After.
+const maxIntrospectionsInFlight = 64
+
+// errIntrospectionBusy: as many calls as allowed are under way already.
+var errIntrospectionBusy = fmt.Errorf("%w: %d calls already under way", errIntrospectionUnavailable, maxIntrospectionsInFlight)
+
 // introspector asks the authorization server about tokens (RFC 7662),
 // caching answers and sharing one call among concurrent requests with the
 // same token.
@@ -64,6 +73,7 @@ type introspector struct {
 	clock   clock.Clock
 	answers *ttlcache.Cache[*introspection]
 	calls   flight.Group[*introspection]
+	slots   chan struct{} // one per call under way
 	results map[string]prometheus.Counter
 
 	endpoint atomic.Pointer[string]
@@ -77,8 +87,12 @@ type introspector struct {
 type introspection struct {
 	Active bool
 	claims
-	raw   []byte
-	until time.Time
+	// tokenType and tokenUse say what kind of token it is: RFC 7662's
+	// token_type is the OAuth type ("Bearer"), but providers also write
+	// "refresh_token" there, and Ory Hydra writes token_use.
+	tokenType, tokenUse string
+	raw                 []byte
+	until               time.Time
 }
 
 // parseIntrospection decodes an answer. "active" must be exactly true.
@@ -91,13 +105,24 @@ func parseIntrospection(body []byte) (*introspection, error) {
 	if err := a.claims.UnmarshalJSON(body); err != nil {
 		return nil, err
 	}
+	for name, dst := range map[string]*string{"token_type": &a.tokenType, "token_use": &a.tokenUse} {
+		if v, ok := fields[name]; ok && json.Unmarshal(v, dst) != nil {
+			return nil, fmt.Errorf("%s is not a string", name)
+		}
+	}
 	return a, nil
+}
+
+// refreshToken reports whether the answer is about a refresh token.
+func (a *introspection) refreshToken() bool {
+	return strings.EqualFold(a.tokenType, "refresh_token") || strings.EqualFold(a.tokenUse, "refresh_token")
 }
 
 func newIntrospector(opts IntrospectionOptions, issuer *discovery.Issuer, client *discovery.Client,
 	c clock.Clock, m *metrics.Metrics) *introspector {
 	in := &introspector{opts: opts, issuer: issuer, client: client, clock: c,
-		answers: ttlcache.New[*introspection](introspectionCacheSize), results: map[string]prometheus.Counter{}}
+		answers: ttlcache.New[*introspection](introspectionCacheSize), results: map[string]prometheus.Counter{},
+		slots: make(chan struct{}, maxIntrospectionsInFlight)}
 	for _, r := range []string{metrics.IntrospectionActive, metrics.IntrospectionInactive, metrics.IntrospectionError} {
 		in.results[r] = m.IntrospectionRequests.WithLabelValues(r)
 	}
@@ -158,6 +183,12 @@ func (in *introspector) introspect(ctx context.Context, raw string) (*introspect
 		return a, nil
 	}
 	return in.calls.Do(ctx, raw, introspectionTimeout, func(ctx context.Context) (*introspection, error) {
+		select {
+		case in.slots <- struct{}{}:
+			defer func() { <-in.slots }()
+		default:
+			return nil, errIntrospectionBusy
+		}
 		a, err := in.call(ctx, raw)
 		if err != nil {
 			in.results[metrics.IntrospectionError].Inc()

@@ -3,11 +3,17 @@ package inbound
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +69,8 @@ type keySet struct {
 	fetches flight.Group[bool]
 	mu      sync.Mutex
 	lastTry time.Time
+	// lastErr is the last fetch's failure, for readiness to name.
+	lastErr atomic.Pointer[error]
 }
 
 var _ oidc.KeySet = (*keySet)(nil)
@@ -76,12 +84,16 @@ type keyIndex struct {
 // issuerURL is the issuer whose keys these are.
 func (ks *keySet) issuerURL() string { return ks.issuer.URL() }
 
-// ready reports whether keys have been loaded.
+// ready reports whether keys have been loaded, and if not, why: the last
+// fetch's error, when there was one.
 func (ks *keySet) ready() error {
-	if ks.keys.Load() == nil {
-		return errKeysNotLoaded
+	if ks.keys.Load() != nil {
+		return nil
 	}
-	return nil
+	if err := ks.lastErr.Load(); err != nil {
+		return fmt.Errorf("%w: %w", errKeysNotLoaded, *err)
+	}
+	return errKeysNotLoaded
 }
 
 // run loads the keys, retrying with backoff until it succeeds, then
@@ -145,6 +157,7 @@ func (ks *keySet) fetch(ctx context.Context) error {
 	ks.mu.Unlock()
 	err := ks.fetchOnce(ctx)
 	if err != nil {
+		ks.lastErr.Store(&err)
 		ks.fetchErr.Inc()
 		ks.log.Warn("jwks fetch failed; keeping the keys already loaded",
 			"issuer", ks.issuerURL(), "keys_loaded", ks.keys.Load() != nil, "error", err.Error())
@@ -183,29 +196,61 @@ func (ks *keySet) fetchOnce(ctx context.Context) error {
 	return nil
 }
 
-// parseJWKS keeps the public signing keys of a JWKS document. Symmetric
-// keys are dropped: a JWKS is public, so an HMAC key in it is known to all.
+// parseJWKS keeps the public signing keys of a JWKS document that are fit
+// to verify with. It drops:
+//   - symmetric keys: a JWKS is public, so an HMAC key in it is known to all;
+//   - keys for another use: "use" other than "sig", or "key_ops" (RFC 7517
+//     4.3) without "verify";
+//   - RSA keys under 2048 bits (RFC 7518 3.3), which can be factored;
+//   - keys that do not parse, or that go-jose finds invalid.
+//
+// A key that does not parse does not spoil the others.
 func parseJWKS(body []byte) (*keyIndex, error) {
-	var set jose.JSONWebKeySet
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
 	if err := json.Unmarshal(body, &set); err != nil {
 		return nil, fmt.Errorf("bad JWKS: %w", err)
 	}
 	idx := &keyIndex{byKID: map[string][]jose.JSONWebKey{}, source: body}
-	for _, k := range set.Keys {
-		if k.Use != "" && k.Use != "sig" {
+	for _, raw := range set.Keys {
+		k, ok := usableKey(raw)
+		if !ok {
 			continue
 		}
-		if _, symmetric := k.Key.([]byte); symmetric || !k.Valid() {
-			continue
-		}
-		k = k.Public()
 		idx.all = append(idx.all, k)
 		idx.byKID[k.KeyID] = append(idx.byKID[k.KeyID], k)
 	}
 	if len(idx.all) == 0 {
-		return nil, errors.New("JWKS holds no usable signing key")
+		return nil, errNoUsableKey
 	}
 	return idx, nil
+}
+
+var errNoUsableKey = errors.New("the JWKS holds no usable signing key (an asymmetric key for use sig, RSA of 2048 bits or more)")
+
+// minRSABits is RFC 7518 3.3's floor for RS256 and its kin.
+const minRSABits = 2048
+
+func usableKey(raw json.RawMessage) (jose.JSONWebKey, bool) {
+	var ops struct {
+		KeyOps *[]string `json:"key_ops"`
+	}
+	var k jose.JSONWebKey
+	if json.Unmarshal(raw, &ops) != nil || k.UnmarshalJSON(raw) != nil {
+		return k, false
+	}
+	if ops.KeyOps != nil && !slices.Contains(*ops.KeyOps, "verify") || k.Use != "" && k.Use != "sig" {
+		return k, false
+	}
+	if _, symmetric := k.Key.([]byte); symmetric || !k.Valid() {
+		return k, false
+	}
+	k = k.Public()
+	if rsaKey, ok := k.Key.(*rsa.PublicKey); ok && rsaKey.N.BitLen() < minRSABits {
+		return k, false
+	}
+	return k, true
 }
 
 // VerifySignature implements oidc.KeySet: it returns the payload of jwt if
@@ -231,6 +276,13 @@ func (ks *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, erro
 	return payload, err
 }
 
+// maxKeysWithoutKID is how many keys a token without a kid is tried
+// against: the first that fit its algorithm. A token cannot make the
+// sidecar try every key of a large set (each try an RSA or ECDSA
+// verification), and identity providers that leave kid out publish one
+// key or very few.
+const maxKeysWithoutKID = 4
+
 func verifyWith(idx *keyIndex, jws *jose.JSONWebSignature, hdr jose.Header) ([]byte, error) {
 	if idx == nil {
 		return nil, errKeysNotLoaded
@@ -242,15 +294,47 @@ func verifyWith(idx *keyIndex, jws *jose.JSONWebSignature, hdr jose.Header) ([]b
 	if len(candidates) == 0 {
 		return nil, errUnknownKey
 	}
+	tried := 0
 	for _, k := range candidates {
-		if k.Algorithm != "" && k.Algorithm != hdr.Algorithm {
+		if !keyFits(k, hdr.Algorithm) {
 			continue
+		}
+		if hdr.KeyID == "" {
+			if tried == maxKeysWithoutKID {
+				break
+			}
+			tried++
 		}
 		if payload, err := jws.Verify(k); err == nil {
 			return payload, nil
 		}
 	}
 	return nil, errBadSignature
+}
+
+// keyFits reports whether k can verify a signature made with alg: its own
+// alg, when it names one, is alg, and its type is the one alg uses.
+func keyFits(k jose.JSONWebKey, alg string) bool {
+	if k.Algorithm != "" && k.Algorithm != alg {
+		return false
+	}
+	switch key := k.Key.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		switch alg {
+		case "ES256":
+			return key.Curve == elliptic.P256()
+		case "ES384":
+			return key.Curve == elliptic.P384()
+		case "ES512":
+			return key.Curve == elliptic.P521()
+		}
+		return false
+	case ed25519.PublicKey:
+		return alg == "EdDSA"
+	}
+	return false
 }
 
 // sigErrKey carries a *error through go-oidc's verifier, which flattens

@@ -25,6 +25,9 @@ const (
 	// reasonCertificateMismatch: a certificate-bound token (RFC 8705) came
 	// over a connection without the certificate it is bound to.
 	reasonCertificateMismatch = "certificate_mismatch"
+	// reasonWrongTokenType: a token that is not an access token (an ID
+	// token, a logout token, a refresh token).
+	reasonWrongTokenType = "wrong_token_type"
 )
 
 // descriptions are what a caller is told for each reason. They are fixed
@@ -43,6 +46,7 @@ var descriptions = map[string]string{
 	reasonClientNotAllowed:    "the calling client is not allowed",
 	reasonInactive:            "the token is not active",
 	reasonCertificateMismatch: "the token is bound to another client certificate",
+	reasonWrongTokenType:      "the token is not an access token",
 }
 
 // rejection is a refused request: why, and the detail for the debug log.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -60,8 +61,10 @@ type verifier struct {
 	cache     *ttlcache.Cache[*cacheEntry]
 	intro     *introspector // nil: off
 	introAll  bool
-	hits      prometheus.Counter
-	misses    prometheus.Counter
+	// requireATJWT accepts only typ at+jwt (RFC 9068).
+	requireATJWT bool
+	hits         prometheus.Counter
+	misses       prometheus.Counter
 }
 
 type trustedIssuer struct {
@@ -132,6 +135,9 @@ func (v *verifier) verifyJWT(ctx context.Context, raw string) (*identity, error)
 	if !v.algs[hdr.Alg] {
 		return nil, reject(reasonDisallowedAlgorithm, "alg %q", hdr.Alg)
 	}
+	if err := v.checkType(hdr.Typ, c.Typ); err != nil {
+		return nil, err
+	}
 	iss, ok := v.issuers[c.Issuer]
 	if !ok {
 		return nil, reject(reasonWrongIssuer, "iss %q", c.Issuer)
@@ -179,6 +185,9 @@ func (v *verifier) verifyOpaque(ctx context.Context, raw string) (*identity, err
 	if !a.Active {
 		return nil, reject(reasonInactive, "introspection: not active")
 	}
+	if a.refreshToken() {
+		return nil, reject(reasonWrongTokenType, "introspection: a refresh token")
+	}
 	if a.Issuer != "" {
 		if _, ok := v.issuers[a.Issuer]; !ok {
 			return nil, reject(reasonWrongIssuer, "iss %q", a.Issuer)
@@ -206,6 +215,29 @@ func (v *verifier) checkActive(ctx context.Context, raw string) error {
 	}
 	if !a.Active {
 		return reject(reasonInactive, "introspection: revoked")
+	}
+	if a.refreshToken() {
+		return reject(reasonWrongTokenType, "introspection: a refresh token")
+	}
+	return nil
+}
+
+// checkType refuses a JWT that says it is no access token. RFC 9068 names
+// access tokens "at+jwt"; many providers write "JWT" or nothing, and so do
+// their ID tokens, which typ cannot tell apart: REQUIRED_SCOPES or
+// ALLOWED_CLIENTS is the defence there. A logout token (OIDC Back-Channel
+// Logout, "logout+jwt") or any other declared type is refused, and so are
+// Keycloak's ID and refresh tokens, which say so in the payload.
+func (v *verifier) checkType(header, payload string) error {
+	switch {
+	case strings.EqualFold(header, "at+jwt"), strings.EqualFold(header, "application/at+jwt"):
+	case v.requireATJWT:
+		return reject(reasonWrongTokenType, "typ %q, want at+jwt", header)
+	case header != "" && !strings.EqualFold(header, "JWT"):
+		return reject(reasonWrongTokenType, "typ %q", header)
+	}
+	if strings.EqualFold(payload, "ID") || strings.EqualFold(payload, "Refresh") {
+		return reject(reasonWrongTokenType, "payload typ %q", payload)
 	}
 	return nil
 }

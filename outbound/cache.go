@@ -98,17 +98,6 @@ type entry struct {
 	// the slow paths also read the clock, in case the timer runs late.
 	expired atomic.Bool
 	stop    func() bool // the timer's
-	// accepted is set once an upstream has answered a call with this
-	// token with anything but 401.
-	accepted atomic.Bool
-}
-
-// markAccepted records that an upstream took the token; it writes only
-// the first time, so the hot path does not bounce the cache line.
-func (e *entry) markAccepted() {
-	if !e.accepted.Load() {
-		e.accepted.Store(true)
-	}
 }
 
 // live reports whether e can be sent at now.
@@ -196,18 +185,18 @@ func (c *Cache) unavailable(cause error) error {
 	return fmt.Errorf("%w for route %q: %w", errTokenUnavailable, c.opts.Route, cause)
 }
 
-// refusalCooldown is the least time between two tokens dropped because an
-// upstream answered 401, when the second was never accepted either. An
-// upstream that refuses every call, for reasons of its own, would otherwise
-// cost one token request per call and could get the client throttled by
-// its identity provider, and then every call on the route would fail.
-const refusalCooldown = 10 * time.Second
+// refusalCooldown is the least time between two tokens of a route dropped
+// because an upstream answered 401. An upstream that refuses calls for
+// reasons of its own (or one that alternates between accepting and
+// refusing) would otherwise cost one token request per call and could get
+// the client throttled by its identity provider, and then every call on
+// the route would fail.
+const refusalCooldown = 5 * time.Second
 
 // refused is told that an upstream answered 401 to tok, and reports whether
-// a retry can use another token. A token an upstream has accepted before is
-// always dropped: its key was rotated or it was revoked. A token never
-// accepted is dropped only if no token was dropped for a 401 within
-// refusalCooldown.
+// a retry can use another token: whether tok was dropped now, or had been
+// replaced already. It is dropped unless a token of the route was dropped
+// for a 401 less than refusalCooldown ago.
 func (c *Cache) refused(tok *oauth2.Token) bool {
 	c.mu.Lock()
 	e := c.cur.Load()
@@ -216,7 +205,7 @@ func (c *Cache) refused(tok *oauth2.Token) bool {
 		return true // already dropped or replaced
 	}
 	now := c.opts.Clock.Now()
-	if !e.accepted.Load() && !c.refusedAt.IsZero() && now.Sub(c.refusedAt) < refusalCooldown {
+	if !c.refusedAt.IsZero() && now.Sub(c.refusedAt) < refusalCooldown {
 		c.mu.Unlock()
 		return false
 	}

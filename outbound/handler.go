@@ -40,6 +40,9 @@ type sharedHandler struct {
 }
 
 func (h *sharedHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if refuseMethod(w, req) {
+		return
+	}
 	name, rest := splitRoute(req.URL.EscapedPath())
 	if r := h.byName[name]; r != nil {
 		r.serve(w, req, rest)
@@ -51,7 +54,7 @@ func (h *sharedHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		name = name[:maxShown] + "…"
 	}
 	h.log.Debug("call to an unknown route", "route", name)
-	proxy.WriteErrorBody(w, http.StatusNotFound, proxy.ErrorBody{
+	proxy.WriteErrorBody(w, req, http.StatusNotFound, proxy.ErrorBody{
 		Error:       "unknown_route",
 		Description: "no route named " + strconv.Quote(name) + "; the first path segment must name one of the known routes",
 		Routes:      h.names,
@@ -66,4 +69,17 @@ func splitRoute(escapedPath string) (name, rest string) {
 		return p[:i], p[i:]
 	}
 	return p, ""
+}
+
+// refuseMethod answers TRACE and CONNECT with 405 and reports whether it
+// did. An upstream that echoes a TRACE would hand the route's token back
+// to whoever sent it; CONNECT would make the sidecar a tunnel carrying the
+// service's identity.
+func refuseMethod(w http.ResponseWriter, req *http.Request) bool {
+	if req.Method != http.MethodTrace && req.Method != http.MethodConnect {
+		return false
+	}
+	w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+	proxy.WriteError(w, req, http.StatusMethodNotAllowed, "method_not_allowed", req.Method+" is not forwarded")
+	return true
 }

@@ -363,24 +363,30 @@ func TestAnUpstreamRefusingEverythingCostsOneTokenPerCooldown(t *testing.T) {
 	}
 }
 
-func TestAnAcceptedTokenRefusedLaterIsAlwaysReplaced(t *testing.T) {
+func TestAnUpstreamAlternatingBetween200And401CostsOneTokenPerCooldown(t *testing.T) {
 	ts := newTokenServer(t)
 	up := newUpstream(t, ts)
-	var refuse atomic.Bool
+	var calls atomic.Int64
 	up.handle = func(w http.ResponseWriter, _ *http.Request, _ []byte) {
-		if refuse.CompareAndSwap(true, false) {
+		if calls.Add(1)%2 == 0 {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
 		w.WriteHeader(http.StatusOK)
 	}
-	h := build(t, env(ts, up.URL, nil), newFakeClock())
-	for i := range 3 {
-		expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusOK)
-		refuse.Store(true) // the upstream now refuses the token it accepted
-		expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusOK)
-		if got := ts.calls.Load(); got != int64(i+2) {
-			t.Fatalf("round %d: %d token requests, want %d", i+1, got, i+2)
-		}
+	clock := newFakeClock()
+	h := build(t, env(ts, up.URL, nil), clock)
+	for range 20 {
+		h.do(t, "GET", "/payments/x", nil)
+	}
+	if got := ts.calls.Load(); got != 2 {
+		t.Errorf("20 calls, every other one refused: %d token requests, want 2 (the first, and one after the first 401)", got)
+	}
+	clock.Advance(refusalCooldown)
+	for range 4 {
+		h.do(t, "GET", "/payments/x", nil)
+	}
+	if got := ts.calls.Load(); got != 3 {
+		t.Errorf("after the cooldown: %d token requests, want 3", got)
 	}
 }

@@ -41,6 +41,9 @@ type Options struct {
 	// AllowInsecureHTTP accepts a plain-HTTP token endpoint learnt from
 	// discovery on a host that is not loopback; see discovery.Client.
 	AllowInsecureHTTP bool
+	// BodyIdleTimeout ends a call whose request body the app stops
+	// sending for longer; 0: no bound.
+	BodyIdleTimeout time.Duration
 
 	Metrics *metrics.Metrics // nil: a registry of its own
 	Logger  *slog.Logger     // nil: discard
@@ -120,7 +123,9 @@ func New(opts Options) (*Outbound, error) {
 			defaultLifetime: opts.defaultLifetime, FetchTimeout: opts.TokenTimeout,
 			MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff,
 		})
-		o.routes = append(o.routes, newRoute(rc, cache, transport, opts.Metrics, opts.Logger))
+		r := newRoute(rc, cache, transport, opts.Metrics, opts.Logger)
+		r.bodyIdle = opts.BodyIdleTimeout
+		o.routes = append(o.routes, r)
 	}
 	o.handler = newSharedHandler(o.routes, opts.Metrics, opts.Logger)
 	return o, nil

@@ -30,9 +30,6 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := t.base.RoundTrip(req)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		if err == nil {
-			a.entry.markAccepted()
-		}
 		return resp, err
 	}
 	if !t.cache.refused(a.entry.tok) {
@@ -57,11 +54,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		retry.Body = io.NopCloser(bytes.NewReader(body))
 		retry.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
-	resp, err = t.base.RoundTrip(retry)
-	if err == nil && resp.StatusCode != http.StatusUnauthorized {
-		e.markAccepted()
-	}
-	return resp, err
+	return t.base.RoundTrip(retry)
 }
 
 // discard drains a little of resp's body, so the connection can be reused,

@@ -47,6 +47,7 @@ type Route struct {
 	byCode   [600]atomic.Pointer[prometheus.Counter]
 	duration prometheus.Observer
 	log      *slog.Logger
+	bodyIdle time.Duration
 }
 
 // newRoute returns the route that forwards to rc.URL with tokens from
@@ -75,7 +76,9 @@ func newRoute(rc RouteOptions, cache *Cache, base http.RoundTripper, m *metrics.
 // appended to the upstream's base path unchanged.
 func (r *Route) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		r.serve(w, req, req.URL.EscapedPath())
+		if !refuseMethod(w, req) {
+			r.serve(w, req, req.URL.EscapedPath())
+		}
 	})
 }
 
@@ -109,7 +112,9 @@ func (r *Route) serve(w http.ResponseWriter, req *http.Request, rest string) {
 		return
 	}
 	ctx := context.WithValue(req.Context(), attemptKey{}, &attempt{ctx: req.Context(), entry: e, rest: rest})
-	r.proxy.ServeHTTP(sw, req.WithContext(ctx))
+	req = req.WithContext(ctx)
+	proxy.BoundBodyIdle(sw, req, r.bodyIdle)
+	r.proxy.ServeHTTP(sw, req)
 }
 
 func (r *Route) countCode(code int) {
@@ -132,7 +137,7 @@ func (r *Route) refuse(w http.ResponseWriter, req *http.Request, err error) {
 		return
 	}
 	r.log.Debug("no token for the call", "error", err.Error())
-	proxy.WriteError(w, http.StatusServiceUnavailable, "token_unavailable",
+	proxy.WriteError(w, req, http.StatusServiceUnavailable, "token_unavailable",
 		"no access token could be obtained for route "+strconv.Quote(r.Name)+"; the sidecar's log says why")
 }
 

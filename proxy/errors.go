@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 )
 
 // ErrorBody is the small JSON body of every answer the sidecar makes itself,
@@ -13,18 +14,37 @@ type ErrorBody struct {
 	Routes      []string `json:"routes,omitempty"`
 }
 
-// WriteError answers with status and a JSON ErrorBody. The description is
-// shown to the caller: it must never hold a token, a secret or a claim value.
-func WriteError(w http.ResponseWriter, status int, code, description string) {
-	WriteErrorBody(w, status, ErrorBody{Error: code, Description: description})
+// WriteError answers r with status and a JSON ErrorBody. The description
+// is shown to the caller: it must never hold a token, a secret or a claim
+// value.
+func WriteError(w http.ResponseWriter, r *http.Request, status int, code, description string) {
+	WriteErrorBody(w, r, status, ErrorBody{Error: code, Description: description})
 }
 
-// WriteErrorBody answers with status and body.
-func WriteErrorBody(w http.ResponseWriter, status int, body ErrorBody) {
+// WriteErrorBody answers r with status and body. A request body the
+// caller announced is not waited for: see closeUnreadBody.
+func WriteErrorBody(w http.ResponseWriter, r *http.Request, status int, body ErrorBody) {
+	closeUnreadBody(w, r)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// closeUnreadBody makes an answer to a request whose body was never read
+// go out at once, and frees the connection. net/http would otherwise read
+// up to 256 KiB of the body before it writes the answer, and again when
+// the handler returns, to keep the connection for another request: a
+// caller that announces a body and never sends it would hold the
+// connection, and a goroutine, for as long as it likes. Closing the
+// connection instead, and ending any read of it now, is what a refusal
+// deserves. HTTP/2 streams need none of this: the stream is reset.
+func closeUnreadBody(w http.ResponseWriter, r *http.Request) {
+	if r == nil || r.ProtoMajor != 1 || r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }

@@ -67,9 +67,7 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.Revers
 				pr.Out.Host = pr.In.Host
 			}
 			pr.SetXForwarded()
-			if pr.Out.Header.Get(RequestIDHeader) == "" {
-				pr.Out.Header.Set(RequestIDHeader, newRequestID())
-			}
+			EnsureRequestID(pr.Out.Header)
 			if opts.Rewrite != nil {
 				opts.Rewrite(pr)
 			}
@@ -81,6 +79,11 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.Revers
 		// every write of a sized body costs a syscall for nothing.
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, ErrBodyIdle) {
+				logger.Debug("request body stalled", "error", err.Error())
+				WriteError(w, r, http.StatusRequestTimeout, "request_timeout", "the request body stalled")
+				return
+			}
 			markUpstreamFailed(w)
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 				// The caller left; nobody reads the answer.
@@ -88,7 +91,7 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.Revers
 				return
 			}
 			logger.Warn("upstream unreachable", "upstream", redact.ParsedURL(target), "error", err.Error())
-			WriteError(w, http.StatusBadGateway, "upstream_unavailable", "the upstream could not be reached")
+			WriteError(w, r, http.StatusBadGateway, "upstream_unavailable", "the upstream could not be reached")
 		},
 	}
 }
@@ -105,6 +108,14 @@ func (b *bufferPool) Get() []byte { return b.pool.Get().(*[32 << 10]byte)[:] }
 func (b *bufferPool) Put(buf []byte) {
 	if cap(buf) == 32<<10 {
 		b.pool.Put((*[32 << 10]byte)(buf[:32<<10]))
+	}
+}
+
+// EnsureRequestID keeps the caller's X-Request-Id or sets a new one, so
+// that the sidecar's log lines and the next hop's carry the same id.
+func EnsureRequestID(h http.Header) {
+	if h.Get(RequestIDHeader) == "" {
+		h.Set(RequestIDHeader, newRequestID())
 	}
 }
 

@@ -11,6 +11,8 @@ type Set struct {
 	// fallback is the catch-all of a Set with defaults, which Match
 	// returns for a path no glob can match (one not starting with "/").
 	fallback *Rule
+	// caseInsensitive: the globs are lower case, and Match lowers paths.
+	caseInsensitive bool
 }
 
 // candidate is one glob of one rule, with what rules it out copied in so
@@ -86,6 +88,9 @@ func (s *Set) Match(method, p string) *Rule {
 	if p == "" || p[0] != '/' {
 		return s.fallback
 	}
+	if s.caseInsensitive && hasUpper(p) {
+		p = asciiLower(p)
+	}
 	var buf [maxSegs]string
 	segs := split(buf[:0], p[1:])
 	m := methodBit(method)
@@ -146,4 +151,25 @@ func (s *Set) matchUnclean(m methodMask, segs []string, cleaned string) *Rule {
 		}
 	}
 	return nil
+}
+
+func hasUpper(s string) bool {
+	for i := range len(s) {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiLower lowers ASCII letters only, as the option promises: "İ" is
+// not "i" to an app that routes by ASCII case.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
