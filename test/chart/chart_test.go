@@ -663,6 +663,11 @@ func TestNamedTemplateInAnotherChart(t *testing.T) {
 		t.Errorf("the included sidecar is not native")
 	}
 	checkSidecar(t, spec, c, native, 9464, nil)
+	// The parent is at 1.0.0; the sidecar's image is authsidecar's own
+	// version, never the parent's appVersion.
+	if want := "ghcr.io/authsidecar/authsidecar:" + chartAppVersion(t); c.Image != want {
+		t.Errorf("included sidecar image = %q, want %q", c.Image, want)
+	}
 	diffLists(t, "pod volumes", volumeList(spec), []string{
 		"authsidecar-client-secret: secret demo-authsidecar client-secret->client-secret",
 	})
@@ -767,4 +772,40 @@ func TestNotes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// chartAppVersion is appVersion in the chart's Chart.yaml.
+func chartAppVersion(t *testing.T) string {
+	t.Helper()
+	var meta struct {
+		Version    string `json:"version"`
+		AppVersion string `json:"appVersion"`
+	}
+	readYAML(t, filepath.Join(chartDir, "Chart.yaml"), &meta)
+	if meta.AppVersion == "" {
+		t.Fatal("Chart.yaml has no appVersion")
+	}
+	return meta.AppVersion
+}
+
+// TestImageTagIsTheChartsAppVersion: the tag "authsidecar.appVersion"
+// writes down must follow Chart.yaml, in the chart's own Deployment as in a
+// parent chart's pods (TestNamedTemplateInAnotherChart).
+func TestImageTagIsTheChartsAppVersion(t *testing.T) {
+	want := "ghcr.io/authsidecar/authsidecar:" + chartAppVersion(t)
+	c, _ := sidecarOf(t, &deployment(t, render(t, chartDir)).Spec.Template.Spec, "authsidecar")
+	if c.Image != want {
+		t.Errorf("sidecar image = %q, want %q: keep authsidecar.appVersion in _helpers.tpl equal to Chart.yaml's appVersion", c.Image, want)
+	}
+	t.Run("a tag or a digest in the values wins", func(t *testing.T) {
+		for set, want := range map[string]string{
+			"sidecar.image.tag=0.0.9":                                 "ghcr.io/authsidecar/authsidecar:0.0.9",
+			"sidecar.image.digest=sha256:" + strings.Repeat("ab", 32): "ghcr.io/authsidecar/authsidecar@sha256:" + strings.Repeat("ab", 32),
+		} {
+			c, _ := sidecarOf(t, &deployment(t, render(t, chartDir, "--set", set)).Spec.Template.Spec, "authsidecar")
+			if c.Image != want {
+				t.Errorf("with %s: image = %q, want %q", set, c.Image, want)
+			}
+		}
+	})
 }

@@ -54,12 +54,23 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+The authsidecar version this chart ships, the default image tag. It is
+written here, not read from .Chart.AppVersion: when a parent chart includes
+"authsidecar.container", .root.Chart is the parent's, whose appVersion is the
+parent's own (a 1.0.0 parent would pull authsidecar:1.0.0, which does not
+exist). Keep it equal to appVersion in Chart.yaml; the chart tests check.
+*/}}
+{{- define "authsidecar.appVersion" -}}
+0.1.0
+{{- end -}}
+
 {{- define "authsidecar.image" -}}
 {{- $img := .values.sidecar.image -}}
 {{- if $img.digest -}}
 {{- printf "%s@%s" $img.repository $img.digest -}}
 {{- else -}}
-{{- printf "%s:%s" $img.repository (default .root.Chart.AppVersion $img.tag | toString) -}}
+{{- printf "%s:%s" $img.repository (default (include "authsidecar.appVersion" .) $img.tag | toString) -}}
 {{- end -}}
 {{- end -}}
 
