@@ -34,7 +34,9 @@ type renderCase struct {
 
 const (
 	fileClientSecret = "AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE=/etc/authsidecar/client-secret/client-secret"
-	keycloak         = "https://keycloak.example.com/realms/shop"
+	// shutdownDelay is what the chart sets unless told otherwise.
+	shutdownDelay = "AUTHSIDECAR_SHUTDOWN_DELAY=5s"
+	keycloak      = "https://keycloak.example.com/realms/shop"
 )
 
 var renderCases = []renderCase{
@@ -42,7 +44,7 @@ var renderCases = []renderCase{
 		name:        "default values render a native sidecar with only the admin port",
 		wantObjects: []string{"Deployment/demo-authsidecar", "ServiceAccount/demo-authsidecar"},
 		wantNative:  true,
-		wantEnv:     []string{"AUTHSIDECAR_ADMIN_LISTEN=:9464"},
+		wantEnv:     []string{"AUTHSIDECAR_ADMIN_LISTEN=:9464", shutdownDelay},
 		wantPorts:   []string{"auth-admin 9464/TCP"},
 	},
 	{
@@ -55,6 +57,7 @@ var renderCases = []renderCase{
 		wantNative: true,
 		wantEnv: []string{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
 			"AUTHSIDECAR_INBOUND_LISTEN=:8000",
 			"AUTHSIDECAR_INBOUND_UPSTREAM=http://127.0.0.1:8080",
 			"AUTHSIDECAR_INBOUND_ISSUERS=" + keycloak,
@@ -74,6 +77,7 @@ var renderCases = []renderCase{
 		wantNative:  true,
 		wantEnv: []string{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
 			"AUTHSIDECAR_OUTBOUND_LISTEN=127.0.0.1:4000",
 			"AUTHSIDECAR_OUTBOUND_ROUTES=payments",
 			"AUTHSIDECAR_OUTBOUND_ISSUER=" + keycloak,
@@ -98,6 +102,7 @@ var renderCases = []renderCase{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
 			"AUTHSIDECAR_LOG_LEVEL=debug",
 			"AUTHSIDECAR_ACCESS_LOG=true",
+			shutdownDelay,
 			"AUTHSIDECAR_INBOUND_LISTEN=:8000",
 			"AUTHSIDECAR_INBOUND_UPSTREAM=http://127.0.0.1:8080",
 			"AUTHSIDECAR_INBOUND_ISSUERS=https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0",
@@ -126,6 +131,7 @@ var renderCases = []renderCase{
 		wantNative: true,
 		wantEnv: []string{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
 			"AUTHSIDECAR_INBOUND_LISTEN=:8000",
 			"AUTHSIDECAR_INBOUND_UPSTREAM=http://127.0.0.1:8080",
 			"AUTHSIDECAR_INBOUND_ISSUERS=" + keycloak,
@@ -145,6 +151,7 @@ var renderCases = []renderCase{
 		wantNative: true,
 		wantEnv: []string{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
 			"AUTHSIDECAR_OUTBOUND_LISTEN=127.0.0.1:4000",
 			"AUTHSIDECAR_OUTBOUND_ROUTES=payments",
 			"AUTHSIDECAR_OUTBOUND_ISSUER=" + keycloak,
@@ -166,6 +173,7 @@ var renderCases = []renderCase{
 		wantNative: true,
 		wantEnv: []string{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
 			"AUTHSIDECAR_INBOUND_LISTEN=:8000",
 			"AUTHSIDECAR_INBOUND_UPSTREAM=http://127.0.0.1:8080",
 			"AUTHSIDECAR_INBOUND_ISSUERS=https://shop.okta.com/oauth2/default",
@@ -196,6 +204,7 @@ var renderCases = []renderCase{
 		wantNative:  true,
 		wantEnv: []string{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
 			"AUTHSIDECAR_OUTBOUND_LISTEN=127.0.0.1:4000",
 			"AUTHSIDECAR_OUTBOUND_ROUTES=inventory-api,payments",
 			"AUTHSIDECAR_OUTBOUND_TOKEN_URL=https://idp.example.com/oauth2/token",
@@ -226,9 +235,14 @@ var renderCases = []renderCase{
 			"AUTHSIDECAR_LOG_LEVEL=warn",
 			"AUTHSIDECAR_LOG_FORMAT=text",
 			"AUTHSIDECAR_ACCESS_LOG=true",
+			"AUTHSIDECAR_SHUTDOWN_DELAY=3s",
 			"AUTHSIDECAR_SHUTDOWN_GRACE=20s",
+			"AUTHSIDECAR_BODY_IDLE_TIMEOUT=45s",
+			"AUTHSIDECAR_ALLOW_INSECURE_HTTP=true",
 			"AUTHSIDECAR_INBOUND_LISTEN=:8443",
 			"AUTHSIDECAR_INBOUND_UPSTREAM=http://127.0.0.1:3001",
+			"AUTHSIDECAR_INBOUND_UPSTREAM_TIMEOUT=2m",
+			"AUTHSIDECAR_INBOUND_UPSTREAM_PROTOCOL=h2c",
 			"AUTHSIDECAR_INBOUND_ISSUERS=https://idp.example.com/",
 			"AUTHSIDECAR_INBOUND_JWKS_URL=https://idp.example.com/keys",
 			"AUTHSIDECAR_INBOUND_AUDIENCES=payments,https://payments.example.com",
@@ -238,11 +252,16 @@ var renderCases = []renderCase{
 			"AUTHSIDECAR_INBOUND_ALLOWED_CLIENTS=orders,billing",
 			"AUTHSIDECAR_INBOUND_PUBLIC_PATHS=/healthz,/docs/",
 			"AUTHSIDECAR_INBOUND_FORWARD_TOKEN=true",
+			"AUTHSIDECAR_INBOUND_REQUIRE_AT_JWT=true",
+			"AUTHSIDECAR_INBOUND_ALLOW_ENCODED_SLASHES=true",
+			// false is set, not left out: only null leaves a variable unset.
+			"AUTHSIDECAR_INBOUND_CASE_INSENSITIVE_PATHS=false",
 			"AUTHSIDECAR_INBOUND_RULES_FILE=/etc/authsidecar/rules/rules.yaml",
 			"AUTHSIDECAR_INBOUND_TLS_CERT_FILE=/etc/authsidecar/inbound-tls/tls.crt",
 			"AUTHSIDECAR_INBOUND_TLS_KEY_FILE=/etc/authsidecar/inbound-tls/tls.key",
 			"AUTHSIDECAR_INBOUND_CLIENT_CA_FILE=/etc/authsidecar/client-ca/ca.crt",
 			"AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_ID=payments-rs",
+			"AUTHSIDECAR_INBOUND_INTROSPECTION_AUTH_METHOD=client_secret_post",
 			"AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_SECRET_FILE=/etc/authsidecar/introspection/client-secret",
 			"AUTHSIDECAR_INBOUND_INTROSPECTION_URL=https://idp.example.com/introspect",
 			"AUTHSIDECAR_INBOUND_INTROSPECT=all",
@@ -254,6 +273,7 @@ var renderCases = []renderCase{
 			"AUTHSIDECAR_OUTBOUND_CLIENT_ID=payments",
 			fileClientSecret,
 			"AUTHSIDECAR_OUTBOUND_AUTH_METHOD=private_key_jwt",
+			"AUTHSIDECAR_OUTBOUND_READY_REQUIRES_TOKENS=true",
 			"AUTHSIDECAR_OUTBOUND_PRIVATE_KEY_FILE=/etc/authsidecar/private-key/private-key.pem",
 			"AUTHSIDECAR_OUTBOUND_PRIVATE_KEY_ID=key-2025",
 			"AUTHSIDECAR_OUTBOUND_CLIENT_ASSERTION_FILE=/var/run/secrets/authsidecar/client-assertion/token",
@@ -265,6 +285,16 @@ var renderCases = []renderCase{
 			"AUTHSIDECAR_ROUTE_LEDGER_V2_RESOURCE=https://ledger.example.com",
 			"AUTHSIDECAR_ROUTE_LEDGER_V2_SCOPES=ledger.read ledger.write",
 			"AUTHSIDECAR_ROUTE_LEDGER_V2_LISTEN=127.0.0.1:4001",
+			"AUTHSIDECAR_ROUTE_LEDGER_V2_TIMEOUT=10s",
+			"AUTHSIDECAR_ROUTE_LEDGER_V2_PROTOCOL=http1",
+			"OTEL_TRACES_EXPORTER=otlp",
+			"OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector.observability:4317",
+			"OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+			"OTEL_SERVICE_NAME=payments",
+			"OTEL_TRACES_SAMPLER=parentbased_traceidratio",
+			"OTEL_TRACES_SAMPLER_ARG=0.25",
+			"OTEL_PROPAGATORS=tracecontext,baggage",
+			"OTEL_RESOURCE_ATTRIBUTES=deployment.environment=prod,service.namespace=shop",
 		},
 		wantPorts: []string{"auth-inbound 8443/TCP", "auth-outbound 4100/TCP", "auth-admin 9090/TCP"},
 		wantVolumes: []string{
@@ -294,6 +324,7 @@ var renderCases = []renderCase{
 		wantNative:  true,
 		wantEnv: []string{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
 			"AUTHSIDECAR_OUTBOUND_LISTEN=127.0.0.1:4000",
 			"AUTHSIDECAR_OUTBOUND_ROUTES=payments",
 			"AUTHSIDECAR_OUTBOUND_ISSUER=" + keycloak,
@@ -628,6 +659,27 @@ func TestBadValuesAreRefused(t *testing.T) {
 			"authsidecar: inbound.jwksUrl works with one issuer only"},
 		{"both monitors", []string{"monitoring.serviceMonitor.enabled=true", "monitoring.podMonitor.enabled=true"},
 			"authsidecar: enable monitoring.serviceMonitor or monitoring.podMonitor, not both (each target would be scraped twice)"},
+		{"a shutdown delay that is not a duration", []string{"sidecar.shutdownDelay=5sec"},
+			"- at '/sidecar/shutdownDelay': '5sec' does not match pattern"},
+		{"an unknown upstream protocol", []string{"inbound.upstreamProtocol=h2"},
+			"- at '/inbound/upstreamProtocol': value must be one of '', 'auto', 'http1', 'h2c'"},
+		{"an unknown route protocol", append(outbound, "outbound.routes.payments.protocol=grpc"),
+			"- at '/outbound/routes/payments/protocol': value must be one of '', 'auto', 'http1', 'h2c'"},
+		{"a route timeout that is not a duration", append(outbound, "outbound.routes.payments.timeout=soon"),
+			"- at '/outbound/routes/payments/timeout': 'soon' does not match pattern"},
+		{"an unknown introspection auth method", []string{"inbound.introspection.authMethod=private_key_jwt"},
+			"- at '/inbound/introspection/authMethod': value must be one of '', 'client_secret_basic', 'client_secret_post', 'none'"},
+		{"introspection without credentials but with a secret", []string{keycloakIssuer, "inbound.audiences[0]=a",
+			"inbound.introspection.authMethod=none", "inbound.introspection.url=https://idp/introspect", "inbound.introspection.existingSecret=s"},
+			"authsidecar: inbound.introspection.authMethod=none sends no client credentials: unset inbound.introspection.clientSecret and existingSecret"},
+		{"a string where a switch belongs", []string{"inbound.requireAtJwt=yes"},
+			"- at '/inbound/requireAtJwt': got string, want null or boolean"},
+		{"a misspelt tracing key", []string{"tracing.endpoints=http://otel:4317"},
+			"- at '/tracing': additional properties 'endpoints' not allowed"},
+		{"an unknown OTLP protocol", []string{"tracing.protocol=http"},
+			"- at '/tracing/protocol': value must be one of '', 'grpc', 'http/protobuf', 'http/json'"},
+		{"a negative grace period", []string{"terminationGracePeriodSeconds=-1"},
+			"- at '/terminationGracePeriodSeconds': minimum: got -1, want 0"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -671,6 +723,12 @@ func TestNamedTemplateInAnotherChart(t *testing.T) {
 	diffLists(t, "pod volumes", volumeList(spec), []string{
 		"authsidecar-client-secret: secret demo-authsidecar client-secret->client-secret",
 	})
+	if g := spec.TerminationGracePeriodSeconds; g == nil || *g != 30 {
+		t.Errorf("terminationGracePeriodSeconds = %v, want 30 from authsidecar.terminationGracePeriodSeconds", g)
+	}
+	if v, _ := envValue(c, "AUTHSIDECAR_SHUTDOWN_DELAY"); v != "5s" {
+		t.Errorf("AUTHSIDECAR_SHUTDOWN_DELAY = %q, want the chart's 5s", v)
+	}
 	if v, _ := envValue(c, "AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE"); v != "/etc/authsidecar/client-secret/client-secret" {
 		t.Errorf("AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE = %q", v)
 	}

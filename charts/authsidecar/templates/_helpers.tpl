@@ -138,6 +138,9 @@ exist). Keep it equal to appVersion in Chart.yaml; the chart tests check.
 {{- if and $v.inbound.tls.clientCA.enabled (not $v.inbound.tls.enabled) -}}
 {{- fail "authsidecar: inbound.tls.clientCA.enabled (mTLS) needs inbound.tls.enabled" -}}
 {{- end -}}
+{{- if and (eq $v.inbound.introspection.authMethod "none") (or $v.inbound.introspection.clientSecret $v.inbound.introspection.existingSecret) -}}
+{{- fail "authsidecar: inbound.introspection.authMethod=none sends no client credentials: unset inbound.introspection.clientSecret and existingSecret" -}}
+{{- end -}}
 {{- if and $v.inbound.introspection.clientSecret $v.inbound.introspection.existingSecret -}}
 {{- fail "authsidecar: set inbound.introspection.clientSecret or inbound.introspection.existingSecret, not both" -}}
 {{- end -}}
@@ -209,10 +212,15 @@ The sidecar's environment. Secrets are only ever files: the chart sets the
 {{- include "authsidecar.env" (list "AUTHSIDECAR_LOG_LEVEL" $s.logLevel) -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_LOG_FORMAT" $s.logFormat) -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_ACCESS_LOG" $s.accessLog) -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_SHUTDOWN_DELAY" $s.shutdownDelay) -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_SHUTDOWN_GRACE" $s.shutdownGrace) -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_BODY_IDLE_TIMEOUT" $s.bodyIdleTimeout) -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_ALLOW_INSECURE_HTTP" $s.allowInsecureHttp) -}}
 {{- if include "authsidecar.inboundEnabled" . -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_LISTEN" (printf ":%d" (int $s.ports.inbound))) -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_UPSTREAM" (default (printf "http://127.0.0.1:%d" (int $v.app.port)) $in.upstream)) -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_UPSTREAM_TIMEOUT" $in.upstreamTimeout) -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_UPSTREAM_PROTOCOL" $in.upstreamProtocol) -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_ISSUERS" $in.issuers) -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_JWKS_URL" $in.jwksUrl) -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_AUDIENCES" $in.audiences) -}}
@@ -222,6 +230,9 @@ The sidecar's environment. Secrets are only ever files: the chart sets the
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_ALLOWED_CLIENTS" $in.allowedClients) -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_PUBLIC_PATHS" $in.publicPaths) -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_FORWARD_TOKEN" $in.forwardToken) -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_REQUIRE_AT_JWT" $in.requireAtJwt) -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_ALLOW_ENCODED_SLASHES" $in.allowEncodedSlashes) -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_CASE_INSENSITIVE_PATHS" $in.caseInsensitivePaths) -}}
 {{- if include "authsidecar.rulesRef" . -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_RULES_FILE" "/etc/authsidecar/rules/rules.yaml") -}}
 {{- end -}}
@@ -233,6 +244,7 @@ The sidecar's environment. Secrets are only ever files: the chart sets the
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_CLIENT_CA_FILE" "/etc/authsidecar/client-ca/ca.crt") -}}
 {{- end -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_ID" $in.introspection.clientId) -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_INTROSPECTION_AUTH_METHOD" $in.introspection.authMethod) -}}
 {{- if include "authsidecar.introspectionSecretRef" . -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_SECRET_FILE" "/etc/authsidecar/introspection/client-secret") -}}
 {{- end -}}
@@ -253,6 +265,7 @@ The sidecar's environment. Secrets are only ever files: the chart sets the
 {{- include "authsidecar.env" (list "AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE" "/etc/authsidecar/client-secret/client-secret") -}}
 {{- end -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_OUTBOUND_AUTH_METHOD" $out.authMethod) -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_OUTBOUND_READY_REQUIRES_TOKENS" $out.readyRequiresTokens) -}}
 {{- if $out.privateKey.existingSecret -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_OUTBOUND_PRIVATE_KEY_FILE" "/etc/authsidecar/private-key/private-key.pem") -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_OUTBOUND_PRIVATE_KEY_ID" $out.privateKey.keyId) -}}
@@ -275,7 +288,23 @@ The sidecar's environment. Secrets are only ever files: the chart sets the
 {{- include "authsidecar.env" (list (print $p "RESOURCE") $r.resource) -}}
 {{- include "authsidecar.env" (list (print $p "SCOPES") (join " " (default (list) $r.scopes))) -}}
 {{- include "authsidecar.env" (list (print $p "LISTEN") $r.listen) -}}
+{{- include "authsidecar.env" (list (print $p "TIMEOUT") $r.timeout) -}}
+{{- include "authsidecar.env" (list (print $p "PROTOCOL") $r.protocol) -}}
 {{- end -}}
+{{- end -}}
+{{- with $v.tracing -}}
+{{- include "authsidecar.env" (list "OTEL_TRACES_EXPORTER" .exporter) -}}
+{{- include "authsidecar.env" (list "OTEL_EXPORTER_OTLP_ENDPOINT" .endpoint) -}}
+{{- include "authsidecar.env" (list "OTEL_EXPORTER_OTLP_PROTOCOL" .protocol) -}}
+{{- include "authsidecar.env" (list "OTEL_SERVICE_NAME" .serviceName) -}}
+{{- include "authsidecar.env" (list "OTEL_TRACES_SAMPLER" .sampler) -}}
+{{- include "authsidecar.env" (list "OTEL_TRACES_SAMPLER_ARG" .samplerArg) -}}
+{{- include "authsidecar.env" (list "OTEL_PROPAGATORS" .propagators) -}}
+{{- $attrs := list -}}
+{{- range $k := keys (default (dict) .resourceAttributes) | sortAlpha -}}
+{{- $attrs = append $attrs (printf "%s=%s" $k (get $.values.tracing.resourceAttributes $k)) -}}
+{{- end -}}
+{{- include "authsidecar.env" (list "OTEL_RESOURCE_ATTRIBUTES" $attrs) -}}
 {{- end -}}
 {{- end -}}
 
@@ -444,6 +473,43 @@ kubelet's updates (a rotated secret or certificate) reach the sidecar.
 {{- end -}}
 {{- end -}}
 
+{{/*
+A Go duration ("1m30s", "500ms") as seconds, a float; "" is 0. The schema
+allows only what time.ParseDuration reads.
+*/}}
+{{- define "authsidecar.durationSeconds" -}}
+{{- $units := dict "ns" 0.000000001 "us" 0.000001 "µs" 0.000001 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 -}}
+{{- $total := 0.0 -}}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h)" (toString .) -1 -}}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" . -}}
+{{- $total = addf $total (mulf (float64 $num) (get $units (trimPrefix $num .))) -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
+
+{{/* Seconds the sidecar may take after SIGTERM: shutdownDelay + shutdownGrace. */}}
+{{- define "authsidecar.shutdownSeconds" -}}
+{{- $s := .values.sidecar -}}
+{{- addf (include "authsidecar.durationSeconds" $s.shutdownDelay | float64) (include "authsidecar.durationSeconds" (default "15s" $s.shutdownGrace) | float64) -}}
+{{- end -}}
+
+{{/*
+The pod's terminationGracePeriodSeconds: values.terminationGracePeriodSeconds
+when set (the render fails if it is shorter than the sidecar's delay plus
+grace), else the larger of 30 and delay + grace + 5 s.
+*/}}
+{{- define "authsidecar.terminationGracePeriodSeconds" -}}
+{{- $need := include "authsidecar.shutdownSeconds" . | float64 -}}
+{{- $set := .values.terminationGracePeriodSeconds -}}
+{{- if kindIs "invalid" $set -}}
+{{- max 30 (int (ceil (addf $need 5))) -}}
+{{- else if lt (float64 $set) $need -}}
+{{- fail (printf "authsidecar: terminationGracePeriodSeconds %d is shorter than sidecar.shutdownDelay + sidecar.shutdownGrace (%ss): the sidecar would be killed before it drains; raise it, or leave it null to have it computed" (int $set) (toString $need)) -}}
+{{- else -}}
+{{- int $set -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "authsidecar.probe" -}}
 {{- $p := index . 0 -}}
 {{- $opts := index . 1 -}}
@@ -466,6 +532,18 @@ under `containers:` otherwise:
 
   initContainers:
     {{- include "authsidecar.container" (dict "values" .Values.authsidecar "root" $) | nindent 4 }}
+
+What the including pod must set itself:
+  - terminationGracePeriodSeconds, at least sidecar.shutdownDelay (5s) +
+    sidecar.shutdownGrace (15s): after SIGTERM the sidecar keeps serving for
+    the delay, then drains. "authsidecar.terminationGracePeriodSeconds"
+    computes it as the chart's own Deployment does:
+      terminationGracePeriodSeconds: {{ include "authsidecar.terminationGracePeriodSeconds" $sidecar }}
+    With a native sidecar, Kubernetes stops the app first and sends SIGTERM
+    to the sidecar only once every app container has exited, so the period
+    must also cover the app's own preStop and drain.
+  - the pod's volumes: {{- include "authsidecar.volumes" $sidecar | nindent 8 }}
+  - a Service whose targetPort is sidecar.ports.inbound, never the app's.
 */}}
 {{- define "authsidecar.container" -}}
 {{- include "authsidecar.validate" . -}}
@@ -512,6 +590,10 @@ under `containers:` otherwise:
     {{- include "authsidecar.probe" (list "/healthz" $s.livenessProbe $s.ports.admin) | nindent 4 }}
   readinessProbe:
     {{- include "authsidecar.probe" (list "/readyz" $s.readinessProbe $s.ports.admin) | nindent 4 }}
+  {{- with $s.lifecycle }}
+  lifecycle:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- with $s.resources }}
   resources:
     {{- toYaml . | nindent 4 }}
