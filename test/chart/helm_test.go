@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -180,15 +181,16 @@ var apiTypes = map[string]struct {
 	apiVersion string
 	new        func() any
 }{
-	"Deployment":     {"apps/v1", func() any { return &appsv1.Deployment{} }},
-	"Service":        {"v1", func() any { return &corev1.Service{} }},
-	"ServiceAccount": {"v1", func() any { return &corev1.ServiceAccount{} }},
-	"Secret":         {"v1", func() any { return &corev1.Secret{} }},
-	"ConfigMap":      {"v1", func() any { return &corev1.ConfigMap{} }},
-	"Namespace":      {"v1", func() any { return &corev1.Namespace{} }},
-	"NetworkPolicy":  {"networking.k8s.io/v1", func() any { return &networkingv1.NetworkPolicy{} }},
-	"ServiceMonitor": {"monitoring.coreos.com/v1", func() any { return &ServiceMonitor{} }},
-	"PodMonitor":     {"monitoring.coreos.com/v1", func() any { return &PodMonitor{} }},
+	"Deployment":          {"apps/v1", func() any { return &appsv1.Deployment{} }},
+	"Service":             {"v1", func() any { return &corev1.Service{} }},
+	"ServiceAccount":      {"v1", func() any { return &corev1.ServiceAccount{} }},
+	"Secret":              {"v1", func() any { return &corev1.Secret{} }},
+	"ConfigMap":           {"v1", func() any { return &corev1.ConfigMap{} }},
+	"Namespace":           {"v1", func() any { return &corev1.Namespace{} }},
+	"NetworkPolicy":       {"networking.k8s.io/v1", func() any { return &networkingv1.NetworkPolicy{} }},
+	"PodDisruptionBudget": {"policy/v1", func() any { return &policyv1.PodDisruptionBudget{} }},
+	"ServiceMonitor":      {"monitoring.coreos.com/v1", func() any { return &ServiceMonitor{} }},
+	"PodMonitor":          {"monitoring.coreos.com/v1", func() any { return &PodMonitor{} }},
 }
 
 var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)

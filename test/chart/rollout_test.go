@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // TestRollouts checks what keeps a rollout from dropping requests: the
@@ -69,4 +71,63 @@ func TestRollouts(t *testing.T) {
 
 func sleepHook(seconds int64) *corev1.Lifecycle {
 	return &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: seconds}}}
+}
+
+func TestPodDisruptionBudget(t *testing.T) {
+	one, two, half := intstr.FromInt32(1), intstr.FromInt32(2), intstr.FromString("50%")
+	alwaysAllow := policyv1.AlwaysAllow
+	cases := []struct {
+		name string
+		set  []string
+		want policyv1.PodDisruptionBudgetSpec // without the selector
+	}{
+		{"with neither bound, one pod at a time", nil, policyv1.PodDisruptionBudgetSpec{MaxUnavailable: &one}},
+		{"minAvailable as a percentage", []string{"podDisruptionBudget.minAvailable=50%"}, policyv1.PodDisruptionBudgetSpec{MinAvailable: &half}},
+		{"maxUnavailable and the eviction policy for unhealthy pods",
+			[]string{"podDisruptionBudget.maxUnavailable=2", "podDisruptionBudget.unhealthyPodEvictionPolicy=AlwaysAllow"},
+			policyv1.PodDisruptionBudgetSpec{MaxUnavailable: &two, UnhealthyPodEvictionPolicy: &alwaysAllow}},
+		{"minAvailable zero is kept, not taken for unset", []string{"podDisruptionBudget.minAvailable=0"},
+			policyv1.PodDisruptionBudgetSpec{MinAvailable: ptr(intstr.FromInt32(0))}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := render(t, chartDir, valuesArgs("", append([]string{"podDisruptionBudget.enabled=true"}, tc.set...))...)
+			pdb := find[policyv1.PodDisruptionBudget](t, objs, "PodDisruptionBudget", "demo-authsidecar")
+			d := deployment(t, objs)
+			if pdb.Spec.Selector == nil || !reflect.DeepEqual(pdb.Spec.Selector.MatchLabels, d.Spec.Selector.MatchLabels) {
+				t.Errorf("selector = %v, want the Deployment's %v", pdb.Spec.Selector, d.Spec.Selector.MatchLabels)
+			}
+			got := pdb.Spec
+			got.Selector = nil
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("spec = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	t.Run("off by default and without the chart's Deployment", func(t *testing.T) {
+		for _, set := range [][]string{nil, {"podDisruptionBudget.enabled=true", "deployment.enabled=false"}} {
+			for _, o := range render(t, chartDir, valuesArgs("", set)...) {
+				if o.Kind == "PodDisruptionBudget" {
+					t.Errorf("with %v: rendered %s", set, o.key())
+				}
+			}
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		set  []string
+		want string
+	}{
+		{"both bounds are refused", []string{"podDisruptionBudget.minAvailable=1", "podDisruptionBudget.maxUnavailable=1"},
+			"authsidecar: set podDisruptionBudget.minAvailable or podDisruptionBudget.maxUnavailable, not both"},
+		{"a bound that is neither a number nor a percentage is refused", []string{"podDisruptionBudget.minAvailable=half"},
+			"- at '/podDisruptionBudget/minAvailable': 'half' does not match pattern '^[0-9]+%$'"},
+		{"a negative bound is refused", []string{"podDisruptionBudget.minAvailable=-1"},
+			"- at '/podDisruptionBudget/minAvailable': minimum: got -1, want 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := helmTemplate(t, chartDir, valuesArgs("", append([]string{"podDisruptionBudget.enabled=true"}, tc.set...))...)
+			wantErr(t, err, tc.want)
+		})
+	}
 }
