@@ -18,6 +18,8 @@ type renderCase struct {
 	name       string
 	valuesFile string // relative to this package; "" for the defaults
 	set        []string
+	// apiVersions are passed as --api-versions: what the cluster serves.
+	apiVersions []string
 
 	wantObjects []string // Kind/name, sorted
 	wantNative  bool
@@ -122,8 +124,9 @@ var renderCases = []renderCase{
 		wantServiceName: "http",
 	},
 	{
-		name:       "monitoring renders a PodMonitor and the dashboard ConfigMap",
-		valuesFile: "../../charts/authsidecar/ci/monitoring-dashboard-values.yaml",
+		name:        "monitoring renders a PodMonitor and the dashboard ConfigMap",
+		valuesFile:  "../../charts/authsidecar/ci/monitoring-dashboard-values.yaml",
+		apiVersions: prometheusOperator,
 		wantObjects: []string{
 			"ConfigMap/demo-authsidecar-dashboard", "Deployment/demo-authsidecar", "PodMonitor/demo-authsidecar",
 			"Service/demo-authsidecar", "ServiceAccount/demo-authsidecar",
@@ -142,8 +145,9 @@ var renderCases = []renderCase{
 		wantServiceName: "http",
 	},
 	{
-		name:       "a ServiceMonitor comes with a headless metrics Service",
-		valuesFile: "../../charts/authsidecar/ci/servicemonitor-values.yaml",
+		name:        "a ServiceMonitor comes with a headless metrics Service",
+		valuesFile:  "../../charts/authsidecar/ci/servicemonitor-values.yaml",
+		apiVersions: prometheusOperator,
 		wantObjects: []string{
 			"Deployment/demo-authsidecar", "Service/demo-authsidecar-metrics",
 			"ServiceAccount/demo-authsidecar", "ServiceMonitor/demo-authsidecar",
@@ -341,7 +345,16 @@ var renderCases = []renderCase{
 	},
 }
 
-func (rc renderCase) args() []string { return valuesArgs(rc.valuesFile, rc.set) }
+func (rc renderCase) args() []string {
+	args := valuesArgs(rc.valuesFile, rc.set)
+	for _, v := range rc.apiVersions {
+		args = append(args, "--api-versions", v)
+	}
+	return args
+}
+
+// prometheusOperator is what a cluster with the Prometheus Operator serves.
+var prometheusOperator = []string{"monitoring.coreos.com/v1"}
 
 func (rc renderCase) ports() (admin, inbound int) {
 	admin, inbound = rc.adminPort, rc.inboundPort
@@ -507,7 +520,7 @@ rules:
 
 func TestMonitoring(t *testing.T) {
 	t.Run("the PodMonitor scrapes the sidecar's admin port by name", func(t *testing.T) {
-		objs := render(t, chartDir, "-f", "../../charts/authsidecar/ci/monitoring-dashboard-values.yaml")
+		objs := render(t, chartDir, "-f", "../../charts/authsidecar/ci/monitoring-dashboard-values.yaml", "--api-versions", "monitoring.coreos.com/v1")
 		pm := find[PodMonitor](t, objs, "PodMonitor", "demo-authsidecar")
 		d := deployment(t, objs)
 		if !reflect.DeepEqual(pm.Spec.Selector.MatchLabels, d.Spec.Selector.MatchLabels) {
@@ -529,7 +542,7 @@ func TestMonitoring(t *testing.T) {
 		}
 	})
 	t.Run("the ServiceMonitor selects the metrics Service, which targets the admin port", func(t *testing.T) {
-		objs := render(t, chartDir, "-f", "../../charts/authsidecar/ci/servicemonitor-values.yaml")
+		objs := render(t, chartDir, "-f", "../../charts/authsidecar/ci/servicemonitor-values.yaml", "--api-versions", "monitoring.coreos.com/v1")
 		sm := find[ServiceMonitor](t, objs, "ServiceMonitor", "demo-authsidecar")
 		svc := find[corev1.Service](t, objs, "Service", "demo-authsidecar-metrics")
 		d := deployment(t, objs)
@@ -704,7 +717,7 @@ func TestNamedTemplateInAnotherChart(t *testing.T) {
 	if err := helmLint(t, consumer); err != nil {
 		t.Fatal(err)
 	}
-	objs := render(t, consumer)
+	objs := render(t, consumer, "--api-versions", "monitoring.coreos.com/v1")
 	diffLists(t, "objects", sorted(keys(objs)), []string{
 		"Deployment/demo-shop-api", "PodMonitor/demo-authsidecar", "Secret/demo-authsidecar", "Service/demo-shop-api",
 	})
@@ -818,7 +831,7 @@ func TestNotes(t *testing.T) {
 			name = "with " + filepath.Base(file)
 		}
 		t.Run(name, func(t *testing.T) {
-			objs := render(t, dir, append(valuesArgs(file, nil), "--show-only", "templates/zz-notes.yaml")...)
+			objs := render(t, dir, append(valuesArgs(file, nil), "--show-only", "templates/zz-notes.yaml", "--api-versions", "monitoring.coreos.com/v1")...)
 			got := find[corev1.ConfigMap](t, objs, "ConfigMap", "notes").Data["notes"]
 			if file != "" && strings.Contains(got, "WARNING") {
 				t.Errorf("NOTES warn for a working configuration:\n%s", got)
@@ -830,6 +843,14 @@ func TestNotes(t *testing.T) {
 			}
 		})
 	}
+	t.Run("monitoring on a cluster without the Prometheus Operator warns", func(t *testing.T) {
+		objs := render(t, dir, "-f", "../../charts/authsidecar/ci/monitoring-dashboard-values.yaml", "--show-only", "templates/zz-notes.yaml")
+		got := find[corev1.ConfigMap](t, objs, "ConfigMap", "notes").Data["notes"]
+		want := "WARNING: monitoring is enabled, but this cluster does not serve\nmonitoring.coreos.com/v1 (the Prometheus Operator's CRDs): no PodMonitor,\nServiceMonitor or PrometheusRule was rendered."
+		if !strings.Contains(got, want) {
+			t.Errorf("NOTES lack %q:\n%s", want, got)
+		}
+	})
 }
 
 // chartAppVersion is appVersion in the chart's Chart.yaml.

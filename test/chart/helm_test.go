@@ -163,6 +163,29 @@ type PodMonitor struct {
 	} `json:"spec"`
 }
 
+// PrometheusRule is the part of monitoring.coreos.com/v1 PrometheusRule the
+// chart renders.
+type PrometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Groups []ruleGroup `json:"groups"`
+	} `json:"spec"`
+}
+
+type ruleGroup struct {
+	Name  string      `json:"name"`
+	Rules []alertRule `json:"rules"`
+}
+
+type alertRule struct {
+	Alert       string            `json:"alert"`
+	Expr        string            `json:"expr"`
+	For         string            `json:"for,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
 type namespaceSelector struct {
 	Any        bool     `json:"any,omitempty"`
 	MatchNames []string `json:"matchNames,omitempty"`
@@ -191,6 +214,7 @@ var apiTypes = map[string]struct {
 	"PodDisruptionBudget": {"policy/v1", func() any { return &policyv1.PodDisruptionBudget{} }},
 	"ServiceMonitor":      {"monitoring.coreos.com/v1", func() any { return &ServiceMonitor{} }},
 	"PodMonitor":          {"monitoring.coreos.com/v1", func() any { return &PodMonitor{} }},
+	"PrometheusRule":      {"monitoring.coreos.com/v1", func() any { return &PrometheusRule{} }},
 }
 
 var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)

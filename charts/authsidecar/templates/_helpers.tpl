@@ -46,6 +46,36 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+"true" when the Prometheus Operator's objects may be rendered: the cluster
+serves monitoring.coreos.com/v1 (helm install and upgrade ask it; helm
+template needs --api-versions monitoring.coreos.com/v1), or
+monitoring.trustCRDsExist says to render them anyway.
+*/}}
+{{- define "authsidecar.prometheusOperator" -}}
+{{- if or .values.monitoring.trustCRDsExist (.root.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") -}}true{{- end -}}
+{{- end -}}
+
+{{/* PromQL label matchers in braces, from a list whose empty items are dropped; "" for none. */}}
+{{- define "authsidecar.promSel" -}}
+{{- $m := without . "" -}}
+{{- if $m -}}{{ printf "{%s}" (join ", " $m) }}{{- end -}}
+{{- end -}}
+
+{{/* An alert's for, severity and the common labels: (list <alert values> <prometheusRule values>). */}}
+{{- define "authsidecar.alertCommon" -}}
+{{- $alert := index . 0 -}}
+{{- $rule := index . 1 -}}
+{{- with $alert.for }}
+for: {{ . }}
+{{- end }}
+labels:
+  severity: {{ $alert.severity }}
+  {{- with $rule.alertLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end -}}
+
 {{- define "authsidecar.serviceAccountName" -}}
 {{- if .values.serviceAccount.create -}}
 {{- default (include "authsidecar.fullname" .) .values.serviceAccount.name -}}
