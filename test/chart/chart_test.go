@@ -41,6 +41,16 @@ const (
 	keycloak      = "https://keycloak.example.com/realms/shop"
 )
 
+// csiVolume is the pod certificate ci/cert-manager-csi-values.yaml asks for.
+const csiVolume = "authsidecar-pod-tls: csi csi.cert-manager.io readOnly=true" +
+	" csi.cert-manager.io/dns-names=payments.shop.svc,payments.shop.svc.cluster.local" +
+	" csi.cert-manager.io/duration=24h" +
+	" csi.cert-manager.io/fs-group=65532" +
+	" csi.cert-manager.io/issuer-kind=ClusterIssuer" +
+	" csi.cert-manager.io/issuer-name=shop-ca" +
+	" csi.cert-manager.io/key-usages=server auth,client auth,digital signature" +
+	" csi.cert-manager.io/uri-sans=spiffe://cluster.local/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME}"
+
 var renderCases = []renderCase{
 	{
 		name:        "default values render a native sidecar with only the admin port",
@@ -197,6 +207,43 @@ var renderCases = []renderCase{
 			"authsidecar-inbound-tls: secret payments-tls tls.crt->tls.crt,tls.key->tls.key",
 			"authsidecar-client-ca: secret payments-tls ca.crt->ca.crt",
 			"authsidecar-introspection-secret: secret payments-introspection client-secret->client-secret",
+		},
+		wantService:     443,
+		wantServiceName: "https",
+	},
+	{
+		name:       "a cert-manager CSI certificate serves inbound and outbound TLS, a trust-manager bundle the CAs",
+		valuesFile: "../../charts/authsidecar/ci/cert-manager-csi-values.yaml",
+		wantObjects: []string{
+			"Deployment/demo-authsidecar", "Service/demo-authsidecar", "ServiceAccount/demo-authsidecar",
+		},
+		wantNative: true,
+		wantEnv: []string{
+			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
+			"AUTHSIDECAR_INBOUND_LISTEN=:8000",
+			"AUTHSIDECAR_INBOUND_UPSTREAM=http://127.0.0.1:8080",
+			"AUTHSIDECAR_INBOUND_ISSUERS=" + keycloak,
+			"AUTHSIDECAR_INBOUND_AUDIENCES=payments",
+			"AUTHSIDECAR_INBOUND_TLS_CERT_FILE=/etc/authsidecar/pod-tls/tls.crt",
+			"AUTHSIDECAR_INBOUND_TLS_KEY_FILE=/etc/authsidecar/pod-tls/tls.key",
+			"AUTHSIDECAR_INBOUND_CLIENT_CA_FILE=/etc/authsidecar/client-ca/ca.crt",
+			"AUTHSIDECAR_OUTBOUND_LISTEN=127.0.0.1:4000",
+			"AUTHSIDECAR_OUTBOUND_ROUTES=ledger",
+			"AUTHSIDECAR_OUTBOUND_ISSUER=" + keycloak,
+			"AUTHSIDECAR_OUTBOUND_CLIENT_ID=payments",
+			fileClientSecret,
+			"AUTHSIDECAR_OUTBOUND_TLS_CA_FILE=/etc/authsidecar/outbound-ca/ca.crt",
+			"AUTHSIDECAR_OUTBOUND_TLS_CERT_FILE=/etc/authsidecar/pod-tls/tls.crt",
+			"AUTHSIDECAR_OUTBOUND_TLS_KEY_FILE=/etc/authsidecar/pod-tls/tls.key",
+			"AUTHSIDECAR_ROUTE_LEDGER_URL=https://ledger.shop.svc.cluster.local",
+		},
+		wantPorts: []string{"auth-inbound 8000/TCP", "auth-admin 9464/TCP"},
+		wantVolumes: []string{
+			"authsidecar-client-ca: configMap shop-ca ca.crt->ca.crt",
+			"authsidecar-client-secret: secret payments-oauth-client client-secret->client-secret",
+			"authsidecar-outbound-ca: configMap shop-ca ca.crt->ca.crt",
+			csiVolume,
 		},
 		wantService:     443,
 		wantServiceName: "https",
@@ -665,7 +712,7 @@ func TestBadValuesAreRefused(t *testing.T) {
 		{"a remote outbound listener without allowRemote", append(outbound, "outbound.listenHost=0.0.0.0"),
 			`authsidecar: outbound.listenHost "0.0.0.0" is not loopback: set outbound.allowRemote=true to accept that anyone reaching it acts as this service`},
 		{"TLS without a Secret", []string{keycloakIssuer, "inbound.audiences[0]=a", "inbound.tls.enabled=true"},
-			"authsidecar: inbound.tls.secretName is required when inbound.tls.enabled is true"},
+			"authsidecar: inbound.tls.secretName (or inbound.tls.csi) is required when inbound.tls.enabled is true"},
 		{"mTLS without TLS", []string{keycloakIssuer, "inbound.audiences[0]=a", "inbound.tls.clientCA.enabled=true"},
 			"authsidecar: inbound.tls.clientCA.enabled (mTLS) needs inbound.tls.enabled"},
 		{"a JWKS URL with two issuers", []string{keycloakIssuer, "inbound.issuers[1]=https://b", "inbound.audiences[0]=a", "inbound.jwksUrl=https://k"},

@@ -214,8 +214,24 @@ func describeVolume(v corev1.Volume) string {
 			}
 		}
 		return fmt.Sprintf("%s: projected %s", v.Name, strings.Join(s, "; "))
+	case v.CSI != nil:
+		var attrs []string
+		for k, val := range v.CSI.VolumeAttributes {
+			attrs = append(attrs, k+"="+val)
+		}
+		sort.Strings(attrs)
+		ro := v.CSI.ReadOnly != nil && *v.CSI.ReadOnly
+		return fmt.Sprintf("%s: csi %s readOnly=%v %s", v.Name, v.CSI.Driver, ro, strings.Join(attrs, " "))
 	}
 	return v.Name + ": other"
+}
+
+func mountList(c corev1.Container) []string {
+	var out []string
+	for _, m := range c.VolumeMounts {
+		out = append(out, fmt.Sprintf("%s at %s ro=%v", m.Name, m.MountPath, m.ReadOnly))
+	}
+	return out
 }
 
 func volumeList(spec *corev1.PodSpec) []string {

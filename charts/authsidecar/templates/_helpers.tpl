@@ -150,6 +150,17 @@ exist). Keep it equal to appVersion in Chart.yaml; the chart tests check.
 {{- end -}}
 {{- end -}}
 
+{{/*
+"true" when the sidecar uses the certificate the cert-manager CSI driver
+issues for the pod (certManagerCsi): mounted once, at /etc/authsidecar/pod-tls.
+*/}}
+{{- define "authsidecar.csiUsed" -}}
+{{- $v := .values -}}
+{{- $in := and (include "authsidecar.inboundEnabled" .) $v.inbound.tls.enabled (or $v.inbound.tls.csi (and $v.inbound.tls.clientCA.enabled $v.inbound.tls.clientCA.csi)) -}}
+{{- $out := and (include "authsidecar.outboundEnabled" .) (or $v.outbound.tls.ca.csi $v.outbound.tls.clientCertCsi) -}}
+{{- if or $in $out -}}true{{- end -}}
+{{- end -}}
+
 {{/* Stops rendering with a clear message on settings that cannot work. */}}
 {{- define "authsidecar.validate" -}}
 {{- $v := .values -}}
@@ -162,11 +173,30 @@ exist). Keep it equal to appVersion in Chart.yaml; the chart tests check.
 {{- if and $v.inbound.jwksUrl (gt (len $v.inbound.issuers) 1) -}}
 {{- fail "authsidecar: inbound.jwksUrl works with one issuer only" -}}
 {{- end -}}
-{{- if and $v.inbound.tls.enabled (not $v.inbound.tls.secretName) -}}
-{{- fail "authsidecar: inbound.tls.secretName is required when inbound.tls.enabled is true" -}}
+{{- $tls := $v.inbound.tls -}}
+{{- if and $tls.enabled (not (or $tls.secretName $tls.csi)) -}}
+{{- fail "authsidecar: inbound.tls.secretName (or inbound.tls.csi) is required when inbound.tls.enabled is true" -}}
+{{- end -}}
+{{- if and $tls.secretName $tls.csi -}}
+{{- fail "authsidecar: set inbound.tls.secretName or inbound.tls.csi, not both" -}}
+{{- end -}}
+{{- if gt (len (compact (list $tls.clientCA.secretName $tls.clientCA.configMap (ternary "csi" "" (eq $tls.clientCA.csi true))))) 1 -}}
+{{- fail "authsidecar: set one of inbound.tls.clientCA.secretName, .configMap and .csi" -}}
+{{- end -}}
+{{- if gt (len (compact (list $v.outbound.tls.ca.configMap $v.outbound.tls.ca.secret (ternary "csi" "" (eq $v.outbound.tls.ca.csi true))))) 1 -}}
+{{- fail "authsidecar: set one of outbound.tls.ca.configMap, .secret and .csi" -}}
+{{- end -}}
+{{- if and $v.outbound.tls.clientCertSecret $v.outbound.tls.clientCertCsi -}}
+{{- fail "authsidecar: set outbound.tls.clientCertSecret or outbound.tls.clientCertCsi, not both" -}}
+{{- end -}}
+{{- if and (include "authsidecar.csiUsed" .) (not $v.certManagerCsi.issuerName) -}}
+{{- fail "authsidecar: certManagerCsi.issuerName is required when a certificate or CA comes from the cert-manager CSI driver (inbound.tls.csi, inbound.tls.clientCA.csi, outbound.tls.ca.csi, outbound.tls.clientCertCsi)" -}}
 {{- end -}}
 {{- if and $v.inbound.tls.clientCA.enabled (not $v.inbound.tls.enabled) -}}
 {{- fail "authsidecar: inbound.tls.clientCA.enabled (mTLS) needs inbound.tls.enabled" -}}
+{{- end -}}
+{{- if and $tls.clientCA.enabled (not (or $tls.clientCA.secretName $tls.clientCA.configMap $tls.clientCA.csi $tls.secretName)) -}}
+{{- fail "authsidecar: inbound.tls.clientCA needs a CA bundle: set its secretName, configMap (a trust-manager Bundle) or csi" -}}
 {{- end -}}
 {{- if and (eq $v.inbound.introspection.authMethod "none") (or $v.inbound.introspection.clientSecret $v.inbound.introspection.existingSecret) -}}
 {{- fail "authsidecar: inbound.introspection.authMethod=none sends no client credentials: unset inbound.introspection.clientSecret and existingSecret" -}}
@@ -198,9 +228,6 @@ exist). Keep it equal to appVersion in Chart.yaml; the chart tests check.
 {{- end -}}
 {{- if and $v.outbound.clientAssertion.enabled (not $v.outbound.clientAssertion.audience) -}}
 {{- fail "authsidecar: outbound.clientAssertion.audience is required when outbound.clientAssertion.enabled is true" -}}
-{{- end -}}
-{{- if and $v.outbound.tls.ca.configMap $v.outbound.tls.ca.secret -}}
-{{- fail "authsidecar: set outbound.tls.ca.configMap or outbound.tls.ca.secret, not both" -}}
 {{- end -}}
 {{- if and (ne $v.outbound.listenHost "127.0.0.1") (ne $v.outbound.listenHost "localhost") (ne $v.outbound.listenHost "::1") (ne $v.outbound.listenHost "[::1]") (not $v.outbound.allowRemote) -}}
 {{- fail (printf "authsidecar: outbound.listenHost %q is not loopback: set outbound.allowRemote=true to accept that anyone reaching it acts as this service" $v.outbound.listenHost) -}}
@@ -267,11 +294,12 @@ The sidecar's environment. Secrets are only ever files: the chart sets the
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_RULES_FILE" "/etc/authsidecar/rules/rules.yaml") -}}
 {{- end -}}
 {{- if $in.tls.enabled -}}
-{{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_TLS_CERT_FILE" "/etc/authsidecar/inbound-tls/tls.crt") -}}
-{{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_TLS_KEY_FILE" "/etc/authsidecar/inbound-tls/tls.key") -}}
+{{- $dir := ternary "/etc/authsidecar/pod-tls" "/etc/authsidecar/inbound-tls" (eq $in.tls.csi true) -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_TLS_CERT_FILE" (print $dir "/tls.crt")) -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_TLS_KEY_FILE" (print $dir "/tls.key")) -}}
 {{- end -}}
 {{- if $in.tls.clientCA.enabled -}}
-{{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_CLIENT_CA_FILE" "/etc/authsidecar/client-ca/ca.crt") -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_CLIENT_CA_FILE" (ternary "/etc/authsidecar/pod-tls/ca.crt" "/etc/authsidecar/client-ca/ca.crt" (eq $in.tls.clientCA.csi true))) -}}
 {{- end -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_ID" $in.introspection.clientId) -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_INBOUND_INTROSPECTION_AUTH_METHOD" $in.introspection.authMethod) -}}
@@ -305,10 +333,13 @@ The sidecar's environment. Secrets are only ever files: the chart sets the
 {{- end -}}
 {{- if or $out.tls.ca.configMap $out.tls.ca.secret -}}
 {{- include "authsidecar.env" (list "AUTHSIDECAR_OUTBOUND_TLS_CA_FILE" "/etc/authsidecar/outbound-ca/ca.crt") -}}
+{{- else if $out.tls.ca.csi -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_OUTBOUND_TLS_CA_FILE" "/etc/authsidecar/pod-tls/ca.crt") -}}
 {{- end -}}
-{{- if $out.tls.clientCertSecret -}}
-{{- include "authsidecar.env" (list "AUTHSIDECAR_OUTBOUND_TLS_CERT_FILE" "/etc/authsidecar/outbound-tls/tls.crt") -}}
-{{- include "authsidecar.env" (list "AUTHSIDECAR_OUTBOUND_TLS_KEY_FILE" "/etc/authsidecar/outbound-tls/tls.key") -}}
+{{- if or $out.tls.clientCertSecret $out.tls.clientCertCsi -}}
+{{- $dir := ternary "/etc/authsidecar/pod-tls" "/etc/authsidecar/outbound-tls" (eq $out.tls.clientCertCsi true) -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_OUTBOUND_TLS_CERT_FILE" (print $dir "/tls.crt")) -}}
+{{- include "authsidecar.env" (list "AUTHSIDECAR_OUTBOUND_TLS_KEY_FILE" (print $dir "/tls.key")) -}}
 {{- end -}}
 {{- range $name := keys $out.routes | sortAlpha -}}
 {{- $r := get $out.routes $name -}}
@@ -351,12 +382,12 @@ The sidecar's environment. Secrets are only ever files: the chart sets the
   mountPath: /etc/authsidecar/rules
   readOnly: true
 {{- end -}}
-{{- if $v.inbound.tls.enabled }}
+{{- if $v.inbound.tls.secretName }}
 - name: authsidecar-inbound-tls
   mountPath: /etc/authsidecar/inbound-tls
   readOnly: true
 {{- end -}}
-{{- if $v.inbound.tls.clientCA.enabled }}
+{{- if and $v.inbound.tls.clientCA.enabled (not $v.inbound.tls.clientCA.csi) }}
 - name: authsidecar-client-ca
   mountPath: /etc/authsidecar/client-ca
   readOnly: true
@@ -394,6 +425,11 @@ The sidecar's environment. Secrets are only ever files: the chart sets the
   readOnly: true
 {{- end -}}
 {{- end -}}
+{{- if include "authsidecar.csiUsed" . }}
+- name: authsidecar-pod-tls
+  mountPath: /etc/authsidecar/pod-tls
+  readOnly: true
+{{- end -}}
 {{- with $v.sidecar.extraVolumeMounts }}
 {{ toYaml . }}
 {{- end -}}
@@ -420,7 +456,7 @@ kubelet's updates (a rotated secret or certificate) reach the sidecar.
       - key: {{ index $ref 1 }}
         path: rules.yaml
 {{- end -}}
-{{- if $v.inbound.tls.enabled }}
+{{- if $v.inbound.tls.secretName }}
 - name: authsidecar-inbound-tls
   secret:
     secretName: {{ $v.inbound.tls.secretName }}
@@ -430,12 +466,20 @@ kubelet's updates (a rotated secret or certificate) reach the sidecar.
       - key: tls.key
         path: tls.key
 {{- end -}}
-{{- if $v.inbound.tls.clientCA.enabled }}
+{{- $ca := $v.inbound.tls.clientCA -}}
+{{- if and $ca.enabled $ca.configMap }}
+- name: authsidecar-client-ca
+  configMap:
+    name: {{ $ca.configMap }}
+    items:
+      - key: {{ $ca.key }}
+        path: ca.crt
+{{- else if and $ca.enabled (not $ca.csi) }}
 - name: authsidecar-client-ca
   secret:
-    secretName: {{ default $v.inbound.tls.secretName $v.inbound.tls.clientCA.secretName }}
+    secretName: {{ default $v.inbound.tls.secretName $ca.secretName }}
     items:
-      - key: {{ $v.inbound.tls.clientCA.key }}
+      - key: {{ $ca.key }}
         path: ca.crt
 {{- end -}}
 {{- with include "authsidecar.introspectionSecretRef" . }}
@@ -500,6 +544,37 @@ kubelet's updates (a rotated secret or certificate) reach the sidecar.
       - key: tls.key
         path: tls.key
 {{- end -}}
+{{- end -}}
+{{- if include "authsidecar.csiUsed" . }}
+{{- $c := $v.certManagerCsi }}
+{{- $attrs := dict
+  "csi.cert-manager.io/issuer-name" $c.issuerName
+  "csi.cert-manager.io/issuer-kind" $c.issuerKind
+  "csi.cert-manager.io/issuer-group" $c.issuerGroup
+  "csi.cert-manager.io/common-name" $c.commonName
+  "csi.cert-manager.io/dns-names" (join "," $c.dnsNames)
+  "csi.cert-manager.io/uri-sans" (join "," $c.uriSans)
+  "csi.cert-manager.io/ip-sans" (join "," $c.ipSans)
+  "csi.cert-manager.io/duration" $c.duration
+  "csi.cert-manager.io/renew-before" $c.renewBefore
+  "csi.cert-manager.io/key-usages" (join "," $c.keyUsages)
+  "csi.cert-manager.io/key-algorithm" $c.keyAlgorithm
+  "csi.cert-manager.io/fs-group" (toString (int (default 65532 $v.sidecar.securityContext.runAsGroup)))
+}}
+{{- $attrs = merge (deepCopy (default (dict) $c.extraAttributes)) $attrs }}
+# A certificate the cert-manager CSI driver issues for this pod and renews
+# in place; the key never leaves the node. fs-group lets the non-root
+# sidecar read the key.
+- name: authsidecar-pod-tls
+  csi:
+    driver: csi.cert-manager.io
+    readOnly: true
+    volumeAttributes:
+      {{- range $k := keys $attrs | sortAlpha }}
+      {{- with get $attrs $k }}
+      {{ $k }}: {{ . | quote }}
+      {{- end }}
+      {{- end }}
 {{- end -}}
 {{- end -}}
 
