@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 )
@@ -655,6 +656,18 @@ func TestNetworkPolicyOpensOnlyTheSidecarPorts(t *testing.T) {
 	if !reflect.DeepEqual(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
 		t.Errorf("policyTypes = %v, want [Ingress]", np.Spec.PolicyTypes)
 	}
+	t.Run("extraIngress adds rules after the sidecar's", func(t *testing.T) {
+		objs := render(t, chartDir, "-f", "../../charts/authsidecar/ci/inbound-only-values.yaml",
+			"--set-json", `networkPolicy.extraIngress=[{"ports":[{"port":9100,"protocol":"TCP"}]}]`)
+		np := find[networkingv1.NetworkPolicy](t, objs, "NetworkPolicy", "demo-authsidecar")
+		var ports []string
+		for _, rule := range np.Spec.Ingress {
+			for _, p := range rule.Ports {
+				ports = append(ports, p.Port.String())
+			}
+		}
+		diffLists(t, "ingress ports", ports, []string{"8000", "9464", "9100"})
+	})
 }
 
 func TestKubernetesVersion(t *testing.T) {
@@ -766,7 +779,7 @@ func TestNamedTemplateInAnotherChart(t *testing.T) {
 	}
 	objs := render(t, consumer, "--api-versions", "monitoring.coreos.com/v1")
 	diffLists(t, "objects", sorted(keys(objs)), []string{
-		"Deployment/demo-shop-api", "PodMonitor/demo-authsidecar", "Secret/demo-authsidecar", "Service/demo-shop-api",
+		"Deployment/demo-shop-api", "NetworkPolicy/demo-shop-api", "PodMonitor/demo-authsidecar", "Secret/demo-authsidecar", "Service/demo-shop-api",
 	})
 	d := deployment(t, objs)
 	spec := &d.Spec.Template.Spec
@@ -797,6 +810,32 @@ func TestNamedTemplateInAnotherChart(t *testing.T) {
 		t.Errorf("PodMonitor selector = %v, want app=shop-api", pm.Spec.Selector.MatchLabels)
 	}
 	checkService(t, find[corev1.Service](t, objs, "Service", "demo-shop-api"), d, 80, 8000, "http")
+
+	// The sidecar's NetworkPolicy, included by the parent for its own pods.
+	np := find[networkingv1.NetworkPolicy](t, objs, "NetworkPolicy", "demo-shop-api")
+	tcp := corev1.ProtocolTCP
+	port := func(p int32) []networkingv1.NetworkPolicyPort {
+		return []networkingv1.NetworkPolicyPort{{Port: ptr(intstr.FromInt32(p)), Protocol: &tcp}}
+	}
+	wantSpec := networkingv1.NetworkPolicySpec{
+		PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "shop-api"}},
+		PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+		Ingress: []networkingv1.NetworkPolicyIngressRule{
+			{Ports: port(8000)},
+			{Ports: port(9464), From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"},
+			}}}},
+		},
+	}
+	if !reflect.DeepEqual(np.Spec, wantSpec) {
+		t.Errorf("NetworkPolicy spec = %+v, want %+v", np.Spec, wantSpec)
+	}
+	if np.Namespace != "shop" || np.Labels["helm.sh/chart"] != "shop-api-1.0.0" {
+		t.Errorf("NetworkPolicy namespace %q labels %v, want the parent chart's, in shop", np.Namespace, np.Labels)
+	}
+	if !reflect.DeepEqual(np.Spec.PodSelector.MatchLabels, d.Spec.Selector.MatchLabels) {
+		t.Errorf("NetworkPolicy selects %v, the parent's pods are %v", np.Spec.PodSelector.MatchLabels, d.Spec.Selector.MatchLabels)
+	}
 }
 
 // copyDir copies the regular files under src to dst.

@@ -615,6 +615,65 @@ grace), else the larger of 30 and delay + grace + 5 s.
 {{- end -}}
 {{- end -}}
 
+{{/*
+A NetworkPolicy that lets connections in on the sidecar's inbound and admin
+ports only, so that nothing outside the pod reaches the app around the
+sidecar. Nothing when values.networkPolicy.enabled is false. The chart's
+own Deployment uses it; a parent chart includes it for its own pods, with
+the pods' labels and a name:
+
+  {{- include "authsidecar.networkPolicy" (dict "values" .Values.authsidecar "root" $
+        "name" (printf "%s-shop-api" .Release.Name) "podSelector" (dict "app" "shop-api")) }}
+
+"podSelector" defaults to values.monitoring.selectorLabels, then to this
+chart's pods; "name" to the chart's full name.
+*/}}
+{{- define "authsidecar.networkPolicy" -}}
+{{- $v := .values -}}
+{{- if $v.networkPolicy.enabled -}}
+{{- $np := $v.networkPolicy -}}
+# Only the sidecar's ports accept connections: the app's own port is closed
+# to everything outside the pod, so no request skips token validation.
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ default (include "authsidecar.fullname" .) .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "authsidecar.labels" . | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- if .podSelector }}
+      {{- toYaml .podSelector | nindent 6 }}
+      {{- else }}
+      {{- include "authsidecar.monitorSelectorLabels" . | nindent 6 }}
+      {{- end }}
+  policyTypes:
+    - Ingress
+  ingress:
+    {{- if include "authsidecar.inboundEnabled" . }}
+    - ports:
+        - port: {{ int $v.sidecar.ports.inbound }}
+          protocol: TCP
+      {{- with $np.from }}
+      from:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    {{- end }}
+    - ports:
+        - port: {{ int $v.sidecar.ports.admin }}
+          protocol: TCP
+      {{- with $np.adminFrom }}
+      from:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    {{- with $np.extraIngress }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end -}}
+{{- end -}}
+
 {{- define "authsidecar.probe" -}}
 {{- $p := index . 0 -}}
 {{- $opts := index . 1 -}}
