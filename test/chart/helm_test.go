@@ -200,10 +200,12 @@ type metricsEndpoint struct {
 }
 
 // apiTypes maps each kind the chart may render to its apiVersion and type.
-var apiTypes = map[string]struct {
+type apiType struct {
 	apiVersion string
 	new        func() any
-}{
+}
+
+var apiTypes = map[string]apiType{
 	"Deployment":          {"apps/v1", func() any { return &appsv1.Deployment{} }},
 	"Service":             {"v1", func() any { return &corev1.Service{} }},
 	"ServiceAccount":      {"v1", func() any { return &corev1.ServiceAccount{} }},
