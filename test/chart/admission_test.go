@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"testing"
 
+	celgo "github.com/google/cel-go/cel"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -17,7 +18,6 @@ import (
 	"k8s.io/apiserver/pkg/admission"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating/patch"
-	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
 	"k8s.io/apiserver/pkg/cel/environment"
@@ -33,6 +33,17 @@ func init() {
 func admissionObjects(t *testing.T) []object {
 	t.Helper()
 	return kustomizeBuild(t, admissionDir)
+}
+
+// policyVariable is a policy's variable as the compiler takes it (the API
+// server's validating.Variable, without importing the validating plugin and
+// the half of the API server it pulls in).
+type policyVariable struct{ name, expression string }
+
+func (v policyVariable) GetName() string       { return v.name }
+func (v policyVariable) GetExpression() string { return v.expression }
+func (v policyVariable) ReturnTypes() []*celgo.Type {
+	return []*celgo.Type{celgo.AnyType, celgo.DynType}
 }
 
 // policyEvaluator is the policy compiled as the API server compiles it
@@ -52,7 +63,7 @@ func compilePolicy(t *testing.T, p *admissionregistrationv1.MutatingAdmissionPol
 	}
 	var vars []plugincel.NamedExpressionAccessor
 	for _, v := range p.Spec.Variables {
-		vars = append(vars, &validating.Variable{Name: v.Name, Expression: v.Expression})
+		vars = append(vars, policyVariable{v.Name, v.Expression})
 	}
 	for _, v := range vars {
 		if r := compiler.CompileAndStoreVariable(v, opts, environment.StoredExpressions); r.Error != nil {
