@@ -61,7 +61,6 @@ func TestKubernetesExample(t *testing.T) {
 	wantEnv := map[string][]string{
 		"payments": {
 			"AUTHSIDECAR_INBOUND_ISSUERS=http://keycloak:8080/realms/shop",
-			"AUTHSIDECAR_ALLOW_INSECURE_HTTP=true",
 			"AUTHSIDECAR_INBOUND_AUDIENCES=payments",
 			"AUTHSIDECAR_INBOUND_ALLOWED_CLIENTS=orders",
 			"AUTHSIDECAR_INBOUND_UPSTREAM=http://127.0.0.1:8080",
@@ -73,7 +72,6 @@ func TestKubernetesExample(t *testing.T) {
 		"orders": {
 			"AUTHSIDECAR_OUTBOUND_ROUTES=payments",
 			"AUTHSIDECAR_OUTBOUND_ISSUER=http://keycloak:8080/realms/shop",
-			"AUTHSIDECAR_ALLOW_INSECURE_HTTP=true",
 			"AUTHSIDECAR_OUTBOUND_CLIENT_ID=orders",
 			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE=/etc/authsidecar/client-secret/client-secret",
 			"AUTHSIDECAR_ROUTE_PAYMENTS_URL=http://payments.shop.svc.cluster.local",
