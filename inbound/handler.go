@@ -166,11 +166,6 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request) {
 // setTarget makes the request carry the normal path, the one it was
 // judged by, to the app.
 func setTarget(r *http.Request, t target) {
-	if t.star {
-		// OPTIONS * goes on as it came.
-		r.URL.Path, r.URL.RawPath, r.URL.Opaque = "", "", "*"
-		return
-	}
 	r.URL.Path, r.URL.RawPath = t.path, ""
 	if t.rawPath != (&url.URL{Path: t.path}).EscapedPath() {
 		r.URL.RawPath = t.rawPath

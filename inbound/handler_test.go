@@ -78,6 +78,11 @@ type fixtureOptions struct {
 	introspection   *inbound.IntrospectionOptions
 	clientCerts     inbound.ClientCertPolicy
 	transport       http.RoundTripper
+	// allowEncodedSlashes, caseInsensitive, requireATJWT and bodyIdle are
+	// AUTHSIDECAR_INBOUND_ALLOW_ENCODED_SLASHES, …_CASE_INSENSITIVE_PATHS,
+	// …_REQUIRE_AT_JWT and AUTHSIDECAR_BODY_IDLE_TIMEOUT.
+	allowEncodedSlashes, caseInsensitive, requireATJWT bool
+	bodyIdle                                           time.Duration
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture { return newFixtureWith(t, o) }
@@ -92,19 +97,22 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 	f.idp = idptest.New(t, f.key)
 	upstream, _ := url.Parse(f.app.URL)
 	opts := inbound.Options{
-		Issuers:        []string{f.idp.Issuer},
-		Audiences:      []string{"other", audience},
-		Algorithms:     []string{"RS256", "ES256"},
-		ClockSkew:      30 * time.Second,
-		TokenCacheSize: o.cacheSize,
-		Introspection:  o.introspection,
-		Rules:          reload.Static(ruleSet(t, o)),
-		ClientCerts:    o.clientCerts,
-		Upstream:       upstream,
-		ForwardToken:   o.forwardToken,
-		Metrics:        metrics.New(f.reg, "test"),
-		IdentityClient: &http.Client{Timeout: 5 * time.Second},
-		Transport:      o.transport,
+		Issuers:             []string{f.idp.Issuer},
+		Audiences:           []string{"other", audience},
+		Algorithms:          []string{"RS256", "ES256"},
+		ClockSkew:           30 * time.Second,
+		TokenCacheSize:      o.cacheSize,
+		Introspection:       o.introspection,
+		Rules:               reload.Static(ruleSet(t, o)),
+		ClientCerts:         o.clientCerts,
+		Upstream:            upstream,
+		ForwardToken:        o.forwardToken,
+		RequireATJWT:        o.requireATJWT,
+		AllowEncodedSlashes: o.allowEncodedSlashes,
+		BodyIdleTimeout:     o.bodyIdle,
+		Metrics:             metrics.New(f.reg, "test"),
+		IdentityClient:      &http.Client{Timeout: 5 * time.Second},
+		Transport:           o.transport,
 	}
 	if o.clock != nil {
 		opts.Clock = o.clock
@@ -134,7 +142,8 @@ func ruleSet(t testing.TB, o fixtureOptions) *rules.Set {
 			t.Fatal(err)
 		}
 	}
-	set, err := file.WithDefaults(rules.Defaults{PublicPaths: o.publicPaths, RequiredScopes: o.scopes, AllowedClients: o.clients})
+	set, err := file.WithDefaults(rules.Defaults{PublicPaths: o.publicPaths, RequiredScopes: o.scopes,
+		AllowedClients: o.clients, CaseInsensitive: o.caseInsensitive})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,14 +25,13 @@ type target struct {
 	rawPath string
 	// sent is the path as the caller wrote it, escaped.
 	sent string
-	// star is the request-target "*" of OPTIONS *.
-	star bool
 }
 
 // normalize computes the path the app will receive from r's request-target,
 // so that what the rules judge and what the app serves are one path. It
 // refuses what no app should be handed: CONNECT and TRACE (405), a target
-// that is not origin-form or absolute-form (400, OPTIONS * aside), and,
+// that is not origin-form or absolute-form (400; net/http answers
+// OPTIONS * itself, before any handler), and,
 // unless allowEncodedSlashes, a "%2F" or "%5C" or a backslash in the path
 // (400), which frameworks disagree on: Express decodes "%2F" into a
 // parameter, ASP.NET Core routes on it undecoded, IIS reads "\" as "/".
@@ -51,8 +50,6 @@ func normalize(r *http.Request, allowEncodedSlashes bool) (target, int, error) {
 		sent = sent[:i]
 	}
 	switch {
-	case sent == "*" && r.Method == http.MethodOptions:
-		return target{path: "*", rawPath: "*", sent: "*", star: true}, 0, nil
 	case strings.HasPrefix(sent, "/"):
 	case r.URL.IsAbs() && r.URL.Host != "":
 		// Absolute-form (RFC 9112 3.2.2): the path is what follows the

@@ -390,3 +390,21 @@ func TestAnUpstreamAlternatingBetween200And401CostsOneTokenPerCooldown(t *testin
 		t.Errorf("after the cooldown: %d token requests, want 3", got)
 	}
 }
+
+func TestTraceAndConnectAreNotForwarded(t *testing.T) {
+	ts := newTokenServer(t)
+	up := newUpstream(t, ts)
+	h := build(t, env(ts, up.URL, map[string]string{"AUTHSIDECAR_ROUTE_PAYMENTS_LISTEN": "127.0.0.1:0"}), nil)
+	for _, m := range []string{http.MethodTrace, http.MethodConnect} {
+		expectStatus(t, h.do(t, m, "/payments/x", nil), http.StatusMethodNotAllowed)
+		rec := httptest.NewRecorder()
+		h.route("payments").Handler().ServeHTTP(rec, httptest.NewRequest(m, "/x", nil))
+		expectStatus(t, rec, http.StatusMethodNotAllowed)
+	}
+	if n := up.calls.Load(); n != 0 {
+		t.Errorf("the upstream got %d calls, want none", n)
+	}
+	if n := ts.calls.Load(); n != 0 {
+		t.Errorf("%d token requests, want none", n)
+	}
+}
