@@ -159,8 +159,7 @@ func (h *handler) servePublic(w http.ResponseWriter, r *http.Request, cert *x509
 }
 
 func (h *handler) forward(w http.ResponseWriter, r *http.Request) {
-	proxy.BoundBodyIdle(w, r, h.bodyIdle)
-	h.proxy.ServeHTTP(w, r)
+	h.proxy.ServeHTTP(w, proxy.BoundBodyIdle(w, r, h.bodyIdle))
 }
 
 // setTarget makes the request carry the normal path, the one it was

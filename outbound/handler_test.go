@@ -1,8 +1,10 @@
 package outbound
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -406,5 +408,24 @@ func TestTraceAndConnectAreNotForwarded(t *testing.T) {
 	}
 	if n := ts.calls.Load(); n != 0 {
 		t.Errorf("%d token requests, want none", n)
+	}
+}
+
+func TestAStalledBodyFromTheAppEndsTheCall(t *testing.T) {
+	ts := newTokenServer(t)
+	up := newUpstream(t, ts)
+	h := build(t, env(ts, up.URL, map[string]string{"AUTHSIDECAR_BODY_IDLE_TIMEOUT": "200ms"}), nil)
+	srv := httptest.NewServer(h.Handler())
+	t.Cleanup(srv.Close)
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	must(t, err)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.WriteString(c, "POST /payments/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nsome, then nothing")
+	must(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	must(t, err)
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("status %d, want 408", resp.StatusCode)
 	}
 }

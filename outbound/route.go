@@ -112,9 +112,7 @@ func (r *Route) serve(w http.ResponseWriter, req *http.Request, rest string) {
 		return
 	}
 	ctx := context.WithValue(req.Context(), attemptKey{}, &attempt{ctx: req.Context(), entry: e, rest: rest})
-	req = req.WithContext(ctx)
-	proxy.BoundBodyIdle(sw, req, r.bodyIdle)
-	r.proxy.ServeHTTP(sw, req)
+	r.proxy.ServeHTTP(sw, proxy.BoundBodyIdle(sw, req.WithContext(ctx), r.bodyIdle))
 }
 
 func (r *Route) countCode(code int) {

@@ -79,7 +79,7 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.Revers
 		// every write of a sized body costs a syscall for nothing.
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, ErrBodyIdle) {
+			if errors.Is(err, ErrBodyIdle) || bodyStalled(r) {
 				logger.Debug("request body stalled", "error", err.Error())
 				WriteError(w, r, http.StatusRequestTimeout, "request_timeout", "the request body stalled")
 				return
