@@ -34,17 +34,25 @@ func WriteErrorBody(w http.ResponseWriter, r *http.Request, status int, body Err
 }
 
 // closeUnreadBody makes an answer to a request whose body was never read
-// go out at once, and frees the connection. net/http would otherwise read
-// up to 256 KiB of the body before it writes the answer, and again when
-// the handler returns, to keep the connection for another request: a
-// caller that announces a body and never sends it would hold the
-// connection, and a goroutine, for as long as it likes. Closing the
-// connection instead, and ending any read of it now, is what a refusal
-// deserves. HTTP/2 streams need none of this: the stream is reset.
+// go out at once, and frees the connection soon after. net/http would
+// otherwise read up to 256 KiB of the body before it writes the answer,
+// and again when the handler returns, to keep the connection for another
+// request: a caller that announces a body and never sends it would hold
+// the connection, and a goroutine, for as long as it likes. So the answer
+// says Connection: close, and what is read of the body after it is
+// bounded by refusedBodyLinger: a client still sending has that long to
+// read the answer before the connection closes under it (a close with
+// unread data resets the connection, and the reset can destroy an answer
+// the client has not read yet). HTTP/2 streams need none of this: the
+// stream is reset.
 func closeUnreadBody(w http.ResponseWriter, r *http.Request) {
 	if r == nil || r.ProtoMajor != 1 || r.Body == nil || r.Body == http.NoBody {
 		return
 	}
 	w.Header().Set("Connection", "close")
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(refusedBodyLinger))
 }
+
+// refusedBodyLinger is how long a refused request's body is still read,
+// and thrown away, after the answer.
+const refusedBodyLinger = time.Second
