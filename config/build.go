@@ -42,8 +42,9 @@ func (c *Config) buildInbound(p *problems) {
 	opts := &inbound.Options{
 		Issuers: in.Issuers, JWKSURL: in.JWKSURL, JWKSRefresh: in.JWKSRefresh,
 		Audiences: in.Audiences, Algorithms: in.Algorithms, ClockSkew: in.ClockSkew,
-		TokenCacheSize: in.TokenCacheSize, Upstream: &upstream, ForwardToken: in.ForwardToken,
-		AccessLog: c.General.AccessLog, AllowInsecureHTTP: c.General.AllowInsecureHTTP,
+		TokenCacheSize: in.TokenCacheSize, Upstream: &upstream, UpstreamProtocol: in.UpstreamProtocol.Protocol,
+		ForwardToken: in.ForwardToken,
+		AccessLog:    c.General.AccessLog, AllowInsecureHTTP: c.General.AllowInsecureHTTP,
 		RequireATJWT: in.RequireATJWT, AllowEncodedSlashes: in.AllowEncodedSlash, BodyIdleTimeout: c.General.BodyIdleTimeout,
 		ClientCerts: inbound.ClientCertPolicy{
 			Required: in.ClientCAFile != "", AllowedSANs: in.ClientAllowedSANs, RequireBoundTokens: in.RequireBoundTokens,
@@ -133,6 +134,7 @@ func (c *Config) buildOutbound(p *problems) {
 		u := r.URL
 		opts.Routes = append(opts.Routes, outbound.RouteOptions{
 			Name: r.Name, URL: &u, Audience: r.Audience, Resource: r.Resource, Scopes: r.Scopes, Listen: r.Listen,
+			Protocol: r.Protocol.Protocol,
 		})
 		if r.Listen != "" {
 			c.Listeners = append(c.Listeners, Listener{Name: "route " + r.Name, Addr: r.Listen, Route: r.Name})

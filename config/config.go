@@ -69,6 +69,7 @@ type General struct {
 type Inbound struct {
 	Listen             string         `env:"LISTEN" envDefault:":8000"`
 	Upstream           url.URL        `env:"UPSTREAM" envDefault:"http://127.0.0.1:8080"`
+	UpstreamProtocol   Protocol       `env:"UPSTREAM_PROTOCOL" envDefault:"auto"`
 	Issuers            List           `env:"ISSUERS"`
 	JWKSURL            string         `env:"JWKS_URL"`
 	JWKSRefresh        time.Duration  `env:"JWKS_REFRESH_INTERVAL" envDefault:"10m"`
@@ -137,12 +138,13 @@ func (out Outbound) Enabled() bool { return len(out.Routes) > 0 }
 // Route is one upstream the app reaches through the outbound listener.
 type Route struct {
 	// Name is the route's name from AUTHSIDECAR_OUTBOUND_ROUTES.
-	Name     string  `env:"-"`
-	URL      url.URL `env:"URL"`
-	Audience string  `env:"AUDIENCE"`
-	Resource string  `env:"RESOURCE"`
-	Scopes   Set     `env:"SCOPES"`
-	Listen   string  `env:"LISTEN"`
+	Name     string   `env:"-"`
+	URL      url.URL  `env:"URL"`
+	Audience string   `env:"AUDIENCE"`
+	Resource string   `env:"RESOURCE"`
+	Scopes   Set      `env:"SCOPES"`
+	Listen   string   `env:"LISTEN"`
+	Protocol Protocol `env:"PROTOCOL" envDefault:"auto"`
 }
 
 // RoutePrefix returns the variable prefix of route name, e.g.

@@ -159,6 +159,8 @@ func (h *handler) servePublic(w http.ResponseWriter, r *http.Request, cert *x509
 }
 
 func (h *handler) forward(w http.ResponseWriter, r *http.Request) {
+	r, cancel := proxy.WithGRPCDeadline(r)
+	defer cancel()
 	h.proxy.ServeHTTP(w, proxy.BoundBodyIdle(w, r, h.bodyIdle))
 }
 

@@ -51,6 +51,8 @@ type Options struct {
 	ClientCerts ClientCertPolicy
 	// Upstream is the app.
 	Upstream *url.URL
+	// UpstreamProtocol is how requests go to the app.
+	UpstreamProtocol proxy.Protocol
 	// ForwardToken keeps the Authorization header for the app.
 	ForwardToken bool
 	// AccessLog logs one line per request at info level.
@@ -74,7 +76,8 @@ type Options struct {
 	// IdentityClient talks to the identity providers; nil: a client
 	// bounded to 10 s that ignores proxy settings in the environment.
 	IdentityClient *http.Client
-	// Transport carries requests to the app; nil: proxy.NewTransport.
+	// Transport carries requests to the app; nil: proxy.NewTransport for
+	// UpstreamProtocol.
 	Transport http.RoundTripper
 }
 
@@ -101,7 +104,7 @@ func New(opts Options) (*Inbound, error) {
 	}
 	hc := opts.IdentityClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second, Transport: proxy.NewTransport(5*time.Second, 10*time.Second)}
+		hc = &http.Client{Timeout: 10 * time.Second, Transport: proxy.NewTransport(proxy.ProtocolAuto, 5*time.Second, 10*time.Second, nil)}
 	}
 	idp := &discovery.Client{HTTP: hc, AllowInsecureHTTP: opts.AllowInsecureHTTP}
 	m.InitInbound()
@@ -116,8 +119,12 @@ func New(opts Options) (*Inbound, error) {
 		verifier: v, rules: ruleSet, clientCerts: opts.ClientCerts, forwardToken: opts.ForwardToken,
 		encodedSlashes: opts.AllowEncodedSlashes, bodyIdle: opts.BodyIdleTimeout, accessLog: opts.AccessLog, log: logger,
 	}, m)
+	transport := opts.Transport
+	if transport == nil {
+		transport = proxy.NewTransport(opts.UpstreamProtocol, 5*time.Second, 0, nil)
+	}
 	in.handler.proxy = proxy.NewReverseProxy(opts.Upstream, proxy.ReverseProxyOptions{
-		Transport: opts.Transport, KeepHost: true, Logger: logger,
+		Transport: transport, KeepHost: true, Logger: logger,
 	})
 	return in, nil
 }

@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"log/slog"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -43,6 +44,13 @@ func (h *sharedHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if refuseMethod(w, req) {
 		return
 	}
+	// A Host that names a route wins: that is how a gRPC client, whose
+	// method path cannot carry a route, reaches one
+	// (grpc.WithAuthority("payments")).
+	if r := h.byName[routeOfHost(req.Host)]; r != nil {
+		r.serve(w, req, req.URL.EscapedPath())
+		return
+	}
 	name, rest := splitRoute(req.URL.EscapedPath())
 	if r := h.byName[name]; r != nil {
 		r.serve(w, req, rest)
@@ -59,6 +67,16 @@ func (h *sharedHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		Description: "no route named " + strconv.Quote(name) + "; the first path segment must name one of the known routes",
 		Routes:      h.names,
 	})
+}
+
+// routeOfHost is the route a Host header names: "payments" or
+// "payments.localhost", with any port, names route payments.
+func routeOfHost(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return strings.TrimSuffix(host, ".localhost")
 }
 
 // splitRoute splits "/payments/a/b" into "payments" and "/a/b", and

@@ -52,7 +52,8 @@ type Options struct {
 	// bounded by TokenTimeout that does not follow redirects with the
 	// client's credentials.
 	TokenClient *http.Client
-	// Transport carries calls to upstreams. nil: proxy.NewTransport.
+	// Transport carries calls to upstreams. nil: proxy.NewTransport for
+	// each route's protocol.
 	Transport http.RoundTripper
 	// defaultLifetime, MinBackoff and MaxBackoff: see CacheOptions.
 	defaultLifetime, MinBackoff, MaxBackoff time.Duration
@@ -70,6 +71,8 @@ type RouteOptions struct {
 	Scopes             []string
 	// Listen is the address of the route's dedicated listener, "" for none.
 	Listen string
+	// Protocol is how calls go to the upstream.
+	Protocol proxy.Protocol
 }
 
 // Outbound is the outbound direction: its routes, their token caches and
@@ -105,14 +108,12 @@ func New(opts Options) (*Outbound, error) {
 		idp := &discovery.Client{HTTP: discoveryClient, AllowInsecureHTTP: opts.AllowInsecureHTTP}
 		endpoint = discoveredEndpoint(idp.Issuer(opts.Issuer))
 	}
-	transport := opts.Transport
-	if transport == nil {
-		t := proxy.NewTransport(upstreamDialTimeout, upstreamHeaderTimeout)
-		t.TLSClientConfig = opts.TLS
-		transport = t
-	}
 	o := &Outbound{}
 	for _, rc := range opts.Routes {
+		transport := opts.Transport
+		if transport == nil {
+			transport = proxy.NewTransport(rc.Protocol, upstreamDialTimeout, upstreamHeaderTimeout, opts.TLS)
+		}
 		src := &clientCredentials{
 			clientID: opts.ClientID, auth: opts.ClientAuth, endpoint: endpoint,
 			scopes: rc.Scopes, params: tokenParams(rc), client: tokenClient,
@@ -196,8 +197,7 @@ func discoveredEndpoint(iss *discovery.Issuer) func(context.Context) (string, er
 // follow redirects (a 307 would resend client_secret_post's body to
 // wherever it points), and the one for discovery, which may.
 func newTokenClients(timeout time.Duration, tlsConf *tls.Config) (token, discovery *http.Client) {
-	t := proxy.NewTransport(5*time.Second, timeout)
-	t.TLSClientConfig = tlsConf
+	t := proxy.NewTransport(proxy.ProtocolAuto, 5*time.Second, timeout, tlsConf)
 	token = &http.Client{
 		Transport:     t,
 		Timeout:       timeout,

@@ -29,16 +29,16 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errNoToken
 	}
 	resp, err := t.base.RoundTrip(req)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+	if err != nil || !refusedToken(resp, a.grpc) {
 		return resp, err
 	}
 	if !t.cache.refused(a.entry.tok) {
-		t.log.Debug("upstream answered 401; token dropped less than refusalCooldown ago, not retried")
+		t.log.Debug("upstream refused the token; a token was dropped less than refusalCooldown ago, not retried")
 		return resp, nil
 	}
 	body, ok := a.replay()
 	if !ok {
-		t.log.Debug("upstream answered 401; the body is too large to replay, not retried")
+		t.log.Debug("upstream refused the token; the body cannot be replayed, not retried")
 		return resp, nil
 	}
 	e, err := t.cache.get(a.ctx)
@@ -55,6 +55,18 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		retry.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	return t.base.RoundTrip(retry)
+}
+
+// refusedToken reports whether resp refuses the call's token: HTTP 401, or,
+// for gRPC, "unauthenticated" (grpc-status 16) in a trailers-only answer,
+// HTTP 200 with the status in its headers, as gRPC servers refuse a call
+// before running it. A status in the trailers comes after the answer has
+// begun, too late to try again.
+func refusedToken(resp *http.Response, grpc bool) bool {
+	if resp.StatusCode == http.StatusUnauthorized {
+		return true
+	}
+	return grpc && resp.StatusCode == http.StatusOK && resp.Header.Get("Grpc-Status") == "16"
 }
 
 // discard drains a little of resp's body, so the connection can be reused,
@@ -128,6 +140,13 @@ func (b *replayBody) keep(p []byte) {
 		return
 	}
 	b.buf = append(b.buf, p...)
+}
+
+// ended reports whether the body was read to its end.
+func (b *replayBody) ended() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.eof
 }
 
 // replay stops the first attempt from reading and returns the whole body,

@@ -92,6 +92,8 @@ type attempt struct {
 	entry *entry
 	rest  string      // escaped path to append to the base path
 	body  *replayBody // nil when the request has no body
+	// grpc: the upstream says "unauthenticated" with grpc-status 16.
+	grpc bool
 }
 
 type attemptKey struct{}
@@ -111,7 +113,9 @@ func (r *Route) serve(w http.ResponseWriter, req *http.Request, rest string) {
 		r.refuse(sw, req, err)
 		return
 	}
-	ctx := context.WithValue(req.Context(), attemptKey{}, &attempt{ctx: req.Context(), entry: e, rest: rest})
+	req, cancel := proxy.WithGRPCDeadline(req)
+	defer cancel()
+	ctx := context.WithValue(req.Context(), attemptKey{}, &attempt{ctx: req.Context(), entry: e, rest: rest, grpc: proxy.IsGRPC(req)})
 	r.proxy.ServeHTTP(sw, proxy.BoundBodyIdle(sw, req.WithContext(ctx), r.bodyIdle))
 }
 

@@ -25,6 +25,10 @@ func WriteError(w http.ResponseWriter, r *http.Request, status int, code, descri
 // caller announced is not waited for: see closeUnreadBody.
 func WriteErrorBody(w http.ResponseWriter, r *http.Request, status int, body ErrorBody) {
 	closeUnreadBody(w, r)
+	if r != nil && IsGRPC(r) {
+		writeGRPCError(w, status, body.Description)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")

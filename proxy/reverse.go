@@ -1,43 +1,22 @@
 package proxy
 
 import (
-	"github.com/authsidecar/authsidecar/internal/redact"
-
 	"context"
 	"encoding/hex"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"sync"
-	"time"
+
+	"github.com/authsidecar/authsidecar/internal/redact"
 )
 
 // RequestIDHeader carries a request's id from the caller through the
 // sidecar to the next hop, so that logs on both sides can be joined.
 const RequestIDHeader = "X-Request-Id"
-
-// NewTransport returns a transport for a sidecar hop: a keep-alive pool
-// large enough that concurrent callers reuse connections instead of dialing
-// (net/http keeps only 2 idle connections per host by default), and bounded
-// dials. It never uses a proxy from the environment: the sidecar is the proxy.
-func NewTransport(dialTimeout, responseHeaderTimeout time.Duration) *http.Transport {
-	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: responseHeaderTimeout,
-	}
-}
 
 // ReverseProxyOptions configure NewReverseProxy.
 type ReverseProxyOptions struct {
@@ -88,6 +67,12 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.Revers
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 				// The caller left; nobody reads the answer.
 				w.WriteHeader(499)
+				return
+			}
+			if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() != nil {
+				// The caller's deadline (grpc-timeout) passed.
+				logger.Debug("upstream call past its deadline", "upstream", redact.ParsedURL(target))
+				WriteError(w, r, http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
 				return
 			}
 			logger.Warn("upstream unreachable", "upstream", redact.ParsedURL(target), "error", err.Error())
