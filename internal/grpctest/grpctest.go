@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -33,6 +34,8 @@ type Server struct {
 	// Refuse, while above zero, makes that many calls fail with
 	// UNAUTHENTICATED before running, as a server that refused the token.
 	Refuse atomic.Int64
+	// Cancelled counts the calls whose context ended while they slept.
+	Cancelled atomic.Int64
 }
 
 // Seen is what the server saw of a call.
@@ -77,6 +80,16 @@ func (s *Server) admit() error {
 func (s *Server) unary(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
 	if err := s.admit(); err != nil {
 		return nil, err
+	}
+	// "sleep:DURATION" answers late, or not at all if the call's deadline
+	// comes first.
+	if d, err := time.ParseDuration(strings.TrimPrefix(in.GetValue(), "sleep:")); err == nil && strings.HasPrefix(in.GetValue(), "sleep:") {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			s.Cancelled.Add(1)
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
 	}
 	return s.seen(ctx, in.GetValue(), 0)
 }
