@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"io"
 	"net"
@@ -427,5 +428,74 @@ func TestAStalledBodyFromTheAppEndsTheCall(t *testing.T) {
 	must(t, err)
 	if resp.StatusCode != http.StatusRequestTimeout {
 		t.Errorf("status %d, want 408", resp.StatusCode)
+	}
+}
+
+func TestAHostNamingARouteWinsOverThePath(t *testing.T) {
+	ts := newTokenServer(t)
+	up := newUpstream(t, ts)
+	other := newUpstream(t, ts)
+	h := build(t, env(ts, up.URL, map[string]string{
+		"AUTHSIDECAR_OUTBOUND_ROUTES":   "payments,billing",
+		"AUTHSIDECAR_ROUTE_BILLING_URL": other.URL,
+	}), nil)
+	for _, tc := range []struct {
+		host, path string
+		to         *upstream
+		uri        string
+	}{
+		{"payments", "/pkg.Payments/Charge", up, "/pkg.Payments/Charge"},
+		{"payments:4000", "/pkg.Payments/Charge", up, "/pkg.Payments/Charge"},
+		{"payments.localhost:4000", "/x", up, "/x"},
+		{"PAYMENTS.localhost", "/x", up, "/x"},
+		{"billing", "/payments/x", other, "/payments/x"}, // the Host wins over the path
+		{"127.0.0.1:4000", "/billing/y", other, "/y"},    // no route by that name: the path decides
+		{"localhost:4000", "/payments/z", up, "/z"},
+	} {
+		req := httptest.NewRequest("GET", "http://"+tc.host+tc.path, nil)
+		req.Host = tc.host
+		rec := httptest.NewRecorder()
+		h.Handler().ServeHTTP(rec, req)
+		expectStatus(t, rec, http.StatusOK)
+		if got := tc.to.last().requestURI; got != tc.uri {
+			t.Errorf("Host %s, path %s: the upstream got %s, want %s", tc.host, tc.path, got, tc.uri)
+		}
+	}
+}
+
+func TestAGRPCUnauthenticatedIsRetriedOnceWithANewToken(t *testing.T) {
+	ts := newTokenServer(t)
+	up := newUpstream(t, ts)
+	var refused atomic.Bool
+	up.handle = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		body, _ := io.ReadAll(r.Body)
+		if refused.CompareAndSwap(false, true) { // the first call only
+			w.Header().Set("Content-Type", "application/grpc")
+			w.Header().Set("Grpc-Status", "16")
+			w.Header().Set("Grpc-Message", "token%20refused")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.WriteHeader(http.StatusOK)
+		w.Write(body)
+		w.Header().Set("Grpc-Status", "0")
+	}
+	h := build(t, env(ts, up.URL, nil), newFakeClock())
+	msg := []byte{0, 0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o'} // one length-prefixed message
+	req := httptest.NewRequest("POST", "http://payments/pkg.Payments/Charge", bytes.NewReader(msg))
+	req.Host = "payments"
+	req.Header.Set("Content-Type", "application/grpc")
+	rec := httptest.NewRecorder()
+	h.Handler().ServeHTTP(rec, req)
+	if rec.Code != 200 || rec.Result().Trailer.Get("Grpc-Status") != "0" || !bytes.Equal(rec.Body.Bytes(), msg) {
+		t.Fatalf("got %d, trailer %q, body %q; want the retried call's answer", rec.Code, rec.Result().Trailer.Get("Grpc-Status"), rec.Body.Bytes())
+	}
+	if n := ts.calls.Load(); n != 2 {
+		t.Errorf("%d token requests, want 2: the first, and one after UNAUTHENTICATED", n)
+	}
+	if n := up.calls.Load(); n != 2 {
+		t.Errorf("the upstream got %d calls, want 2", n)
 	}
 }

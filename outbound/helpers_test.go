@@ -304,7 +304,13 @@ type seenCall struct {
 
 func newUpstream(t *testing.T, ts *tokenServer) *upstream {
 	u := &upstream{t: t, ts: ts}
-	u.Server = httptest.NewServer(http.HandlerFunc(u.serve))
+	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(u.serve))
+	// HTTP/1.1 and h2c, as a gRPC upstream speaks it.
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	u.Server.Config.Protocols = p
+	u.Server.Start()
 	t.Cleanup(u.Close)
 	return u
 }
