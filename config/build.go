@@ -43,8 +43,9 @@ func (c *Config) buildInbound(p *problems) {
 		Issuers: in.Issuers, JWKSURL: in.JWKSURL, JWKSRefresh: in.JWKSRefresh,
 		Audiences: in.Audiences, Algorithms: in.Algorithms, ClockSkew: in.ClockSkew,
 		TokenCacheSize: in.TokenCacheSize, Upstream: &upstream, UpstreamProtocol: in.UpstreamProtocol.Protocol,
-		ForwardToken: in.ForwardToken,
-		AccessLog:    c.General.AccessLog, AllowInsecureHTTP: c.General.AllowInsecureHTTP,
+		UpstreamTimeout: in.UpstreamTimeout,
+		ForwardToken:    in.ForwardToken,
+		AccessLog:       c.General.AccessLog, AllowInsecureHTTP: c.General.AllowInsecureHTTP,
 		RequireATJWT: in.RequireATJWT, AllowEncodedSlashes: in.AllowEncodedSlash, BodyIdleTimeout: c.General.BodyIdleTimeout,
 		ClientCerts: inbound.ClientCertPolicy{
 			Required: in.ClientCAFile != "", AllowedSANs: in.ClientAllowedSANs, RequireBoundTokens: in.RequireBoundTokens,
@@ -125,7 +126,7 @@ func (c *Config) buildOutbound(p *problems) {
 	opts := &outbound.Options{
 		ClientID: out.ClientID, TokenURL: out.TokenURL, Issuer: out.Issuer,
 		TokenTimeout: out.TokenTimeout, AllowInsecureHTTP: c.General.AllowInsecureHTTP,
-		BodyIdleTimeout: c.General.BodyIdleTimeout,
+		BodyIdleTimeout: c.General.BodyIdleTimeout, ReadyRequiresTokens: out.ReadyRequiresTokens,
 	}
 	opts.ClientAuth = c.clientAuth(p)
 	opts.TLS = c.outboundTLS(p)
@@ -134,7 +135,7 @@ func (c *Config) buildOutbound(p *problems) {
 		u := r.URL
 		opts.Routes = append(opts.Routes, outbound.RouteOptions{
 			Name: r.Name, URL: &u, Audience: r.Audience, Resource: r.Resource, Scopes: r.Scopes, Listen: r.Listen,
-			Protocol: r.Protocol.Protocol,
+			Protocol: r.Protocol.Protocol, Timeout: r.Timeout,
 		})
 		if r.Listen != "" {
 			c.Listeners = append(c.Listeners, Listener{Name: "route " + r.Name, Addr: r.Listen, Route: r.Name})

@@ -70,6 +70,7 @@ type Inbound struct {
 	Listen             string         `env:"LISTEN" envDefault:":8000"`
 	Upstream           url.URL        `env:"UPSTREAM" envDefault:"http://127.0.0.1:8080"`
 	UpstreamProtocol   Protocol       `env:"UPSTREAM_PROTOCOL" envDefault:"auto"`
+	UpstreamTimeout    time.Duration  `env:"UPSTREAM_TIMEOUT" envDefault:"60s"`
 	Issuers            List           `env:"ISSUERS"`
 	JWKSURL            string         `env:"JWKS_URL"`
 	JWKSRefresh        time.Duration  `env:"JWKS_REFRESH_INTERVAL" envDefault:"10m"`
@@ -130,6 +131,7 @@ type Outbound struct {
 	TLSCertFile         string        `env:"TLS_CERT_FILE"`
 	TLSKeyFile          string        `env:"TLS_KEY_FILE"`
 	TokenTimeout        time.Duration `env:"TOKEN_TIMEOUT" envDefault:"10s"`
+	ReadyRequiresTokens bool          `env:"READY_REQUIRES_TOKENS" envDefault:"false"`
 }
 
 // Enabled reports whether the outbound direction runs.
@@ -138,13 +140,14 @@ func (out Outbound) Enabled() bool { return len(out.Routes) > 0 }
 // Route is one upstream the app reaches through the outbound listener.
 type Route struct {
 	// Name is the route's name from AUTHSIDECAR_OUTBOUND_ROUTES.
-	Name     string   `env:"-"`
-	URL      url.URL  `env:"URL"`
-	Audience string   `env:"AUDIENCE"`
-	Resource string   `env:"RESOURCE"`
-	Scopes   Set      `env:"SCOPES"`
-	Listen   string   `env:"LISTEN"`
-	Protocol Protocol `env:"PROTOCOL" envDefault:"auto"`
+	Name     string        `env:"-"`
+	URL      url.URL       `env:"URL"`
+	Audience string        `env:"AUDIENCE"`
+	Resource string        `env:"RESOURCE"`
+	Scopes   Set           `env:"SCOPES"`
+	Listen   string        `env:"LISTEN"`
+	Protocol Protocol      `env:"PROTOCOL" envDefault:"auto"`
+	Timeout  time.Duration `env:"TIMEOUT" envDefault:"60s"`
 }
 
 // RoutePrefix returns the variable prefix of route name, e.g.

@@ -103,6 +103,9 @@ func (in *Inbound) validate(p *problems, insecure bool) {
 		p.add(v+"TLS_KEY_FILE", "%sTLS_CERT_FILE and %sTLS_KEY_FILE must be set together", v, v)
 	}
 	in.validateIntrospection(p, insecure)
+	if in.UpstreamTimeout < 0 {
+		p.add(v+"UPSTREAM_TIMEOUT", "must not be negative (0: no bound), got %s", in.UpstreamTimeout)
+	}
 	if in.TokenCacheSize < 0 {
 		p.add(v+"TOKEN_CACHE_SIZE", "must not be negative, got %d", in.TokenCacheSize)
 	}
@@ -288,6 +291,9 @@ func (c *Config) validateRoutes(p *problems) {
 			p.add(v+"URL", "is required for route %q", r.Name)
 		} else {
 			checkHTTPURL(p, v+"URL", &r.URL)
+		}
+		if r.Timeout < 0 {
+			p.add(v+"TIMEOUT", "must not be negative (0: no bound), got %s", r.Timeout)
 		}
 		if r.Listen != "" {
 			checkListen(p, v+"LISTEN", r.Listen)

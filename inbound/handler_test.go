@@ -37,7 +37,11 @@ type app struct {
 	body []string
 }
 
-func newApp(t testing.TB) *app {
+func newApp(t testing.TB) *app { return newAppWith(t, nil) }
+
+// newAppWith is newApp answering with respond, once the request is
+// recorded; nil: 200 "hello from app".
+func newAppWith(t testing.TB, respond http.HandlerFunc) *app {
 	a := &app{}
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -45,6 +49,10 @@ func newApp(t testing.TB) *app {
 		a.seen = append(a.seen, r)
 		a.body = append(a.body, string(b))
 		a.mu.Unlock()
+		if respond != nil {
+			respond(w, r)
+			return
+		}
 		w.Header().Set("X-App", "yes")
 		_, _ = io.WriteString(w, "hello from app")
 	}))
@@ -83,6 +91,10 @@ type fixtureOptions struct {
 	// …_REQUIRE_AT_JWT and AUTHSIDECAR_BODY_IDLE_TIMEOUT.
 	allowEncodedSlashes, caseInsensitive, requireATJWT bool
 	bodyIdle                                           time.Duration
+	// upstreamTimeout is AUTHSIDECAR_INBOUND_UPSTREAM_TIMEOUT; respond,
+	// when set, is the app's answer.
+	upstreamTimeout time.Duration
+	respond         http.HandlerFunc
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture { return newFixtureWith(t, o) }
@@ -93,7 +105,7 @@ func newFixtureTB(tb testing.TB) *fixture { return newFixtureWith(tb, fixtureOpt
 // in front of a recording app, trusting one identity provider.
 func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 	t.Helper()
-	f := &fixture{key: idptest.NewRSAKey(t, "key-1"), app: newApp(t), reg: prometheus.NewRegistry()}
+	f := &fixture{key: idptest.NewRSAKey(t, "key-1"), app: newAppWith(t, o.respond), reg: prometheus.NewRegistry()}
 	f.idp = idptest.New(t, f.key)
 	upstream, _ := url.Parse(f.app.URL)
 	opts := inbound.Options{
@@ -110,6 +122,7 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 		RequireATJWT:        o.requireATJWT,
 		AllowEncodedSlashes: o.allowEncodedSlashes,
 		BodyIdleTimeout:     o.bodyIdle,
+		UpstreamTimeout:     o.upstreamTimeout,
 		Metrics:             metrics.New(f.reg, "test"),
 		IdentityClient:      &http.Client{Timeout: 5 * time.Second},
 		Transport:           o.transport,
@@ -397,14 +410,32 @@ func TestProtectedPathLosesSpoofedSubjectEvenWhenRefused(t *testing.T) {
 	}
 }
 
-func TestKeysNotLoadedAnswers503(t *testing.T) {
-	f := newFixture(t, fixtureOptions{skipWarmUp: true})
-	resp, body := f.do(t, "/", bearer(f.token(t, nil)))
+// TestKeysNotLoadedAnswers503ThenARequestLoadsThem: with no keys, because
+// the provider was down at start, requests get 503; once it is back, the
+// first request past coldProbeInterval loads them instead of waiting out
+// the start-up backoff.
+func TestKeysNotLoadedAnswers503ThenARequestLoadsThem(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	f := newFixture(t, fixtureOptions{skipWarmUp: true, clock: clk})
+	f.idp.SetFailing(true)
+	tok := f.token(t, nil)
+	resp, body := f.do(t, "/", bearer(tok))
 	if resp.StatusCode != 503 || !strings.Contains(body, "temporarily_unavailable") {
 		t.Fatalf("got %d %s, want 503 temporarily_unavailable", resp.StatusCode, body)
 	}
+	f.idp.SetFailing(false)
+	if resp, body := f.do(t, "/", bearer(tok)); resp.StatusCode != 503 {
+		t.Fatalf("right after a failed fetch: %d %s, want 503 without asking again", resp.StatusCode, body)
+	}
 	if len(f.app.requests()) != 0 {
 		t.Error("the app saw a request")
+	}
+	clk.Advance(inbound.ColdProbeInterval)
+	if resp, body := f.do(t, "/", bearer(tok)); resp.StatusCode != 200 {
+		t.Fatalf("past the probe interval with the provider back: %d %s, want 200", resp.StatusCode, body)
+	}
+	if err := f.ready(); err != nil {
+		t.Errorf("after a request loaded the keys: %v", err)
 	}
 }
 

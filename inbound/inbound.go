@@ -53,6 +53,9 @@ type Options struct {
 	Upstream *url.URL
 	// UpstreamProtocol is how requests go to the app.
 	UpstreamProtocol proxy.Protocol
+	// UpstreamTimeout bounds the wait for the app's response headers
+	// (past it 504 upstream_timeout); 0: no bound.
+	UpstreamTimeout time.Duration
 	// ForwardToken keeps the Authorization header for the app.
 	ForwardToken bool
 	// AccessLog logs one line per request at info level.
@@ -121,7 +124,7 @@ func New(opts Options) (*Inbound, error) {
 	}, m)
 	transport := opts.Transport
 	if transport == nil {
-		transport = proxy.NewTransport(opts.UpstreamProtocol, 5*time.Second, 0, nil)
+		transport = proxy.NewTransport(opts.UpstreamProtocol, 5*time.Second, opts.UpstreamTimeout, nil)
 	}
 	in.handler.proxy = proxy.NewReverseProxy(opts.Upstream, proxy.ReverseProxyOptions{
 		Transport: transport, KeepHost: true, Logger: logger,

@@ -41,6 +41,13 @@ var (
 // issuer.
 const unknownKidCooldown = 10 * time.Second
 
+// coldProbeInterval is the least time between two JWKS fetches triggered
+// by requests while no keys are loaded at all: after an outage of the
+// identity provider at start, the first request past its return loads the
+// keys instead of waiting out the start-up backoff (up to 30 s), and a
+// provider still down is asked twice a second, not once per request.
+const coldProbeInterval = 500 * time.Millisecond
+
 // jwksFetchTimeout bounds one key set download, discovery included.
 const jwksFetchTimeout = 15 * time.Second
 
@@ -96,8 +103,20 @@ func (ks *keySet) ready() error {
 	return errKeysNotLoaded
 }
 
+// awaitKeys returns nil when keys are loaded; otherwise it fetches them,
+// unless a fetch was tried less than coldProbeInterval ago, and returns
+// ready's error if there are still none.
+func (ks *keySet) awaitKeys(ctx context.Context) error {
+	if ks.keys.Load() != nil {
+		return nil
+	}
+	ks.refreshAfter(ctx, coldProbeInterval)
+	return ks.ready()
+}
+
 // run loads the keys, retrying with backoff until it succeeds, then
-// refreshes them every interval until ctx ends.
+// refreshes them every interval until ctx ends. While no keys are loaded,
+// requests fetch too: see coldProbeInterval.
 func (ks *keySet) run(ctx context.Context) {
 	retry := time.Second
 	for {
@@ -139,10 +158,14 @@ func (ks *keySet) refresh(ctx context.Context) error {
 // unless a fetch was tried less than unknownKidCooldown ago. A fetch
 // already running is joined rather than repeated. The cool-down is checked
 // inside the shared call, where no other fetch can start or end.
-func (ks *keySet) refreshUnknownKid(ctx context.Context) {
+func (ks *keySet) refreshUnknownKid(ctx context.Context) { ks.refreshAfter(ctx, unknownKidCooldown) }
+
+// refreshAfter fetches the key set unless a fetch was tried less than
+// cooldown ago; see refreshUnknownKid.
+func (ks *keySet) refreshAfter(ctx context.Context, cooldown time.Duration) {
 	_, _ = ks.fetches.Do(ctx, "", jwksFetchTimeout, func(ctx context.Context) (bool, error) {
 		ks.mu.Lock()
-		recent := !ks.lastTry.IsZero() && ks.clock.Now().Sub(ks.lastTry) < unknownKidCooldown
+		recent := !ks.lastTry.IsZero() && ks.clock.Now().Sub(ks.lastTry) < cooldown
 		ks.mu.Unlock()
 		if recent {
 			return false, nil

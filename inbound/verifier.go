@@ -142,7 +142,7 @@ func (v *verifier) verifyJWT(ctx context.Context, raw string) (*identity, error)
 	if !ok {
 		return nil, reject(reasonWrongIssuer, "iss %q", c.Issuer)
 	}
-	if err := iss.keys.ready(); err != nil {
+	if err := iss.keys.awaitKeys(ctx); err != nil {
 		return nil, err
 	}
 	generation := iss.keys.generation.Load()

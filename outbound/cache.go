@@ -82,6 +82,8 @@ type Cache struct {
 	failures int
 	lastErr  error
 	retryAt  time.Time
+	// failedAt is when the last fetch failed.
+	failedAt time.Time
 	// refusedAt is when an upstream's 401 last dropped the token.
 	refusedAt time.Time
 
@@ -158,9 +160,18 @@ func (c *Cache) get(ctx context.Context) (*entry, error) {
 	return c.wait(ctx)
 }
 
+// probeInterval is the least time between the fetches callers start while
+// the refresh loop backs off: after an outage of the identity provider, a
+// call that waits finds out within about a second that it is back, instead
+// of waiting out a backoff of up to a minute, and a provider that is still
+// down is asked twice a second per route, not once per call.
+const probeInterval = 500 * time.Millisecond
+
 // wait returns the valid entry, or the result of a fetch shared with every
-// other caller, or, while backing off after a failure, the failure at once:
-// without that, every request would hit a failing token endpoint.
+// other caller. While the refresh loop backs off after a failure, a caller
+// starts a fetch only when none failed in the last probeInterval, and
+// otherwise gets the failure at once: without that, every request would
+// hit a failing token endpoint.
 func (c *Cache) wait(ctx context.Context) (*entry, error) {
 	c.mu.Lock()
 	now := c.opts.Clock.Now()
@@ -168,7 +179,7 @@ func (c *Cache) wait(ctx context.Context) (*entry, error) {
 		c.mu.Unlock()
 		return e, nil
 	}
-	if c.lastErr != nil && now.Before(c.retryAt) {
+	if c.lastErr != nil && now.Before(c.retryAt) && now.Sub(c.failedAt) < probeInterval {
 		err := c.lastErr
 		c.mu.Unlock()
 		return nil, c.unavailable(err)
@@ -179,6 +190,20 @@ func (c *Cache) wait(ctx context.Context) (*entry, error) {
 		return nil, c.unavailable(err)
 	}
 	return e, err
+}
+
+// ready reports whether the route holds a token it can send now, and if
+// not, why, for /readyz.
+func (c *Cache) ready() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur.Load().live(c.opts.Clock.Now()) {
+		return nil
+	}
+	if c.lastErr != nil {
+		return fmt.Errorf("no valid token: %w", c.lastErr)
+	}
+	return errors.New("no valid token yet: the first fetch has not finished")
 }
 
 func (c *Cache) unavailable(cause error) error {

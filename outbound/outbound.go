@@ -44,6 +44,9 @@ type Options struct {
 	// BodyIdleTimeout ends a call whose request body the app stops
 	// sending for longer; 0: no bound.
 	BodyIdleTimeout time.Duration
+	// ReadyRequiresTokens makes Checks report every route without a
+	// valid token, for /readyz.
+	ReadyRequiresTokens bool
 
 	Metrics *metrics.Metrics // nil: a registry of its own
 	Logger  *slog.Logger     // nil: discard
@@ -73,6 +76,9 @@ type RouteOptions struct {
 	Listen string
 	// Protocol is how calls go to the upstream.
 	Protocol proxy.Protocol
+	// Timeout bounds the wait for the upstream's response headers (past it
+	// 504 upstream_timeout); 0: no bound.
+	Timeout time.Duration
 }
 
 // Outbound is the outbound direction: its routes, their token caches and
@@ -80,6 +86,8 @@ type RouteOptions struct {
 type Outbound struct {
 	routes  []*Route
 	handler http.Handler
+	// readyRequiresTokens: see Options.ReadyRequiresTokens.
+	readyRequiresTokens bool
 }
 
 // New builds the outbound direction from opts. Nothing in it talks to the
@@ -108,11 +116,11 @@ func New(opts Options) (*Outbound, error) {
 		idp := &discovery.Client{HTTP: discoveryClient, AllowInsecureHTTP: opts.AllowInsecureHTTP}
 		endpoint = discoveredEndpoint(idp.Issuer(opts.Issuer))
 	}
-	o := &Outbound{}
+	o := &Outbound{readyRequiresTokens: opts.ReadyRequiresTokens}
 	for _, rc := range opts.Routes {
 		transport := opts.Transport
 		if transport == nil {
-			transport = proxy.NewTransport(rc.Protocol, upstreamDialTimeout, upstreamHeaderTimeout, opts.TLS)
+			transport = proxy.NewTransport(rc.Protocol, upstreamDialTimeout, rc.Timeout, opts.TLS)
 		}
 		src := &clientCredentials{
 			clientID: opts.ClientID, auth: opts.ClientAuth, endpoint: endpoint,
@@ -165,6 +173,19 @@ func (o *Outbound) Handler() http.Handler { return o.handler }
 // Routes returns the routes in configuration order; a route with a Listen
 // address wants a dedicated listener serving its Handler.
 func (o *Outbound) Routes() []*Route { return o.routes }
+
+// Checks are what /readyz waits for: with ReadyRequiresTokens, a valid
+// token for each route, by "route <name>"; otherwise nothing, since a
+// route without a token answers 503 and the app can retry.
+func (o *Outbound) Checks() map[string]func() error {
+	checks := map[string]func() error{}
+	if o.readyRequiresTokens {
+		for _, r := range o.routes {
+			checks["route "+r.Name] = r.cache.ready
+		}
+	}
+	return checks
+}
 
 // Run fetches every route's token and keeps it fresh until ctx ends. It
 // blocks until then.

@@ -78,7 +78,8 @@ func (c *Cache) finish(e *entry, err error) {
 	if err != nil {
 		c.failures++
 		c.lastErr = err
-		c.retryAt = c.retryTime(c.opts.Clock.Now())
+		c.failedAt = c.opts.Clock.Now()
+		c.retryAt = c.retryTime(c.failedAt)
 		c.fetchErr.Inc()
 		c.log.Warn("token fetch failed", "error", err.Error(), "failures", c.failures,
 			"retry_at", c.retryAt.Format(time.RFC3339Nano))

@@ -22,13 +22,8 @@ import (
 // an upstream's 401; a longer body is streamed and not retried.
 const maxReplayBytes = 1 << 20
 
-// Upstream transport limits used when RouteOptions gives no transport.
-const (
-	upstreamDialTimeout = 5 * time.Second
-	// upstreamHeaderTimeout bounds the wait for the response headers, not
-	// the streaming of the body.
-	upstreamHeaderTimeout = 60 * time.Second
-)
+// upstreamDialTimeout bounds the connection to an upstream.
+const upstreamDialTimeout = 5 * time.Second
 
 // Route is one upstream the app reaches through the outbound listener.
 type Route struct {

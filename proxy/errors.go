@@ -21,20 +21,41 @@ func WriteError(w http.ResponseWriter, r *http.Request, status int, code, descri
 	WriteErrorBody(w, r, status, ErrorBody{Error: code, Description: description})
 }
 
-// WriteErrorBody answers r with status and body. A request body the
+// ErrorHeader names the error code of every answer the sidecar makes
+// itself, the same as the body's "error", so that the app (or its caller)
+// can tell the sidecar's own 502 or 503 from the upstream's. The copy in a
+// proxied answer is removed: see StripErrorHeader.
+const ErrorHeader = "X-Authsidecar-Error"
+
+// WriteErrorBody answers r with status and body. A 503 says when to come
+// back (Retry-After, 1 s unless the caller set it). A request body the
 // caller announced is not waited for: see closeUnreadBody.
 func WriteErrorBody(w http.ResponseWriter, r *http.Request, status int, body ErrorBody) {
 	closeUnreadBody(w, r)
+	noteError(w, body.Error)
+	h := w.Header()
+	h.Set(ErrorHeader, body.Error)
+	if status == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
+		h.Set("Retry-After", "1")
+	}
 	if r != nil && IsGRPC(r) {
 		writeGRPCError(w, status, body.Description)
 		return
 	}
-	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// StripErrorHeader removes ErrorHeader from an answer the app or an
+// upstream made, as a ReverseProxy's ModifyResponse: the header says that
+// this sidecar answered, and an app (or a sidecar further on) must not be
+// able to say so in its name.
+func StripErrorHeader(resp *http.Response) error {
+	resp.Header.Del(ErrorHeader)
+	return nil
 }
 
 // closeUnreadBody makes an answer to a request whose body was never read

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -51,8 +52,9 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.Revers
 				opts.Rewrite(pr)
 			}
 		},
-		Transport:  opts.Transport,
-		BufferPool: copyBuffers,
+		Transport:      opts.Transport,
+		ModifyResponse: StripErrorHeader,
+		BufferPool:     copyBuffers,
 		// FlushInterval stays 0: httputil already flushes at once for
 		// server-sent events and bodies of unknown length, and flushing
 		// every write of a sized body costs a syscall for nothing.
@@ -69,16 +71,32 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.Revers
 				w.WriteHeader(499)
 				return
 			}
-			if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() != nil {
-				// The caller's deadline (grpc-timeout) passed.
-				logger.Debug("upstream call past its deadline", "upstream", redact.ParsedURL(target))
+			if timedOut(err, r) {
+				logger.WarnContext(r.Context(), "upstream did not answer in time", "upstream", redact.ParsedURL(target), "error", err.Error())
 				WriteError(w, r, http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
 				return
 			}
-			logger.Warn("upstream unreachable", "upstream", redact.ParsedURL(target), "error", err.Error())
+			logger.WarnContext(r.Context(), "upstream unreachable", "upstream", redact.ParsedURL(target), "error", err.Error())
 			WriteError(w, r, http.StatusBadGateway, "upstream_unavailable", "the upstream could not be reached")
 		},
 	}
+}
+
+// timedOut reports whether the round trip failed because an answer took
+// too long: the caller's deadline (grpc-timeout) passed, or the
+// transport's ResponseHeaderTimeout (INBOUND_UPSTREAM_TIMEOUT,
+// ROUTE_<NAME>_TIMEOUT) did. A dial that timed out is not: the upstream
+// could not be reached, a 502.
+func timedOut(err error, r *http.Request) bool {
+	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() != nil {
+		return true
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // copyBuffers recycles the 32 KiB buffers ReverseProxy copies bodies

@@ -14,6 +14,7 @@ type StatusWriter struct {
 	http.ResponseWriter
 	status         int
 	upstreamFailed bool
+	errorCode      string
 }
 
 var statusWriters = sync.Pool{New: func() any { return new(StatusWriter) }}
@@ -65,6 +66,17 @@ func (w *StatusWriter) Status() int {
 // failed, so that the answer is the sidecar's own 502, not one the app
 // sent.
 func (w *StatusWriter) UpstreamFailed() bool { return w.upstreamFailed }
+
+// ErrorCode is the error code of the sidecar's own answer (as in
+// ErrorHeader), "" when the app or upstream answered.
+func (w *StatusWriter) ErrorCode() string { return w.errorCode }
+
+// noteError is called by WriteErrorBody.
+func noteError(w http.ResponseWriter, code string) {
+	if sw, ok := w.(*StatusWriter); ok {
+		sw.errorCode = code
+	}
+}
 
 // markUpstreamFailed is called by the reverse proxy's error handler.
 func markUpstreamFailed(w http.ResponseWriter) {

@@ -87,6 +87,9 @@ func (s *sidecar) build() (map[string]http.Handler, error) {
 			return nil, err
 		}
 		handlers["outbound"] = out.Handler()
+		for name, check := range out.Checks() {
+			s.ready.Add(name, check)
+		}
 		for _, r := range out.Routes() {
 			handlers["route "+r.Name] = r.Handler()
 		}
