@@ -184,4 +184,3 @@ func freeAddrs(n int) ([]string, error) {
 	}
 	return addrs, nil
 }
-
