@@ -10,6 +10,11 @@ import (
 	"golang.org/x/oauth2"
 )
 
+// Run is the refresh loop that Outbound.Run runs for each route, for a
+// Cache built with NewCache: bench/fleetsim runs tens of thousands of them
+// on a virtual clock. It blocks until ctx ends; see run.
+func (c *Cache) Run(ctx context.Context) { c.run(ctx) }
+
 // run fetches the token in the background and keeps it fresh: a refresh
 // once 20% of its lifetime remains, retries with backoff after a failure.
 // It returns when ctx ends; a fetch already under way then still finishes
