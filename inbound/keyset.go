@@ -117,20 +117,33 @@ func (ks *keySet) awaitKeys(ctx context.Context) error {
 // run loads the keys, retrying with backoff until it succeeds, then
 // refreshes them every interval until ctx ends. While no keys are loaded,
 // requests fetch too: see coldProbeInterval.
+//
+// Sidecars start together (a rollout, a restart of every pod) and load
+// their keys together; refreshed every interval from then on, they would
+// ask the identity provider together once per interval forever. So the
+// first refresh after the keys are loaded waits a random time between half
+// and one and a half intervals, one interval on average, and every later
+// one exactly one interval, keeping that phase: each sidecar asks once per
+// interval, the fleet's requests spread evenly over it.
+//
+// A refresh that fails while keys are loaded is retried one interval
+// later too: the loaded keys keep serving, a token signed by a key that
+// was added meanwhile makes its own fetch (see refreshUnknownKid), and a
+// fleet that retried sooner would ask a provider that is down, or
+// struggling, many times per interval, then all come back at once.
 func (ks *keySet) run(ctx context.Context) {
 	retry := time.Second
+	loaded := false // keys loaded by this loop, and its phase drawn
 	for {
 		wait := ks.interval
-		switch err := ks.refresh(ctx); {
-		case err == nil:
-			retry = time.Second
+		err := ks.refresh(ctx)
+		switch {
 		case ks.keys.Load() == nil:
 			wait = jitter(retry)
 			retry = min(2*retry, 30*time.Second)
-		default:
-			// Keys are loaded and still used; try again sooner than usual
-			// so that a rotation during the outage is not missed for long.
-			wait = jitter(min(wait, time.Minute))
+		case !loaded && err == nil:
+			wait = ks.interval/2 + time.Duration(rand.Int64N(int64(ks.interval)+1))
+			loaded = true
 		}
 		select {
 		case <-ctx.Done():

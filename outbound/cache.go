@@ -59,6 +59,8 @@ type CacheOptions struct {
 	FetchTimeout    time.Duration
 	MinBackoff      time.Duration
 	MaxBackoff      time.Duration
+	// draw is refreshDraw, unless a test sets its own.
+	draw func() float64
 }
 
 // Cache holds one route's token. Reading a valid token is two atomic loads
@@ -132,6 +134,9 @@ func (o CacheOptions) withDefaults() CacheOptions {
 	setDefault(&o.FetchTimeout, defaultFetchTimeout)
 	setDefault(&o.MinBackoff, defaultMinBackoff)
 	setDefault(&o.MaxBackoff, defaultMaxBackoff)
+	if o.draw == nil {
+		o.draw = refreshDraw
+	}
 	return o
 }
 

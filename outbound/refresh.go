@@ -64,10 +64,11 @@ func (c *Cache) due() time.Duration {
 func (c *Cache) fetch(ctx context.Context) (*entry, error) {
 	return c.fetches.Do(ctx, "", c.opts.FetchTimeout, func(ctx context.Context) (*entry, error) {
 		fetchedAt, began := c.opts.Clock.Now(), time.Now()
+		spread := c.herded(fetchedAt)
 		tok, err := c.src.Token(ctx)
 		var e *entry
 		if err == nil {
-			e, err = c.newEntry(tok, fetchedAt)
+			e, err = c.newEntry(tok, fetchedAt, spread)
 		}
 		c.fetchDur.Observe(time.Since(began).Seconds())
 		c.finish(e, err)
@@ -122,7 +123,33 @@ func backoff(n int, minD, maxD time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-func (c *Cache) newEntry(tok *oauth2.Token, fetchedAt time.Time) (*entry, error) {
+// herded reports whether a fetch starting at now may be one of a herd:
+// the route holds no valid token (the sidecar just started, its token
+// expired, an upstream refused it) or the last fetch failed (the identity
+// provider is back from an outage). Sidecars started together, or coming
+// back together, fetch together; were each token then refreshed at 80% of
+// its lifetime, they would refresh together ever after, one herd per
+// lifetime. A herded fetch's token is refreshed at a random point instead.
+func (c *Cache) herded(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.failures > 0 || !c.cur.Load().live(now)
+}
+
+// refreshDraw draws the point, in [0, 1), at which a herded fetch's token
+// is refreshed: 0 at spreadFrom of its lifetime, 1 at 80%. Tests of the
+// package fix it at 1.
+var refreshDraw = rand.Float64
+
+// spreadFrom is the earliest point of its lifetime at which a herded
+// fetch's token is refreshed. From there to 80% is half of the 80% each
+// token serves, so a herd's next fetches are spread over 40% of the
+// lifetime (24 minutes for an hour-long token), not left to fall again on
+// the same second; and a token is kept at least 40% of its lifetime, so a
+// short test or demo still sees one fetch per route.
+const spreadFrom = 0.4
+
+func (c *Cache) newEntry(tok *oauth2.Token, fetchedAt time.Time, herded bool) (*entry, error) {
 	if tok == nil || tok.AccessToken == "" {
 		return nil, errors.New("outbound: token endpoint returned no access_token")
 	}
@@ -134,10 +161,16 @@ func (c *Cache) newEntry(tok *oauth2.Token, fetchedAt time.Time) (*entry, error)
 	if lifetime <= 0 {
 		return nil, fmt.Errorf("outbound: token endpoint returned a token that expired %s ago", -lifetime)
 	}
+	refreshAt := expiry.Add(-lifetime / refreshFraction)
+	if herded {
+		const last = 1 - 1.0/refreshFraction
+		at := spreadFrom + (last-spreadFrom)*c.opts.draw()
+		refreshAt = fetchedAt.Add(time.Duration(at * float64(lifetime)))
+	}
 	return &entry{
 		tok:       tok,
 		header:    "Bearer " + tok.AccessToken,
 		expiry:    expiry,
-		refreshAt: expiry.Add(-lifetime / refreshFraction),
+		refreshAt: refreshAt,
 	}, nil
 }

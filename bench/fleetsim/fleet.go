@@ -81,7 +81,7 @@ func newFleet(o Options, seconds int) (*fleet, error) {
 	}
 	f := &fleet{
 		o: o, s: s, idp: p, m: metrics.New(prometheus.NewRegistry(), ""),
-		rng:        rand.New(rand.NewPCG(o.Seed, 0x5eed)),
+		rng:         rand.New(rand.NewPCG(o.Seed, 0x5eed)),
 		maxInvalid:  make([]int64, seconds+1),
 		lastInvalid: make([]int64, seconds+1),
 	}

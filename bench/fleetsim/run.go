@@ -147,6 +147,7 @@ func Run(ctx context.Context, name string, o Options, progress func(time.Duratio
 		t = min(t+time.Hour, length)
 		f.s.advanceTo(epoch.Add(t))
 		if res.HeapMiB == 0 && t >= o.Rollout {
+			runtime.GC()
 			runtime.ReadMemStats(&heap)
 			res.HeapMiB = float64(heap.HeapInuse) / (1 << 20)
 		}
@@ -161,7 +162,6 @@ func Run(ctx context.Context, name string, o Options, progress func(time.Duratio
 	}
 	f.mu.Unlock()
 	res.Refused = f.refused.Load()
-	f.stopAll()
 	f.collect(res)
 	res.Wall = time.Since(began)
 	return res, nil

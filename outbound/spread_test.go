@@ -1,0 +1,111 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/authsidecar/authsidecar/internal/clock"
+)
+
+// clockSource hands out tokens living 100 s on clk, or fails while down.
+type clockSource struct {
+	clk   clock.Clock
+	down  atomic.Bool
+	calls atomic.Int64
+}
+
+func (s *clockSource) Token(context.Context) (*oauth2.Token, error) {
+	s.calls.Add(1)
+	if s.down.Load() {
+		return nil, errors.New("down")
+	}
+	return &oauth2.Token{AccessToken: "tok", Expiry: s.clk.Now().Add(100 * time.Second)}, nil
+}
+
+// startLoop runs c's refresh loop until the test ends and returns the
+// waits it sets, in order.
+func startLoop(t *testing.T, clk *clock.Fake, c *Cache) <-chan time.Duration {
+	armed := make(chan time.Duration, 100)
+	clk.OnAfter(func(d time.Duration) { armed <- d })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return armed
+}
+
+func nextWait(t *testing.T, armed <-chan time.Duration) time.Duration {
+	t.Helper()
+	select {
+	case d := <-armed:
+		return d
+	case <-time.After(waitLimit):
+		t.Fatal("the refresh loop set no timer")
+		return 0
+	}
+}
+
+func TestHerdedFetchesAreRefreshedAtARandomPointThenAtEightyPercent(t *testing.T) {
+	for _, tc := range []struct {
+		draw float64
+		want time.Duration
+	}{{0, 40 * time.Second}, {0.5, 60 * time.Second}, {1, 80 * time.Second}} {
+		clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+		src := &clockSource{clk: clk}
+		c := NewCache(src, CacheOptions{Clock: clk, draw: func() float64 { return tc.draw }})
+		armed := startLoop(t, clk, c)
+
+		if d := nextWait(t, armed); d != tc.want {
+			t.Errorf("draw %v: the first token is refreshed after %s, want %s", tc.draw, d, tc.want)
+		}
+		clk.Advance(tc.want)
+		if d := nextWait(t, armed); d != 80*time.Second {
+			t.Errorf("draw %v: a token refreshed on time is refreshed after %s, want 80s", tc.draw, d)
+		}
+		// The provider goes down at the next refresh and returns at the
+		// first retry: that fetch may be one of a herd, so its token is
+		// refreshed at the drawn point again.
+		src.down.Store(true)
+		clk.Advance(80 * time.Second)
+		retry := nextWait(t, armed)
+		src.down.Store(false)
+		clk.Advance(retry)
+		if d := nextWait(t, armed); d != tc.want {
+			t.Errorf("draw %v: the first token after a failure is refreshed after %s, want %s", tc.draw, d, tc.want)
+		}
+		if got := src.calls.Load(); got != 4 {
+			t.Errorf("draw %v: %d token requests, want 4", tc.draw, got)
+		}
+	}
+}
+
+// TestAHerdOfCachesSpreadsItsRefreshes: 10,000 routes that fetched in the
+// same second refresh over 40% of the token's lifetime, not in one second.
+func TestAHerdOfCachesSpreadsItsRefreshes(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	c := NewCache(&clockSource{clk: clk}, CacheOptions{Clock: clk, draw: rand.Float64})
+	var perSecond [101]int
+	const herd = 10_000
+	for range herd {
+		e, err := c.newEntry(&oauth2.Token{AccessToken: "tok", Expiry: clk.Now().Add(100 * time.Second)}, clk.Now(), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		perSecond[int(e.refreshAt.Sub(clk.Now())/time.Second)]++
+	}
+	for sec, n := range perSecond {
+		if (sec < 40 || sec >= 80) && n > 0 {
+			t.Errorf("%d refreshes %ds after the fetch, want all between 40s and 80s", n, sec)
+		}
+		// Uniform: 250 a second; 400 is past 9 standard deviations.
+		if n > 400 {
+			t.Errorf("%d refreshes in second %d, want about %d", n, sec, herd/40)
+		}
+	}
+}
