@@ -190,7 +190,7 @@ func (c *Cache) wait(ctx context.Context) (*entry, error) {
 		return nil, c.unavailable(err)
 	}
 	c.mu.Unlock()
-	e, err := c.fetch(ctx)
+	e, err := c.fetchMissing(ctx)
 	if err != nil && ctx.Err() == nil {
 		return nil, c.unavailable(err)
 	}

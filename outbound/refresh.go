@@ -58,27 +58,41 @@ func (c *Cache) due() time.Duration {
 	return due.Sub(now)
 }
 
+// fetchMissing is fetch for a caller that found no valid token: a caller
+// that found none just before another fetch ended, and so starts one after
+// it, gets the token that fetch stored instead of asking again.
+func (c *Cache) fetchMissing(ctx context.Context) (*entry, error) {
+	return c.fetches.Do(ctx, "", c.opts.FetchTimeout, func(ctx context.Context) (*entry, error) {
+		if e := c.cur.Load(); e.live(c.opts.Clock.Now()) {
+			return e, nil
+		}
+		return c.fetchNow(ctx)
+	})
+}
+
 // fetch gets a new token, or joins the fetch under way. The fetch runs on
 // a context of its own, keeping ctx's values but not its cancellation: ctx
 // is merely the first caller's, or the refresh loop's.
 func (c *Cache) fetch(ctx context.Context) (*entry, error) {
-	return c.fetches.Do(ctx, "", c.opts.FetchTimeout, func(ctx context.Context) (*entry, error) {
-		fetchedAt, began := c.opts.Clock.Now(), time.Now()
-		spread := c.herded(fetchedAt)
-		tok, err := c.src.Token(ctx)
-		var e *entry
-		if err == nil {
-			e, err = c.newEntry(tok, fetchedAt, spread)
-		}
-		c.fetchDur.Observe(time.Since(began).Seconds())
-		c.finish(e, err)
-		c.wake()
-		return e, err
-	})
+	return c.fetches.Do(ctx, "", c.opts.FetchTimeout, c.fetchNow)
 }
 
-// finish records a fetch's outcome.
-func (c *Cache) finish(e *entry, err error) {
+// fetchNow fetches a token: the shared call of fetch and fetchMissing.
+func (c *Cache) fetchNow(ctx context.Context) (*entry, error) {
+	fetchedAt, began := c.opts.Clock.Now(), time.Now()
+	tok, err := c.src.Token(ctx)
+	var e *entry
+	if err == nil {
+		e, err = c.newEntry(tok, fetchedAt)
+	}
+	c.fetchDur.Observe(time.Since(began).Seconds())
+	c.finish(e, err, fetchedAt)
+	c.wake()
+	return e, err
+}
+
+// finish records the outcome of a fetch begun at fetchedAt.
+func (c *Cache) finish(e *entry, err error, fetchedAt time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -90,6 +104,9 @@ func (c *Cache) finish(e *entry, err error) {
 		c.log.Warn("token fetch failed", "error", err.Error(), "failures", c.failures,
 			"retry_at", c.retryAt.Format(time.RFC3339Nano))
 		return
+	}
+	if c.herded(fetchedAt) {
+		e.spread(fetchedAt, c.opts.draw())
 	}
 	c.failures, c.lastErr = 0, nil
 	e.stop = c.opts.Clock.AfterFunc(e.expiry.Sub(c.opts.Clock.Now()), func() { e.expired.Store(true) })
@@ -123,33 +140,48 @@ func backoff(n int, minD, maxD time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-// herded reports whether a fetch starting at now may be one of a herd:
+// herded reports whether a fetch begun at now may be one of a herd:
 // the route holds no valid token (the sidecar just started, its token
 // expired, an upstream refused it) or the last fetch failed (the identity
 // provider is back from an outage). Sidecars started together, or coming
 // back together, fetch together; were each token then refreshed at 80% of
 // its lifetime, they would refresh together ever after, one herd per
 // lifetime. A herded fetch's token is refreshed at a random point instead.
+// c.mu is held; the fetch's entry is not stored yet.
 func (c *Cache) herded(now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	return c.failures > 0 || !c.cur.Load().live(now)
 }
 
-// refreshDraw draws the point, in [0, 1), at which a herded fetch's token
-// is refreshed: 0 at spreadFrom of its lifetime, 1 at 80%. Tests of the
-// package fix it at 1.
+// refreshDraw draws where, in [0, 1), between spreadFrom and 80% of its
+// lifetime a herded fetch's token is refreshed. Tests of the package fix
+// it at 1: at 80%.
 var refreshDraw = rand.Float64
 
-// spreadFrom is the earliest point of its lifetime at which a herded
-// fetch's token is refreshed. From there to 80% is half of the 80% each
-// token serves, so a herd's next fetches are spread over 40% of the
-// lifetime (24 minutes for an hour-long token), not left to fall again on
-// the same second; and a token is kept at least 40% of its lifetime, so a
-// short test or demo still sees one fetch per route.
-const spreadFrom = 0.4
+// spreadKeep is the least a herded fetch's token is kept before it is
+// refreshed: two minutes, or 40% of a shorter lifetime. A herd's next
+// fetches are spread over the rest of the 80% a token serves, so over all
+// of it but two minutes for an hour-long token: the fleet's refreshes are
+// then as even as if every pod had started at a random time. The floor
+// keeps one fetch per route in a short run, a test or a demo.
+const (
+	spreadKeep         = 2 * time.Minute
+	spreadKeepFraction = 0.4
+)
 
-func (c *Cache) newEntry(tok *oauth2.Token, fetchedAt time.Time, herded bool) (*entry, error) {
+// spreadFrom is when, after a herded fetch, its token may be refreshed at
+// the earliest.
+func spreadFrom(lifetime time.Duration) time.Duration {
+	return min(spreadKeep, time.Duration(spreadKeepFraction*float64(lifetime)))
+}
+
+// spread moves the refresh of a herded fetch's token to a point drawn
+// between spreadFrom and 80% of its lifetime.
+func (e *entry) spread(fetchedAt time.Time, draw float64) {
+	from := fetchedAt.Add(spreadFrom(e.expiry.Sub(fetchedAt)))
+	e.refreshAt = from.Add(time.Duration(draw * float64(e.refreshAt.Sub(from))))
+}
+
+func (c *Cache) newEntry(tok *oauth2.Token, fetchedAt time.Time) (*entry, error) {
 	if tok == nil || tok.AccessToken == "" {
 		return nil, errors.New("outbound: token endpoint returned no access_token")
 	}
@@ -161,16 +193,10 @@ func (c *Cache) newEntry(tok *oauth2.Token, fetchedAt time.Time, herded bool) (*
 	if lifetime <= 0 {
 		return nil, fmt.Errorf("outbound: token endpoint returned a token that expired %s ago", -lifetime)
 	}
-	refreshAt := expiry.Add(-lifetime / refreshFraction)
-	if herded {
-		const last = 1 - 1.0/refreshFraction
-		at := spreadFrom + (last-spreadFrom)*c.opts.draw()
-		refreshAt = fetchedAt.Add(time.Duration(at * float64(lifetime)))
-	}
 	return &entry{
 		tok:       tok,
 		header:    "Bearer " + tok.AccessToken,
 		expiry:    expiry,
-		refreshAt: refreshAt,
+		refreshAt: expiry.Add(-lifetime / refreshFraction),
 	}, nil
 }

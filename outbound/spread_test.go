@@ -55,7 +55,7 @@ func TestHerdedFetchesAreRefreshedAtARandomPointThenAtEightyPercent(t *testing.T
 	for _, tc := range []struct {
 		draw float64
 		want time.Duration
-	}{{0, 40 * time.Second}, {0.5, 60 * time.Second}, {1, 80 * time.Second}} {
+	}{{0, 40 * time.Second}, {0.5, 60 * time.Second}, {1, 80 * time.Second}} { // 100 s tokens: kept 40% at least
 		clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 		src := &clockSource{clk: clk}
 		c := NewCache(src, CacheOptions{Clock: clk, draw: func() float64 { return tc.draw }})
@@ -85,27 +85,29 @@ func TestHerdedFetchesAreRefreshedAtARandomPointThenAtEightyPercent(t *testing.T
 	}
 }
 
-// TestAHerdOfCachesSpreadsItsRefreshes: 10,000 routes that fetched in the
-// same second refresh over 40% of the token's lifetime, not in one second.
+// TestAHerdOfCachesSpreadsItsRefreshes: 10,000 routes that fetched hour
+// tokens in the same second refresh evenly from two minutes on to 80% of
+// the lifetime, not in one second.
 func TestAHerdOfCachesSpreadsItsRefreshes(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
-	c := NewCache(&clockSource{clk: clk}, CacheOptions{Clock: clk, draw: rand.Float64})
-	var perSecond [101]int
+	c := NewCache(&clockSource{clk: clk}, CacheOptions{Clock: clk})
+	var perMinute [60]int
 	const herd = 10_000
 	for range herd {
-		e, err := c.newEntry(&oauth2.Token{AccessToken: "tok", Expiry: clk.Now().Add(100 * time.Second)}, clk.Now(), true)
+		e, err := c.newEntry(&oauth2.Token{AccessToken: "tok", Expiry: clk.Now().Add(time.Hour)}, clk.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		perSecond[int(e.refreshAt.Sub(clk.Now())/time.Second)]++
+		e.spread(clk.Now(), rand.Float64())
+		perMinute[int(e.refreshAt.Sub(clk.Now())/time.Minute)]++
 	}
-	for sec, n := range perSecond {
-		if (sec < 40 || sec >= 80) && n > 0 {
-			t.Errorf("%d refreshes %ds after the fetch, want all between 40s and 80s", n, sec)
+	for minute, n := range perMinute {
+		if (minute < 2 || minute >= 48) && n > 0 {
+			t.Errorf("%d refreshes %d minutes after the fetch, want all between 2 and 48", n, minute)
 		}
-		// Uniform: 250 a second; 400 is past 9 standard deviations.
-		if n > 400 {
-			t.Errorf("%d refreshes in second %d, want about %d", n, sec, herd/40)
+		// Uniform: 217 a minute; 330 is past 7 standard deviations.
+		if n > 330 {
+			t.Errorf("%d refreshes in minute %d, want about %d", n, minute, herd/46)
 		}
 	}
 }
