@@ -84,7 +84,9 @@ func signTokens(p *IDP, attacker *ecdsa.PrivateKey, life time.Duration) (*tokens
 	return t, nil
 }
 
-func newAttackerKey() (*ecdsa.PrivateKey, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) }
+func newAttackerKey() (*ecdsa.PrivateKey, error) {
+	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+}
 
 // client sends the soak's requests.
 type client struct {
