@@ -267,7 +267,9 @@ loop:
 		}
 	}
 	close(jobs)
-	r.sample(time.Since(start), a, b, cs) // the last sample, traffic still in its last moments
+	if last := r.Samples; len(last) == 0 || time.Since(start)-last[len(last)-1].At > time.Second {
+		r.sample(time.Since(start), a, b, cs) // the last sample, traffic in its last moments
+	}
 	wg.Wait()
 	idp.SetDown(false)
 	r.Elapsed = time.Since(start)

@@ -1,0 +1,52 @@
+package soak
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSoak30Seconds runs the soak for 30 seconds against a freshly built
+// sidecar (with the race detector when the tests have it): two key
+// rotations, a 5-second outage between them. It fails on any valid request
+// that fails, any invalid one let through, and on growth of the sidecars'
+// memory, goroutines or file descriptors past 1.2 times their value after
+// 10 seconds. The full soak is go run ./bench/cmd/soak -duration 10m.
+func TestSoak30Seconds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the 30-second soak does not run with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	began := time.Now()
+	bin, err := Build(ctx, t.TempDir(), raceEnabled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("built the sidecar (race %v) in %s", raceEnabled, time.Since(began).Round(100*time.Millisecond))
+	var log strings.Builder
+	r, err := Run(ctx, Options{
+		Sidecar: bin, Duration: 30 * time.Second, Rate: 50, Workers: 4,
+		RotateEvery: 12 * time.Second, Outage: 5 * time.Second, OutageAt: 15 * time.Second,
+		SampleEvery: 5 * time.Second, Warmup: 10 * time.Second, Log: &log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	r.Write(&out)
+	t.Log("\n" + out.String())
+	if r.ValidFailures > 0 {
+		t.Errorf("%d valid requests failed", r.ValidFailures)
+	}
+	if r.InvalidFailures > 0 {
+		t.Errorf("%d invalid requests were not refused as they must be", r.InvalidFailures)
+	}
+	if flat, grew := r.Flat(); !flat {
+		t.Errorf("the sidecars grew: %s", strings.Join(grew, "; "))
+	}
+	if r.Rotations != 2 || r.Requests < 1000 {
+		t.Errorf("%d rotations and %d requests, want 2 and about 1500", r.Rotations, r.Requests)
+	}
+}
