@@ -121,12 +121,41 @@ func (c *Cache) finish(e *entry, err error, fetchedAt time.Time) {
 // retryTime is when to try again after c.failures failures in a row; no
 // later than the current token's expiry, so that a recovered endpoint is
 // asked before callers are left without a token.
+//
+// While the token has more than lazyRetryFactor backoff caps to live, the
+// retry also waits a 1/lazyRetryFactor of the time it has left (±20%): the
+// token serves meanwhile, so nothing is gained by asking sooner, and a
+// fleet whose provider is down would otherwise ask it once a minute for
+// every route whose refresh fell in the outage (17 times the steady rate
+// after 10 minutes, in fleetsim), and come back all within that minute.
 func (c *Cache) retryTime(now time.Time) time.Time {
 	at := now.Add(backoff(c.failures, c.opts.MinBackoff, c.opts.MaxBackoff))
-	if e := c.cur.Load(); e.live(now) && e.expiry.Before(at) {
+	e := c.cur.Load()
+	if !e.live(now) {
+		return at
+	}
+	if lazy := e.expiry.Sub(now) / lazyRetryFactor; lazy > c.opts.MaxBackoff {
+		at = later(at, now.Add(jittered(lazy)))
+	}
+	if e.expiry.Before(at) {
 		at = e.expiry
 	}
 	return at
+}
+
+// lazyRetryFactor: see retryTime.
+const lazyRetryFactor = 4
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// jittered is d ±20%.
+func jittered(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
 // backoff returns the wait after n failures: min doubling up to max, then
@@ -136,8 +165,7 @@ func backoff(n int, minD, maxD time.Duration) time.Duration {
 	for i := 1; i < n && d < maxD; i++ {
 		d *= 2
 	}
-	d = min(d, maxD)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	return jittered(min(d, maxD))
 }
 
 // herded reports whether a fetch begun at now may be one of a herd:

@@ -111,3 +111,57 @@ func TestAHerdOfCachesSpreadsItsRefreshes(t *testing.T) {
 		}
 	}
 }
+
+// hourSource hands out hour-long tokens on clk, or fails while down.
+type hourSource struct{ clockSource }
+
+func (s *hourSource) Token(ctx context.Context) (*oauth2.Token, error) {
+	tok, err := s.clockSource.Token(ctx)
+	if tok != nil {
+		tok.Expiry = s.clk.Now().Add(time.Hour)
+	}
+	return tok, err
+}
+
+// TestAFailedRefreshWithTimeToSpareRetriesLazily: a route whose hour-long
+// token still has 12 minutes when its refresh fails retries after about a
+// quarter of the time left, again and again, until a quarter is less than
+// the backoff cap; never after the token expires.
+func TestAFailedRefreshWithTimeToSpareRetriesLazily(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	src := &hourSource{clockSource{clk: clk}}
+	c := NewCache(src, CacheOptions{Clock: clk, draw: func() float64 { return 1 }})
+	armed := startLoop(t, clk, c)
+	if d := nextWait(t, armed); d != 48*time.Minute {
+		t.Fatalf("refresh after %s, want 48m", d)
+	}
+	src.down.Store(true)
+	clk.Advance(48 * time.Minute)
+	left := 12 * time.Minute
+	for i := 0; left > 4*time.Minute; i++ {
+		d := nextWait(t, armed)
+		if lo, hi := left/4*8/10, left/4*12/10; d < lo || d > hi {
+			t.Fatalf("retry %d with %s left after %s, want a quarter of it ±20%%, [%s, %s]", i+1, left, d, lo, hi)
+		}
+		clk.Advance(d)
+		left -= d
+	}
+	// Under four minutes left: the usual backoff, capped at a minute and
+	// at the token's expiry.
+	for left > 0 {
+		d := nextWait(t, armed)
+		if d > time.Minute+12*time.Second || d > left {
+			t.Fatalf("retry with %s left after %s, want at most a minute ±20%% and at most the time left", left, d)
+		}
+		clk.Advance(d)
+		left -= d
+	}
+	if n := src.calls.Load(); n > 12 {
+		t.Errorf("%d token requests over the token's last 12 minutes, want few", n)
+	}
+	src.down.Store(false)
+	clk.Advance(nextWait(t, armed))
+	if tok, err := c.Token(context.Background()); err != nil || tok == nil {
+		t.Errorf("after the provider's return: %v, want a token", err)
+	}
+}
