@@ -138,3 +138,11 @@ func TestRotationFetchesTheNewKeyOncePerPod(t *testing.T) {
 		t.Errorf("%d calls with the new key refused, want few", s.Refused)
 	}
 }
+
+func TestAnnouncedRotationCostsNothing(t *testing.T) {
+	t.Parallel()
+	s := run(t, "rotation-announced", small)
+	if s.JWKSPerInterval > small.Pods || s.Refused != 0 {
+		t.Errorf("%d JWKS requests in an interval and %d calls refused, want at most N and none", s.JWKSPerInterval, s.Refused)
+	}
+}

@@ -73,7 +73,7 @@ func (o Options) Defaults() Options {
 }
 
 // Scenarios are the scenarios Run knows, in the order they are reported.
-var Scenarios = []string{"steady", "outage", "rotation", "restart"}
+var Scenarios = []string{"steady", "outage", "rotation", "rotation-announced", "restart"}
 
 // Describe says what a scenario does.
 func Describe(name string, o Options) string {
@@ -84,6 +84,8 @@ func Describe(name string, o Options) string {
 		return fmt.Sprintf("the identity provider down for %s at %s, then back", o.Outage, o.EventAt)
 	case "rotation":
 		return fmt.Sprintf("at %s the provider publishes a new key and signs with it at once; the old key is withdrawn a token lifetime later", o.EventAt)
+	case "rotation-announced":
+		return fmt.Sprintf("the provider publishes a new key %s before it signs with it, at %s", announce(o), o.EventAt)
 	case "restart":
 		return fmt.Sprintf("at %s every pod is restarted at the same instant", o.EventAt)
 	}
@@ -176,8 +178,11 @@ func (f *fleet) schedule(name string, res *Result) {
 		res.EventAt, res.EventEnd = int(o.EventAt/time.Second), int((o.EventAt+o.Outage)/time.Second)
 		f.s.at(at, func() { f.idp.down.Store(true) })
 		f.s.at(at.Add(o.Outage), func() { f.idp.down.Store(false) })
-	case "rotation":
+	case "rotation", "rotation-announced":
 		res.EventAt, res.EventEnd = int(o.EventAt/time.Second), int(o.EventAt/time.Second)
+		if name == "rotation-announced" {
+			f.s.at(at.Add(-announce(o)), func() { must(f.idp.publish(1, 0)) })
+		}
 		f.s.at(at, func() {
 			must(f.idp.publish(1, 0))
 			f.idp.signer.Store(1)
@@ -196,6 +201,10 @@ func (f *fleet) schedule(name string, res *Result) {
 		})
 	}
 }
+
+// announce is how long before it signs the announced rotation's key is
+// published: past the longest wait between two key refreshes.
+func announce(o Options) time.Duration { return o.JWKSRefresh * 3 / 2 }
 
 func must(err error) {
 	if err != nil {
