@@ -2,6 +2,7 @@ package fleetsim
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -144,5 +145,17 @@ func TestAnnouncedRotationCostsNothing(t *testing.T) {
 	s := run(t, "rotation-announced", small)
 	if s.JWKSPerInterval > small.Pods || s.Refused != 0 {
 		t.Errorf("%d JWKS requests in an interval and %d calls refused, want at most N and none", s.JWKSPerInterval, s.Refused)
+	}
+}
+
+// TestRunStopsEveryPod: a run leaves no loop behind, so that scenarios
+// run one after the other do not pile up.
+func TestRunStopsEveryPod(t *testing.T) {
+	before := runtime.NumGoroutine()
+	if _, err := Run(context.Background(), "restart", Options{Pods: 50, EventAt: time.Hour, After: time.Minute}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if after := runtime.NumGoroutine(); after > before+2 {
+		t.Errorf("%d goroutines after the run, %d before", after, before)
 	}
 }

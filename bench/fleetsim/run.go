@@ -165,6 +165,7 @@ func Run(ctx context.Context, name string, o Options, progress func(time.Duratio
 	f.mu.Unlock()
 	res.Refused = f.refused.Load()
 	f.collect(res)
+	f.stopAll()
 	res.Wall = time.Since(began)
 	return res, nil
 }
