@@ -103,7 +103,7 @@ func newClient(outboundAddr, inboundAddr string, workers int) (*client, error) {
 		outboundURL: "http://" + outboundAddr + "/app/orders/42",
 		inboundURL:  "http://" + inboundAddr + "/orders/42",
 		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			Proxy: nil, MaxIdleConnsPerHost: workers, IdleConnTimeout: time.Minute,
+			Proxy: nil, MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers,
 		}},
 	}
 	a, err := grpc.NewClient(outboundAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("app"))
