@@ -27,6 +27,11 @@ const (
 	TokenLifetime = 5 * time.Minute
 )
 
+type retiredKey struct {
+	k  *key
+	at time.Time
+}
+
 type key struct {
 	id   string
 	priv *ecdsa.PrivateKey
@@ -49,14 +54,16 @@ func newKey(id string) (*key, error) {
 // IDP is the soak's identity provider, on 127.0.0.1: discovery, a JWKS
 // and a client-credentials token endpoint. It rotates its signing key as
 // providers do: a key is published one rotation before it signs, and stays
-// published one rotation after (the JWKS holds the previous, current and
-// next keys). While down, every endpoint answers 503.
+// published for a token lifetime after it stopped signing, so that every
+// token it signed can be verified until it expires. While down, every
+// endpoint answers 503.
 type IDP struct {
 	URL string
 	srv *http.Server
 
 	mu               sync.Mutex
-	prev, cur, next  *key
+	cur, next        *key
+	retired          []retiredKey
 	generation       int
 	down             bool
 	TokenRequests    atomic.Int64
@@ -109,7 +116,14 @@ func (p *IDP) Rotate() error {
 	if err != nil {
 		return err
 	}
-	p.prev, p.cur, p.next = p.cur, p.next, next
+	now := time.Now()
+	kept := []retiredKey{{p.cur, now}}
+	for _, r := range p.retired {
+		if now.Sub(r.at) < TokenLifetime+time.Minute {
+			kept = append(kept, r)
+		}
+	}
+	p.retired, p.cur, p.next = kept, p.next, next
 	return nil
 }
 
@@ -138,10 +152,12 @@ func (p *IDP) jwks(w http.ResponseWriter, _ *http.Request) {
 	p.JWKSRequests.Add(1)
 	p.mu.Lock()
 	var set jose.JSONWebKeySet
-	for _, k := range []*key{p.prev, p.cur, p.next} {
-		if k != nil {
-			set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.priv.PublicKey, KeyID: k.id, Algorithm: "ES256", Use: "sig"})
-		}
+	keys := []*key{p.cur, p.next}
+	for _, r := range p.retired {
+		keys = append(keys, r.k)
+	}
+	for _, k := range keys {
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.priv.PublicKey, KeyID: k.id, Algorithm: "ES256", Use: "sig"})
 	}
 	p.mu.Unlock()
 	writeJSON(w, http.StatusOK, set)

@@ -271,9 +271,11 @@ loop:
 			r.Rotations++
 		case <-outage:
 			idp.SetDown(true)
+			c.down.Store(true)
 			back = time.After(o.Outage)
 		case <-back:
 			idp.SetDown(false)
+			c.down.Store(false)
 		case <-sample.C:
 			r.sample(time.Since(start), a, b, cs)
 		}

@@ -29,7 +29,7 @@ const (
 	KindGRPCOutbound = "grpc-outbound" // unary gRPC through A (authority "app")
 	KindGRPCInbound  = "grpc-inbound"  // unary gRPC to B with a valid token
 	KindExpired      = "expired"       // GET to B, token expired an hour ago
-	KindForged       = "forged"        // GET to B, signed by another key under the current kid
+	KindForged       = "forged"        // GET to B, signed by another key under the current kid (a kid never published while the provider is down)
 	KindNoScope      = "no-scope"      // GET to B, token without the required scope
 )
 
@@ -54,6 +54,10 @@ var want = map[string]int{KindExpired: 401, KindForged: 401, KindNoScope: 403}
 // verified-token cache stays small and does not pass for growth).
 type tokens struct {
 	valid, expired, forged, noScope []string
+	// unknownKid is forged under a kid the provider never had: sent
+	// instead of forged while the provider is down, it makes B try a JWKS
+	// fetch that fails, and B must keep its keys.
+	unknownKid string
 }
 
 func signTokens(p *IDP, attacker *ecdsa.PrivateKey, life time.Duration) (*tokens, error) {
@@ -64,6 +68,14 @@ func signTokens(p *IDP, attacker *ecdsa.PrivateKey, life time.Duration) (*tokens
 	}
 	t := &tokens{}
 	now := time.Now()
+	stranger, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: attacker, KeyID: "not-" + p.KeyID()}},
+		(&jose.SignerOptions{}).WithType("at+jwt"))
+	if err != nil {
+		return nil, err
+	}
+	if t.unknownKid, err = jwt.Signed(stranger).Claims(p.Claims(now, Scope, life)).Serialize(); err != nil {
+		return nil, err
+	}
 	for range 4 {
 		for _, add := range []struct {
 			dst  *[]string
@@ -96,6 +108,7 @@ type client struct {
 	conns                   []*grpc.ClientConn
 	toks                    atomic.Pointer[tokens]
 	n                       atomic.Uint64
+	down                    atomic.Bool // the provider is down
 }
 
 func newClient(outboundAddr, inboundAddr string, workers int) (*client, error) {
@@ -144,6 +157,9 @@ func (c *client) do(ctx context.Context, kind string) error {
 	case KindExpired:
 		return c.get(ctx, c.inboundURL, pick(t.expired, i), want[kind])
 	case KindForged:
+		if c.down.Load() {
+			return c.get(ctx, c.inboundURL, t.unknownKid, want[kind])
+		}
 		return c.get(ctx, c.inboundURL, pick(t.forged, i), want[kind])
 	case KindNoScope:
 		return c.get(ctx, c.inboundURL, pick(t.noScope, i), want[kind])
