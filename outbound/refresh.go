@@ -126,8 +126,9 @@ func (c *Cache) finish(e *entry, err error, fetchedAt time.Time) {
 // retry also waits a 1/lazyRetryFactor of the time it has left (±20%): the
 // token serves meanwhile, so nothing is gained by asking sooner, and a
 // fleet whose provider is down would otherwise ask it once a minute for
-// every route whose refresh fell in the outage (17 times the steady rate
-// after 10 minutes, in fleetsim), and come back all within that minute.
+// every route whose refresh fell in the outage (in fleetsim, 9 times the
+// fleet's steady rate at the end of a 10-minute outage of hour-long
+// tokens), and come back all within that minute.
 func (c *Cache) retryTime(now time.Time) time.Time {
 	at := now.Add(backoff(c.failures, c.opts.MinBackoff, c.opts.MaxBackoff))
 	e := c.cur.Load()

@@ -225,16 +225,6 @@ func (r *Report) drive(ctx context.Context, o Options, idp *IDP, c *client, atta
 			}
 		})
 	}
-	// Every connection the run can need is opened first, so that pools
-	// growing to their size do not pass for a leak: Workers requests of
-	// each kind at once, checked like the rest.
-	var prime sync.WaitGroup
-	for _, kind := range mix {
-		for range o.Workers {
-			prime.Go(func() { cs.add(kind, c.do(ctx, kind), time.Since(start)) })
-		}
-		prime.Wait()
-	}
 	tick := time.NewTicker(time.Duration(float64(time.Second) / o.Rate))
 	defer tick.Stop()
 	rotate := time.NewTicker(o.RotateEvery)
