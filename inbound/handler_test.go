@@ -428,29 +428,6 @@ func TestRequestBodyIsStreamedToTheApp(t *testing.T) {
 	}
 }
 
-func FuzzHandlerNeverLetsForgeriesThrough(f *testing.F) {
-	fx := newFixtureTB(f)
-	valid := fx.token(f, nil)
-	for _, seed := range []string{valid, tamper(valid), unsigned(fx.idp.Claims(audience, nil)), "a.b.c", valid + "x"} {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, tok string) {
-		resp, _ := fx.do(t, "/", http.Header{"Authorization": {"Bearer " + tok}})
-		if resp.StatusCode == 200 {
-			seen := fx.app.requests()
-			last := seen[len(seen)-1]
-			if last.Header.Get("X-Auth-Subject") != "svc-orders" {
-				t.Fatalf("token %q let through with subject %q", tok, last.Header.Get("X-Auth-Subject"))
-			}
-			// Only the valid token itself (base64 may have equivalent
-			// spellings of its last character) may pass.
-			if len(tok) != len(valid) || tok[:len(tok)-1] != valid[:len(valid)-1] {
-				t.Fatalf("token %q, not the valid one, let through", tok)
-			}
-		}
-	})
-}
-
 func TestIdentityHeadersResistHopByHopAndUnderscoreTricks(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	h := bearer(f.token(t, nil))
