@@ -1,8 +1,24 @@
 package inbound
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/authsidecar/authsidecar/internal/certtest"
+	"github.com/authsidecar/authsidecar/internal/idptest"
 )
 
 func FuzzParseBearer(f *testing.F) {
@@ -64,5 +80,204 @@ func TestClaimsAreReadByTheirExactNames(t *testing.T) {
 	a, err := parseIntrospection([]byte(`{"ACTIVE":true,"scope":"read"}`))
 	if err != nil || a.Active {
 		t.Errorf(`"ACTIVE": true read as active = %v (%v)`, a.Active, err)
+	}
+}
+
+// FuzzParseJWKS feeds parseJWKS key set documents. Every key it keeps must
+// be public, asymmetric and usable to verify signatures: use "sig" or
+// none, an alg (when given) that is a signature algorithm, RSA of at least
+// 2048 bits, key_ops (when given) holding "verify". Each key is judged on
+// its own (RFC 7517 section 5: a key that is not understood is ignored),
+// so one odd key never costs the issuer its other keys.
+func FuzzParseJWKS(f *testing.F) {
+	for _, doc := range jwksSeeds(f) {
+		f.Add([]byte(doc))
+	}
+	probes := signatureProbes(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		idx, err := parseJWKS(body)
+		want := usableKeys(body)
+		if err != nil {
+			if idx != nil || len(want) > 0 {
+				t.Fatalf("parseJWKS(%q) failed (%v) but %d keys are usable", body, err, len(want))
+			}
+			return
+		}
+		if len(idx.all) != len(want) {
+			t.Fatalf("parseJWKS(%q) kept %d keys, want the %d usable ones", body, len(idx.all), len(want))
+		}
+		n := 0
+		for i, k := range idx.all {
+			checkKeptKey(t, body, k)
+			if k.KeyID != want[i].KeyID || !reflect.DeepEqual(k.Key, want[i].Key) {
+				t.Fatalf("parseJWKS(%q): key %d is %q, want %q", body, i, k.KeyID, want[i].KeyID)
+			}
+			if !slices.ContainsFunc(idx.byKID[k.KeyID], func(c jose.JSONWebKey) bool { return reflect.DeepEqual(c.Key, k.Key) }) {
+				t.Fatalf("parseJWKS(%q): key %d is not indexed by its kid %q", body, i, k.KeyID)
+			}
+		}
+		for _, ks := range idx.byKID {
+			n += len(ks)
+		}
+		if n != len(idx.all) {
+			t.Fatalf("parseJWKS(%q): %d keys by kid, %d in all", body, n, len(idx.all))
+		}
+		for _, p := range probes {
+			// The keys must be usable by verifyWith: an error, never a panic,
+			// and no key of the document verifies a signature it did not make.
+			if _, err := verifyWith(idx, p.jws, p.jws.Signatures[0].Header); err == nil && !p.signer(idx) {
+				t.Fatalf("parseJWKS(%q): a key verified a probe signed by another key", body)
+			}
+		}
+	})
+}
+
+// checkKeptKey checks one key parseJWKS kept.
+func checkKeptKey(t *testing.T, body []byte, k jose.JSONWebKey) {
+	t.Helper()
+	switch key := k.Key.(type) {
+	case *rsa.PublicKey:
+		if key.N.BitLen() < 2048 {
+			t.Fatalf("parseJWKS(%q) kept an RSA key of %d bits", body, key.N.BitLen())
+		}
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+	default:
+		t.Fatalf("parseJWKS(%q) kept a %T, not a public signature key", body, k.Key)
+	}
+	if !k.IsPublic() || !k.Valid() || k.Use != "" && k.Use != "sig" || k.Algorithm != "" && !isJWSSignatureAlg(k.Algorithm) {
+		t.Fatalf("parseJWKS(%q) kept %q (use %q, alg %q), which cannot verify signatures", body, k.KeyID, k.Use, k.Algorithm)
+	}
+}
+
+// isJWSSignatureAlg is the oracle's own list of asymmetric JWS algorithms
+// (RFC 7518 section 3.1, RFC 8037).
+func isJWSSignatureAlg(alg string) bool {
+	return slices.Contains([]string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}, alg)
+}
+
+// usableKeys is what parseJWKS must keep of body, judged key by key
+// without it: the oracle the fuzz target holds it to.
+func usableKeys(body []byte) []jose.JSONWebKey {
+	var doc struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if json.Unmarshal(body, &doc) != nil {
+		return nil
+	}
+	var out []jose.JSONWebKey
+	for _, raw := range doc.Keys {
+		var k jose.JSONWebKey
+		var ops struct {
+			KeyOps *[]string `json:"key_ops"`
+		}
+		if k.UnmarshalJSON(raw) != nil || json.Unmarshal(raw, &ops) != nil {
+			continue
+		}
+		if ops.KeyOps != nil && !slices.Contains(*ops.KeyOps, "verify") {
+			continue
+		}
+		k = k.Public()
+		switch key := k.Key.(type) {
+		case *rsa.PublicKey:
+			if key.N.BitLen() < 2048 {
+				continue
+			}
+		case *ecdsa.PublicKey, ed25519.PublicKey:
+		default:
+			continue
+		}
+		if k.Valid() && (k.Use == "" || k.Use == "sig") && (k.Algorithm == "" || isJWSSignatureAlg(k.Algorithm)) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// probe is a token signed by a key of the test's own, which no fuzzed
+// document holds unless it holds that very public key.
+type probe struct {
+	jws    *jose.JSONWebSignature
+	signer func(*keyIndex) bool // whether idx holds the signing key
+}
+
+func signatureProbes(tb testing.TB) []probe {
+	var probes []probe
+	for _, k := range []idptest.Key{idptest.NewRSAKey(tb, "probe-rsa"), idptest.NewECKey(tb, "probe-ec")} {
+		raw := idptest.Sign(tb, k, map[string]any{"sub": "probe"})
+		jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{k.Alg})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		pub := k.Private.Public()
+		probes = append(probes, probe{jws: jws, signer: func(idx *keyIndex) bool {
+			return slices.ContainsFunc(idx.all, func(c jose.JSONWebKey) bool {
+				eq, ok := c.Key.(interface{ Equal(crypto.PublicKey) bool })
+				return ok && eq.Equal(pub)
+			})
+		}})
+	}
+	return probes
+}
+
+// jwksSeeds are key sets as identity providers publish them, and as they
+// go wrong: RFC 7517's examples, every key type and curve, private and
+// symmetric keys, encryption keys, certificate chains, short RSA keys and
+// keys of types no library knows.
+func jwksSeeds(tb testing.TB) []string {
+	rsa2048 := idptest.NewRSAKey(tb, "rsa-2048")
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var ecKeys []*ecdsa.PrivateKey
+	for _, c := range []elliptic.Curve{elliptic.P256(), elliptic.P384(), elliptic.P521()} {
+		k, err := ecdsa.GenerateKey(c, rand.Reader)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ecKeys = append(ecKeys, k)
+	}
+	edPub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ca := certtest.NewCA(tb, "jwks-x5c")
+	set := func(keys ...jose.JSONWebKey) string {
+		b, err := json.Marshal(jose.JSONWebKeySet{Keys: keys})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return string(b)
+	}
+	good := set(
+		jose.JSONWebKey{Key: rsa2048.Private.Public(), KeyID: "rsa-1", Algorithm: "RS256", Use: "sig"},
+		jose.JSONWebKey{Key: ecKeys[0].Public(), KeyID: "ec-256", Algorithm: "ES256", Use: "sig"},
+		jose.JSONWebKey{Key: ecKeys[1].Public(), KeyID: "ec-384", Algorithm: "ES384"},
+		jose.JSONWebKey{Key: ecKeys[2].Public(), KeyID: "ec-521", Algorithm: "ES512"},
+		jose.JSONWebKey{Key: edPub, KeyID: "ed", Algorithm: "EdDSA", Use: "sig"},
+	)
+	goodKey := strings.TrimSuffix(strings.TrimPrefix(set(jose.JSONWebKey{Key: rsa2048.Private.Public(), KeyID: "rsa-1", Use: "sig"}), `{"keys":[`), "]}")
+	return []string{
+		good,
+		set(jose.JSONWebKey{Key: rsa2048.Private, KeyID: "leaked-private", Algorithm: "RS256"}),
+		set(jose.JSONWebKey{Key: rsa1024.Public(), KeyID: "rsa-1024", Algorithm: "RS256", Use: "sig"}),
+		set(jose.JSONWebKey{Key: ca.Cert.PublicKey, KeyID: "with-x5c", Certificates: []*x509.Certificate{ca.Cert}}),
+		set(jose.JSONWebKey{Key: ecKeys[0].Public(), KeyID: "dup"}, jose.JSONWebKey{Key: ecKeys[1].Public(), KeyID: "dup"}, jose.JSONWebKey{Key: edPub}),
+		set(jose.JSONWebKey{Key: []byte("an HMAC secret everyone can read"), KeyID: "hmac", Algorithm: "HS256"}),
+		// RFC 7517 appendix A.1: an EC encryption key and an RSA signing key.
+		`{"keys":[{"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM","use":"enc","kid":"1"},` +
+			`{"kty":"RSA","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw","e":"AQAB","alg":"RS256","kid":"2011-04-29"}]}`,
+		// RFC 7517 appendix A.3: symmetric keys.
+		`{"keys":[{"kty":"oct","alg":"A128KW","k":"GawgguFyGrWKav7AX4VKUg"},{"kty":"oct","k":"AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow","kid":"HMAC key used in JWS spec Appendix A.1 example"}]}`,
+		// RFC 8037 appendix A.2: an Ed25519 public key.
+		`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`,
+		// Keys beside a good one: X25519 (ECDH only), an unknown type, a
+		// curve go-jose does not know, an encryption alg, key_ops.
+		`{"keys":[{"kty":"OKP","crv":"X25519","x":"hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo"},` + goodKey + `]}`,
+		`{"keys":[{"kty":"PQC","alg":"ML-DSA-65","pub":"AAAA"},` + goodKey + `]}`,
+		`{"keys":[{"kty":"EC","crv":"secp256k1","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"},` + goodKey + `]}`,
+		`{"keys":[{"kty":"RSA","alg":"RSA-OAEP","e":"AQAB","n":"` + base64.RawURLEncoding.EncodeToString(rsa2048.Private.Public().(*rsa.PublicKey).N.Bytes()) + `"}]}`,
+		`{"keys":[` + strings.Replace(goodKey, `"kid"`, `"key_ops":["verify"],"kid"`, 1) + `,` + strings.Replace(goodKey, `"kid"`, `"key_ops":["encrypt"],"kid"`, 1) + `]}`,
+		`{"keys":[]}`, `{}`, `[]`, `null`, `{"keys":null}`, `{"keys":[null]}`, `{"keys":[{}]}`, `{"keys":[{"kty":"RSA"}]}`,
 	}
 }

@@ -3,11 +3,15 @@ package inbound
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -183,22 +187,23 @@ func (ks *keySet) fetchOnce(ctx context.Context) error {
 	return nil
 }
 
-// parseJWKS keeps the public signing keys of a JWKS document. Symmetric
-// keys are dropped: a JWKS is public, so an HMAC key in it is known to all.
+// parseJWKS keeps the public signing keys of a JWKS document. Each key is
+// judged on its own: one the library does not understand (a new key type,
+// an X25519 key, an unknown curve) is ignored, as RFC 7517 section 5 says,
+// rather than costing the issuer every other key.
 func parseJWKS(body []byte) (*keyIndex, error) {
-	var set jose.JSONWebKeySet
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
 	if err := json.Unmarshal(body, &set); err != nil {
 		return nil, fmt.Errorf("bad JWKS: %w", err)
 	}
 	idx := &keyIndex{byKID: map[string][]jose.JSONWebKey{}, source: body}
-	for _, k := range set.Keys {
-		if k.Use != "" && k.Use != "sig" {
+	for _, raw := range set.Keys {
+		k, ok := signingKey(raw)
+		if !ok {
 			continue
 		}
-		if _, symmetric := k.Key.([]byte); symmetric || !k.Valid() {
-			continue
-		}
-		k = k.Public()
 		idx.all = append(idx.all, k)
 		idx.byKID[k.KeyID] = append(idx.byKID[k.KeyID], k)
 	}
@@ -206,6 +211,44 @@ func parseJWKS(body []byte) (*keyIndex, error) {
 		return nil, errors.New("JWKS holds no usable signing key")
 	}
 	return idx, nil
+}
+
+// signingKey returns the public key of one JWK if it may verify
+// signatures. Symmetric keys are dropped: a JWKS is public, so an HMAC key
+// in it is known to all. So are keys for encryption (use, alg or key_ops
+// say so) and RSA keys under 2048 bits.
+func signingKey(raw json.RawMessage) (jose.JSONWebKey, bool) {
+	var k jose.JSONWebKey
+	var ops struct {
+		KeyOps *[]string `json:"key_ops"`
+	}
+	if k.UnmarshalJSON(raw) != nil || json.Unmarshal(raw, &ops) != nil {
+		return k, false
+	}
+	if k.Use != "" && k.Use != "sig" || ops.KeyOps != nil && !slices.Contains(*ops.KeyOps, "verify") ||
+		k.Algorithm != "" && !signatureAlg(k.Algorithm) {
+		return k, false
+	}
+	k = k.Public()
+	switch key := k.Key.(type) {
+	case *rsa.PublicKey:
+		if key.N.BitLen() < 2048 {
+			return k, false
+		}
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+	default:
+		return k, false
+	}
+	return k, k.Valid()
+}
+
+// signatureAlg reports whether a key's alg is an asymmetric JWS algorithm.
+func signatureAlg(alg string) bool {
+	switch jose.SignatureAlgorithm(alg) {
+	case jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512, jose.ES256, jose.ES384, jose.ES512, jose.EdDSA:
+		return true
+	}
+	return false
 }
 
 // VerifySignature implements oidc.KeySet: it returns the payload of jwt if
