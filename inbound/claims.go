@@ -45,15 +45,20 @@ func (c *claims) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return err
 	}
-	fields := map[string]any{
-		"iss": &c.Issuer, "sub": &c.Subject, "aud": &c.Audience, "exp": &c.Expiry, "nbf": &c.NotBefore,
-		"iat": &c.IssuedAt, "scope": &c.Scope, "scp": &c.Scp, "client_id": &c.ClientID, "azp": &c.AZP,
-		"appid": &c.AppID, "cid": &c.CID, "cnf": &c.Cnf,
+	// In a fixed order, so that a payload with two bad claims is always
+	// refused naming the same one.
+	fields := []struct {
+		name string
+		dst  any
+	}{
+		{"iss", &c.Issuer}, {"sub", &c.Subject}, {"aud", &c.Audience}, {"exp", &c.Expiry}, {"nbf", &c.NotBefore},
+		{"iat", &c.IssuedAt}, {"scope", &c.Scope}, {"scp", &c.Scp}, {"client_id", &c.ClientID}, {"azp", &c.AZP},
+		{"appid", &c.AppID}, {"cid", &c.CID}, {"cnf", &c.Cnf},
 	}
-	for name, dst := range fields {
-		if v, ok := raw[name]; ok {
-			if err := json.Unmarshal(v, dst); err != nil {
-				return fmt.Errorf("claim %q: %w", name, err)
+	for _, f := range fields {
+		if v, ok := raw[f.name]; ok {
+			if err := json.Unmarshal(v, f.dst); err != nil {
+				return fmt.Errorf("claim %q: %w", f.name, err)
 			}
 		}
 	}
@@ -76,12 +81,26 @@ func (c *claims) clientID() string {
 // string (Entra).
 func (c *claims) scopes() []string {
 	if c.Scope != "" {
-		return strings.Fields(c.Scope)
+		return splitScopes(c.Scope)
 	}
 	if len(c.Scp) == 1 {
-		return strings.Fields(c.Scp[0])
+		return splitScopes(c.Scp[0])
 	}
 	return c.Scp
+}
+
+// splitScopes splits on the space character alone (RFC 6749 section 3.3).
+// strings.Fields would also split on tabs, newlines and Unicode spaces,
+// and so make "read\u00a0admin", one scope a client may have been able to
+// ask for, into two, one of them admin.
+func splitScopes(s string) []string {
+	out := make([]string, 0, strings.Count(s, " ")+1)
+	for f := range strings.SplitSeq(s, " ") {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // stringList decodes a JSON string or array of strings, as "aud" may be

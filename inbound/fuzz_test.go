@@ -1,6 +1,7 @@
 package inbound
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -10,15 +11,24 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/authsidecar/authsidecar/internal/certtest"
+	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/idptest"
+	"github.com/authsidecar/authsidecar/internal/reload"
 )
 
 func FuzzParseBearer(f *testing.F) {
@@ -66,6 +76,33 @@ func FuzzParseUnverified(f *testing.F) {
 		_ = c.scopes()
 		_ = c.clientID()
 	})
+}
+
+func TestScopesAreSplitOnSpaceAlone(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    claims
+		want []string
+	}{
+		{"a scope string", claims{Scope: " read  write "}, []string{"read", "write"}},
+		{"tabs, newlines and Unicode spaces do not split", claims{Scope: "read\tadmin read\u00a0super x\ny"}, []string{"read\tadmin", "read\u00a0super", "x\ny"}},
+		{"scp as one string", claims{Scp: stringList{"read\u2003admin write"}}, []string{"read\u2003admin", "write"}},
+		{"scp as a list", claims{Scp: stringList{"read admin", "write"}}, []string{"read admin", "write"}},
+	} {
+		if got := tc.c.scopes(); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: scopes = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestTwoBadClaimsAreAlwaysReportedAlike(t *testing.T) {
+	const body = `{"client_id":["0"],"exp":"00","sub":7}`
+	for range 20 {
+		var c claims
+		if err := c.UnmarshalJSON([]byte(body)); err == nil || !strings.HasPrefix(err.Error(), `claim "sub": `) {
+			t.Fatalf("error = %v, want the first bad claim in the fixed order, sub", err)
+		}
+	}
 }
 
 func TestClaimsAreReadByTheirExactNames(t *testing.T) {
@@ -280,4 +317,238 @@ func jwksSeeds(tb testing.TB) []string {
 		`{"keys":[` + strings.Replace(goodKey, `"kid"`, `"key_ops":["verify"],"kid"`, 1) + `,` + strings.Replace(goodKey, `"kid"`, `"key_ops":["encrypt"],"kid"`, 1) + `]}`,
 		`{"keys":[]}`, `{}`, `[]`, `null`, `{"keys":null}`, `{"keys":[null]}`, `{"keys":[{}]}`, `{"keys":[{"kty":"RSA"}]}`,
 	}
+}
+
+// FuzzIntrospection answers an introspection call with the fuzzer's status
+// and body and holds the verifier's verdict on an opaque token to an
+// oracle built from RFC 7662 and SPEC: a token passes only with "active":
+// true (exactly), a trusted issuer when one is named, a time window that
+// holds now, and one of the audiences; its identity is the answer's
+// claims, read by their exact names, scopes split on ASCII space only.
+// An answer that is not a 200 with a JSON object of well-typed claims
+// makes the token unverifiable now (503), never a verdict. Asking again
+// gives the same verdict, and no error shows the token or the secret.
+func FuzzIntrospection(f *testing.F) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	exp := strconv.FormatInt(now.Add(time.Hour).Unix(), 10)
+	for _, seed := range []struct {
+		status int
+		body   string
+	}{
+		// Keycloak, Okta, Hydra, Entra-like answers.
+		{200, `{"active":true,"iss":"https://idp.example/realms/prod","sub":"svc-billing","aud":"payments","client_id":"billing","scope":"payments:read payments:write","exp":` + exp + `,"iat":1767322000,"token_type":"Bearer"}`},
+		{200, `{"active":true,"iss":"https://idp.example/realms/prod","sub":"0oa1","aud":["api://default","payments"],"cid":"0oa-billing","scp":["payments:read"],"exp":` + exp + `,"uid":"00u1"}`},
+		{200, `{"active":true,"client_id":"billing","scope":"payments:read","aud":["payments"],"exp":` + exp + `.5,"nbf":1767322000,"token_use":"access_token"}`},
+		{200, `{"active":true,"aud":"payments","azp":"billing","appid":"ignored","scp":"payments:read payments:write"}`},
+		{200, `{"active":true,"iss":"https://evil.example","aud":"payments","exp":` + exp + `}`},
+		{200, `{"active":true,"aud":"inventory","exp":` + exp + `}`},
+		{200, `{"active":true,"aud":"payments","exp":1767322000}`},
+		{200, `{"active":true,"aud":"payments","nbf":1767999999}`},
+		{200, `{"active":true,"aud":"payments","scope":"payments:read\u00a0admin\tsuper"}`},
+		{200, `{"active":false}`},
+		{200, `{"active":"true","aud":"payments"}`},
+		{200, `{"ACTIVE":true,"Active":true,"aud":"payments"}`},
+		{200, `{"active":true,"active":false,"aud":"payments"}`},
+		{200, `{"active":true,"aud":"payments","exp":"soon"}`},
+		{200, `{"active":true,"aud":"payments","sub":7}`},
+		{200, `{"active":true,"aud":"payments","cnf":{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}`},
+		{200, `null`}, {200, `[]`}, {200, ``}, {200, `{"active":true`},
+		{401, `{"error":"invalid_client"}`}, {500, `{"active":true,"aud":"payments"}`}, {302, ``},
+	} {
+		f.Add(uint16(seed.status-100), []byte(seed.body))
+	}
+	f.Fuzz(func(t *testing.T, statusSeed uint16, body []byte) {
+		status := 100 + int(statusSeed)%500
+		const token, secret = "opaque-token-3f9Kq", "rs-secret-Zx81p"
+		calls := 0
+		in := newFuzzIntrospection(t, now, secret, func(r *http.Request) (*http.Response, error) {
+			calls++
+			return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}},
+				Body: io.NopCloser(bytes.NewReader(body)), Request: r}, nil
+		})
+		want := introspectionOracle(status, body, now, 30*time.Second)
+		v := in.handler.verifier
+		id, err := v.verify(t.Context(), token)
+		checkVerdict(t, body, want, id, err)
+		again, err2 := v.verify(t.Context(), token)
+		if (err == nil) != (err2 == nil) || err != nil && err.Error() != err2.Error() || err == nil && !sameIntrospected(id, again) {
+			t.Fatalf("%d %q: a second verify gave %v, %v after %v, %v", status, body, again, err2, id, err)
+		}
+		for _, e := range []error{err, err2} {
+			if e != nil && !bytes.Contains(body, []byte(token)) && (strings.Contains(e.Error(), token) || strings.Contains(e.Error(), secret)) {
+				t.Fatalf("%d %q: the error shows the token or the secret: %v", status, body, e)
+			}
+		}
+		if calls == 0 {
+			t.Fatalf("%d %q: the introspection endpoint was never asked", status, body)
+		}
+	})
+}
+
+const fuzzIssuer = "https://idp.example/realms/prod"
+
+func newFuzzIntrospection(t *testing.T, now time.Time, secret string, answer roundTripFunc) *Inbound {
+	t.Helper()
+	upstream, _ := url.Parse("http://127.0.0.1:8080")
+	in, err := New(Options{
+		Issuers: []string{fuzzIssuer}, Audiences: []string{"other", "payments"}, Algorithms: []string{"RS256", "ES256"},
+		ClockSkew: 30 * time.Second, Upstream: upstream, Clock: clock.NewFake(now),
+		Introspection: &IntrospectionOptions{
+			URL: "https://idp.example/realms/prod/introspect", ClientID: "payments-rs",
+			Secret: reload.Static(secret), CacheTTL: 30 * time.Second,
+		},
+		IdentityClient: &http.Client{Transport: answer},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// wantIntrospection is the oracle's verdict: unavailable, a refusal for
+// reason, or the identity.
+type wantIntrospection struct {
+	unavailable bool
+	reason      string
+	subject     string
+	issuer      string
+	clientID    string
+	scopes      []string
+	expiry      time.Time
+}
+
+func checkVerdict(t *testing.T, body []byte, want wantIntrospection, id *identity, err error) {
+	t.Helper()
+	var rej *rejection
+	switch {
+	case want.unavailable:
+		if !errors.Is(err, errIntrospectionUnavailable) {
+			t.Fatalf("%q: verify = %v, %v; want introspection unavailable", body, id, err)
+		}
+	case want.reason != "":
+		if !errors.As(err, &rej) || rej.reason != want.reason {
+			t.Fatalf("%q: verify = %v, %v; want a refusal for %s", body, id, err, want.reason)
+		}
+	case err != nil:
+		t.Fatalf("%q: verify refused (%v); want the identity %+v", body, err, want)
+	default:
+		if id.subject != want.subject || id.issuer != want.issuer || id.clientID != want.clientID ||
+			!slices.Equal(id.scopes, want.scopes) || id.expiry.Sub(want.expiry).Abs() > time.Microsecond || !id.introspected {
+			t.Fatalf("%q: identity %+v, want %+v", body, *id, want)
+		}
+	}
+}
+
+func sameIntrospected(a, b *identity) bool {
+	return a.subject == b.subject && a.issuer == b.issuer && a.clientID == b.clientID &&
+		slices.Equal(a.scopes, b.scopes) && a.expiry.Equal(b.expiry)
+}
+
+// introspectionOracle decides what the verifier must make of an answer,
+// from RFC 7662 and SPEC rather than from the code under test.
+func introspectionOracle(status int, body []byte, now time.Time, ttl time.Duration) wantIntrospection {
+	unavailable := wantIntrospection{unavailable: true}
+	var fields map[string]json.RawMessage
+	if status != http.StatusOK || json.Unmarshal(body, &fields) != nil {
+		return unavailable
+	}
+	w := wantIntrospection{}
+	var ok [12]bool
+	ok[0] = decodeAs(fields["iss"], &w.issuer)
+	ok[1] = decodeAs(fields["sub"], &w.subject)
+	var clientIDs [4]string
+	for i, name := range []string{"client_id", "azp", "appid", "cid"} {
+		ok[2+i] = decodeAs(fields[name], &clientIDs[i])
+	}
+	var scope string
+	ok[6] = decodeAs(fields["scope"], &scope)
+	scp, scpOK := stringOrList(fields["scp"])
+	aud, audOK := stringOrList(fields["aud"])
+	exp, expOK := numericDateOf(fields["exp"])
+	nbf, nbfOK := numericDateOf(fields["nbf"])
+	iat, iatOK := numericDateOf(fields["iat"])
+	var cnf *struct {
+		X5t *string `json:"x5t#S256"`
+	}
+	ok[7], ok[8], ok[9], ok[10], ok[11] = scpOK && audOK, expOK && nbfOK, iatOK, decodeAs(fields["cnf"], &cnf), true
+	for _, good := range ok {
+		if !good {
+			return unavailable
+		}
+	}
+	for _, id := range clientIDs {
+		if id != "" {
+			w.clientID = id
+			break
+		}
+	}
+	switch {
+	case scope != "":
+		w.scopes = splitASCIISpace(scope)
+	case len(scp) == 1:
+		w.scopes = splitASCIISpace(scp[0])
+	default:
+		w.scopes = scp
+	}
+	w.expiry = now.Add(ttl)
+	if exp != nil {
+		w.expiry = *exp
+	}
+	const skew = 30 * time.Second
+	switch {
+	case string(fields["active"]) != "true":
+		w.reason = reasonInactive
+	case w.issuer != "" && w.issuer != fuzzIssuer:
+		w.reason = reasonWrongIssuer
+	case now.After(w.expiry.Add(skew)):
+		w.reason = reasonExpired
+	case nbf != nil && now.Add(skew).Before(*nbf), iat != nil && now.Add(skew).Before(*iat):
+		w.reason = reasonNotYetValid
+	case !slices.Contains(aud, "payments") && !slices.Contains(aud, "other"):
+		w.reason = reasonWrongAudience
+	}
+	return w
+}
+
+// decodeAs decodes a claim that may be absent or null.
+func decodeAs(raw json.RawMessage, v any) bool { return raw == nil || json.Unmarshal(raw, v) == nil }
+
+func stringOrList(raw json.RawMessage) ([]string, bool) {
+	var s string
+	if raw != nil && json.Unmarshal(raw, &s) == nil && len(raw) > 0 && raw[0] == '"' {
+		return []string{s}, true
+	}
+	var l []string
+	return l, decodeAs(raw, &l)
+}
+
+// numericDateOf reads an RFC 7519 NumericDate: a number of seconds, which
+// the sidecar holds to 0 ≤ n ≤ 1e11 (year 5138).
+func numericDateOf(raw json.RawMessage) (*time.Time, bool) {
+	if raw == nil || string(raw) == "null" {
+		return nil, true
+	}
+	var f float64
+	if json.Unmarshal(raw, &f) != nil || f < 0 || f > 1e11 {
+		return nil, false
+	}
+	sec, frac := math.Modf(f) // a Duration overflows past 2262
+	t := time.Unix(int64(sec), int64(frac*1e9))
+	return &t, true
+}
+
+// splitASCIISpace splits a scope claim as RFC 6749 section 3.3 does: on
+// the space character alone.
+func splitASCIISpace(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, " ") {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
