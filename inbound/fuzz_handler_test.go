@@ -26,8 +26,8 @@ import (
 // headers, odd request-targets and pipelined requests all reach the
 // server, which a well-behaved client would never send. In the bytes,
 // {A} and {B} stand for two valid tokens with different identities, {E}
-// for an expired one and {W} for one with another audience, both signed
-// by the issuer's real key.
+// for an expired one, {W} for one with another audience and {C} for one
+// whose subject tries to inject a header, all signed by the issuer's key.
 //
 // What must hold, for every input:
 //   - a request reaches the app only with a valid token, and the app sees
@@ -68,6 +68,7 @@ var rawRequestSeeds = []string{
 	"GET / HTTP/1.1\r\nHost: payments\r\nAuthorization: Bearer {A}\x1b\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: payments\r\nAuthorization: Bearer {E}\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: payments\r\nAuthorization: Bearer {W}\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: payments\r\nAuthorization: Bearer {C}\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: payments\r\nAuthorization: Basic dXNlcjpwYXNz\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: payments\r\n\r\n",
 	"GET / HTTP/1.0\r\n\r\n",
@@ -175,6 +176,7 @@ func newRawSidecar(f testing.TB) *rawSidecar {
 		"{B}": rs.fx.token(f, map[string]any{"exp": day, "sub": "svc-billing", "client_id": "billing", "scope": "payments:read"}),
 		"{E}": rs.fx.token(f, map[string]any{"sub": "svc-expired", "exp": time.Now().Add(-time.Hour).Unix()}),
 		"{W}": rs.fx.token(f, map[string]any{"exp": day, "sub": "svc-elsewhere", "aud": "inventory"}),
+		"{C}": rs.fx.token(f, map[string]any{"exp": day, "sub": "svc-orders\r\nX-Auth-Scopes: admin"}),
 	}
 	rs.want = map[string]map[string]string{"{A}": identityA, "{B}": identityB}
 	for _, id := range rs.want {
@@ -426,6 +428,7 @@ func TestRawRequestsReachTheAppOnlyWhenAllowed(t *testing.T) {
 		{rawRequestSeeds[3], []int{403, 401}, 0},
 		{"GET /admin/users HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer {A}\r\n\r\n", []int{403, 401}, 0},
 		{"GET / HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer {E}\r\n\r\n", []int{401, 401}, 0},
+		{"GET / HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer {C}\r\n\r\n", []int{401, 401}, 0},
 		{"GET / HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer {A}\x1b\r\n\r\n", []int{400}, 0},
 		{"GET / HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer {A}\r\n\r\nGET / HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer {B}\r\n\r\n", []int{200, 200, 401}, 2},
 		{"POST / HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer {A}\r\nContent-Length: 10\r\n\r\nshort", nil, 1},

@@ -345,6 +345,7 @@ func FuzzIntrospection(f *testing.F) {
 		{200, `{"active":true,"aud":"payments","exp":1767322000}`},
 		{200, `{"active":true,"aud":"payments","nbf":1767999999}`},
 		{200, `{"active":true,"aud":"payments","scope":"payments:read\u00a0admin\tsuper"}`},
+		{200, `{"active":true,"aud":"payments","sub":"svc\r\nX-Auth-Scopes: admin","scope":"a\tb"}`},
 		{200, `{"active":false}`},
 		{200, `{"active":"true","aud":"payments"}`},
 		{200, `{"ACTIVE":true,"Active":true,"aud":"payments"}`},
@@ -510,8 +511,21 @@ func introspectionOracle(status int, body []byte, now time.Time, ttl time.Durati
 		w.reason = reasonNotYetValid
 	case !slices.Contains(aud, "payments") && !slices.Contains(aud, "other"):
 		w.reason = reasonWrongAudience
+	case hasControl(append([]string{w.subject, w.clientID}, w.scopes...)...):
+		w.reason = reasonMalformed // X-Auth-* could not carry it
 	}
 	return w
+}
+
+// hasControl reports whether a value holds a byte no header value may
+// hold: a control character other than tab (RFC 9110 section 5.5).
+func hasControl(values ...string) bool {
+	for _, v := range values {
+		if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
+			return true
+		}
+	}
+	return false
 }
 
 // decodeAs decodes a claim that may be absent or null.

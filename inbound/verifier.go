@@ -147,6 +147,9 @@ func (v *verifier) verifyJWT(ctx context.Context, raw string) (*identity, error)
 		return nil, err
 	}
 	id := newIdentity(c, payload)
+	if err := checkCarriable(id); err != nil {
+		return nil, err
+	}
 	v.cache.Put(raw, &cacheEntry{identity: id, claims: c, keys: iss.keys, generation: generation},
 		c.Expiry.Add(v.skew), v.clock.Now())
 	return id, nil
@@ -193,8 +196,26 @@ func (v *verifier) verifyOpaque(ctx context.Context, raw string) (*identity, err
 		return nil, err
 	}
 	id := newIdentity(&c, a.raw)
+	if err := checkCarriable(id); err != nil {
+		return nil, err
+	}
 	id.introspected = true
 	return id, nil
+}
+
+// checkCarriable refuses an identity whose X-Auth-* values no header can
+// carry: a control character other than tab (RFC 9110 section 5.5). Sent
+// on, it would fail every request at the transport to the app, a 502
+// counted against the app for what is a malformed token.
+func checkCarriable(id *identity) error {
+	for _, v := range append([]string{id.subject, id.clientID}, id.scopes...) {
+		for i := 0; i < len(v); i++ {
+			if b := v[i]; b < 0x20 && b != '\t' || b == 0x7f {
+				return reject(reasonMalformed, "a control character in an identity claim")
+			}
+		}
+	}
+	return nil
 }
 
 // checkActive asks the authorization server whether a locally valid JWT
