@@ -3,6 +3,7 @@ package outbound
 import (
 	"errors"
 	"io"
+	"math"
 	"strings"
 	"testing"
 
@@ -78,6 +79,15 @@ func TestExpiresIn(t *testing.T) {
 		{nil, 0, false},
 		{"soon", 0, false},
 		{float64(0), 0, false},
+		// Past maxExpiresIn, a lifetime as a Duration overflowed: 1e10 s to
+		// a token expired long ago, 18446744074 s to one of 290 ms.
+		{float64(1e10), math.MaxInt32, true},
+		{float64(18446744074), math.MaxInt32, true},
+		{"18446744074", math.MaxInt32, true},
+		{float64(1e300), math.MaxInt32, true},
+		{int64(300), 300, true}, // form-encoded, as x/oauth2 parses it
+		{int64(18446744074 / 2), math.MaxInt32, true},
+		{int64(-5), -5, false},
 	} {
 		tok := (&oauth2.Token{AccessToken: "a"}).WithExtra(map[string]any{"expires_in": tc.raw})
 		if got, ok := expiresIn(tok); got != tc.want || ok != tc.wantOK {

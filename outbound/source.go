@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -98,15 +99,23 @@ func checkToken(tok *oauth2.Token) error {
 	return nil
 }
 
-// expiresIn returns the response's expires_in in seconds: a JSON number, or
-// a string as some servers send (and as form-encoded responses are).
+// maxExpiresIn caps expires_in, as x/oauth2 does: 68 years is for ever,
+// and past 292 years the lifetime as a Duration would overflow, to a token
+// expired long ago or one refreshed every few milliseconds.
+const maxExpiresIn = math.MaxInt32
+
+// expiresIn returns the response's expires_in in seconds, at most
+// maxExpiresIn: a JSON number, an integer in a form-encoded response (as
+// x/oauth2 reads it), or a string as some servers send.
 func expiresIn(tok *oauth2.Token) (int64, bool) {
 	switch v := tok.Extra("expires_in").(type) {
 	case float64:
-		return int64(v), v > 0
+		return int64(min(v, maxExpiresIn)), v > 0
+	case int64:
+		return min(v, maxExpiresIn), v > 0
 	case string:
 		n, err := strconv.ParseInt(v, 10, 64)
-		return n, err == nil && n > 0
+		return min(n, maxExpiresIn), err == nil && n > 0
 	default:
 		return 0, false
 	}
