@@ -67,6 +67,7 @@ func (in *Inbound) validate(p *problems, insecure bool) {
 	checkHTTPURL(p, v+"UPSTREAM", &in.Upstream)
 	for _, iss := range in.Issuers {
 		checkIdentityURL(p, v+"ISSUERS", iss, insecure)
+		checkIssuer(p, v+"ISSUERS", iss)
 	}
 	if in.JWKSURL != "" {
 		if len(in.Issuers) > 1 {
@@ -182,6 +183,9 @@ func (out Outbound) validate(p *problems, impliedAuth, insecure bool) {
 		checkIdentityURL(p, v+"ISSUER", out.Issuer, insecure)
 	default:
 		checkIdentityURL(p, v+"TOKEN_URL", out.TokenURL, insecure)
+	}
+	if out.Issuer != "" {
+		checkIssuer(p, v+"ISSUER", out.Issuer)
 	}
 	if out.ClientID == "" {
 		p.add(v+"CLIENT_ID", "is required when %sROUTES is set", v)
@@ -312,6 +316,13 @@ func checkHTTPURL(p *problems, variable string, u *url.URL) {
 func checkIdentityURL(p *problems, variable, s string, insecure bool) {
 	if err := discovery.SecureURL(s, insecure); err != nil {
 		p.add(variable, "%q %v", redactURL(s), err)
+	}
+}
+
+// checkIssuer holds an issuer to discovery.CheckIssuer.
+func checkIssuer(p *problems, variable, issuer string) {
+	if err := discovery.CheckIssuer(issuer); err != nil {
+		p.add(variable, "%q %v", redactURL(issuer), err)
 	}
 }
 
