@@ -112,11 +112,11 @@ type rawSidecar struct {
 	tokens map[string]string // placeholder → token
 	want   map[string]map[string]string
 
-	mu       sync.Mutex
-	sent     []sentRequest
-	handled  int
-	closed   map[string]chan struct{} // by the client's address
-	inFlight atomic.Int64
+	mu      sync.Mutex
+	sent    []sentRequest
+	handled int
+	panics  []string
+	closed  map[string]chan struct{} // by the client's address
 }
 
 // sentRequest is a request as the sidecar sent it to the app.
@@ -186,6 +186,18 @@ func newRawSidecar(f testing.TB) *rawSidecar {
 		rs.mu.Lock()
 		rs.handled++
 		rs.mu.Unlock()
+		// net/http recovers a panic and only closes the connection, which
+		// the caller would take for an answer it need not check.
+		defer func() {
+			if p := recover(); p != nil {
+				if p != http.ErrAbortHandler {
+					rs.mu.Lock()
+					rs.panics = append(rs.panics, fmt.Sprint(p))
+					rs.mu.Unlock()
+				}
+				panic(p)
+			}
+		}()
 		rs.fx.in.Handler().ServeHTTP(w, r)
 	}))
 	opts := proxy.DefaultServerOptions(nil)
@@ -235,7 +247,7 @@ func (rs *rawSidecar) expand(raw []byte) []byte {
 func (rs *rawSidecar) exchange(t *testing.T, raw []byte) ([]*http.Response, []sentRequest, int) {
 	t.Helper()
 	rs.mu.Lock()
-	rs.sent, rs.handled = nil, 0
+	rs.sent, rs.handled, rs.panics = nil, 0, nil
 	rs.mu.Unlock()
 	conn, err := net.Dial("tcp", rs.addr)
 	if err != nil {
@@ -256,6 +268,9 @@ func (rs *rawSidecar) exchange(t *testing.T, raw []byte) ([]*http.Response, []se
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
+	if len(rs.panics) > 0 {
+		t.Fatalf("the handler panicked: %q", rs.panics)
+	}
 	return responses, append([]sentRequest(nil), rs.sent...), rs.handled
 }
 
