@@ -66,7 +66,7 @@ func (c *Client) Metadata(ctx context.Context, issuer string) (*Metadata, error)
 			continue
 		}
 		if md.Issuer != issuer {
-			return nil, fmt.Errorf("discovery: %s: issuer is %q, want %q", redact.URL(u), md.Issuer, redact.URL(issuer))
+			return nil, fmt.Errorf("discovery: %s: issuer is %q, want %q", redact.URL(u), redact.URL(md.Issuer), redact.URL(issuer))
 		}
 		if err := c.checkEndpoints(md); err != nil {
 			return nil, err

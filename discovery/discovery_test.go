@@ -174,6 +174,9 @@ func TestMetadataRefusesAnIssuerWithAQueryOrFragment(t *testing.T) {
 func TestErrorsDoNotShowTheIssuersPassword(t *testing.T) {
 	for _, doc := range []string{
 		`{"issuer":"https://idp.example.com/realms/a","jwks_uri":"https://idp.example.com/keys"}`,
+		// Another issuer that carries the password too (found by the
+		// fuzzer: the document's copy of the issuer, one byte off).
+		`{"issuer":"https://user:s3cret@idp.example.com/realms/b","jwks_uri":"https://idp.example.com/keys"}`,
 		`{"issuer":"https://user:s3cret@idp.example.com/realms/a","jwks_uri":"ftp://idp.example.com/keys"}`,
 	} {
 		client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
