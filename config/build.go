@@ -71,7 +71,7 @@ func (c *Config) rules(p *problems) *reload.File[*rules.Set] {
 		}
 		return reload.Static(set)
 	}
-	return loadFile(p, Prefix+"INBOUND_RULES_FILE", in.RulesFile, func(name, path string) (*reload.File[*rules.Set], error) {
+	f := loadFile(p, Prefix+"INBOUND_RULES_FILE", in.RulesFile, func(name, path string) (*reload.File[*rules.Set], error) {
 		return reload.Load(name, func() (*rules.Set, error) {
 			set, err := rules.Load(path)
 			if err != nil {
@@ -80,6 +80,10 @@ func (c *Config) rules(p *problems) *reload.File[*rules.Set] {
 			return set.WithDefaults(defaults)
 		}, path)
 	})
+	if f != nil {
+		c.Watched = append(c.Watched, f)
+	}
+	return f
 }
 
 // inboundTLS is the inbound listener's TLS, nil for plain HTTP.
@@ -90,14 +94,14 @@ func (c *Config) inboundTLS(p *problems) *tls.Config {
 		return nil
 	}
 	cert := loadKeyPair(p, v+"TLS_", in.TLSCertFile, in.TLSKeyFile)
-	var clientCAs *x509.CertPool
-	if pool := loadFile(p, v+"CLIENT_CA_FILE", in.ClientCAFile, proxy.LoadCertPool); pool != nil {
-		clientCAs = pool.Current()
-	}
+	clientCAs := loadFile(p, v+"CLIENT_CA_FILE", in.ClientCAFile, proxy.LoadCertPool)
 	if cert == nil {
 		return nil
 	}
 	c.Watched = append(c.Watched, cert)
+	if clientCAs != nil {
+		c.Watched = append(c.Watched, clientCAs)
+	}
 	conf := proxy.ServerTLS(cert, clientCAs)
 	if clientCAs != nil {
 		// Chains are verified in the handshake; a missing certificate is
@@ -129,7 +133,7 @@ func (c *Config) buildOutbound(p *problems) {
 		BodyIdleTimeout: c.General.BodyIdleTimeout, ReadyRequiresTokens: out.ReadyRequiresTokens,
 	}
 	opts.ClientAuth = c.clientAuth(p)
-	opts.TLS = c.outboundTLS(p)
+	opts.TLS, opts.RootCAs = c.outboundTLS(p)
 	c.Listeners = append(c.Listeners, Listener{Name: "outbound", Addr: out.Listen})
 	for _, r := range c.Routes {
 		u := r.URL
@@ -170,22 +174,22 @@ func (c *Config) clientAuth(p *problems) outbound.ClientAuth {
 }
 
 // outboundTLS is the TLS for upstreams and the token endpoint, nil for
-// Go's defaults.
-func (c *Config) outboundTLS(p *problems) *tls.Config {
+// Go's defaults, and the CA bundle to trust, nil for the system roots.
+func (c *Config) outboundTLS(p *problems) (conf *tls.Config, roots *reload.File[*x509.CertPool]) {
 	out := c.Outbound
 	const v = Prefix + "OUTBOUND_"
 	if out.TLSCAFile == "" && out.TLSCertFile == "" {
-		return nil
+		return nil, nil
 	}
-	var roots *x509.CertPool
-	if pool := loadFile(p, v+"TLS_CA_FILE", out.TLSCAFile, proxy.LoadCertPool); pool != nil {
-		roots = pool.Current()
+	roots = loadFile(p, v+"TLS_CA_FILE", out.TLSCAFile, proxy.LoadCertPool)
+	if roots != nil {
+		c.Watched = append(c.Watched, roots)
 	}
 	cert := loadKeyPair(p, v+"TLS_", out.TLSCertFile, out.TLSKeyFile)
 	if cert != nil {
 		c.Watched = append(c.Watched, cert)
 	}
-	return proxy.ClientTLS(roots, cert)
+	return proxy.ClientTLS(nil, cert), roots
 }
 
 // loadFile loads path with load when it is set, recording a failure

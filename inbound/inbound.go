@@ -107,7 +107,7 @@ func New(opts Options) (*Inbound, error) {
 	}
 	hc := opts.IdentityClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second, Transport: proxy.NewTransport(proxy.ProtocolAuto, 5*time.Second, 10*time.Second, nil)}
+		hc = &http.Client{Timeout: 10 * time.Second, Transport: proxy.NewTransport(proxy.TransportOptions{DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 10 * time.Second})}
 	}
 	idp := &discovery.Client{HTTP: hc, AllowInsecureHTTP: opts.AllowInsecureHTTP}
 	m.InitInbound()
@@ -124,7 +124,7 @@ func New(opts Options) (*Inbound, error) {
 	}, m)
 	transport := opts.Transport
 	if transport == nil {
-		transport = proxy.NewTransport(opts.UpstreamProtocol, 5*time.Second, opts.UpstreamTimeout, nil)
+		transport = proxy.NewTransport(proxy.TransportOptions{Protocol: opts.UpstreamProtocol, DialTimeout: 5 * time.Second, ResponseHeaderTimeout: opts.UpstreamTimeout})
 	}
 	in.handler.proxy = proxy.NewReverseProxy(opts.Upstream, proxy.ReverseProxyOptions{
 		Transport: transport, KeepHost: true, Logger: logger,

@@ -3,6 +3,7 @@ package outbound
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/authsidecar/authsidecar/discovery"
 	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/redact"
+	"github.com/authsidecar/authsidecar/internal/reload"
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
 )
@@ -38,6 +40,9 @@ type Options struct {
 	// TLS is for upstreams and the token endpoint: trusted CAs and the
 	// client certificate. nil: the system roots and no certificate.
 	TLS *tls.Config
+	// RootCAs, when set, are the trusted CAs in place of TLS.RootCAs,
+	// followed as the file changes.
+	RootCAs *reload.File[*x509.CertPool]
 	// AllowInsecureHTTP accepts a plain-HTTP token endpoint learnt from
 	// discovery on a host that is not loopback; see discovery.Client.
 	AllowInsecureHTTP bool
@@ -109,7 +114,7 @@ func New(opts Options) (*Outbound, error) {
 	}
 	tokenClient, discoveryClient := opts.TokenClient, opts.TokenClient
 	if tokenClient == nil {
-		tokenClient, discoveryClient = newTokenClients(opts.TokenTimeout, opts.TLS)
+		tokenClient, discoveryClient = newTokenClients(opts.TokenTimeout, opts.TLS, opts.RootCAs)
 	}
 	endpoint := func(context.Context) (string, error) { return opts.TokenURL, nil }
 	if opts.TokenURL == "" {
@@ -120,7 +125,10 @@ func New(opts Options) (*Outbound, error) {
 	for _, rc := range opts.Routes {
 		transport := opts.Transport
 		if transport == nil {
-			transport = proxy.NewTransport(rc.Protocol, upstreamDialTimeout, rc.Timeout, opts.TLS)
+			transport = proxy.NewTransport(proxy.TransportOptions{
+				Protocol: rc.Protocol, DialTimeout: upstreamDialTimeout, ResponseHeaderTimeout: rc.Timeout,
+				TLS: opts.TLS, RootCAs: opts.RootCAs,
+			})
 		}
 		src := &clientCredentials{
 			clientID: opts.ClientID, auth: opts.ClientAuth, endpoint: endpoint,
@@ -217,8 +225,8 @@ func discoveredEndpoint(iss *discovery.Issuer) func(context.Context) (string, er
 // newTokenClients returns the client for token requests, which must not
 // follow redirects (a 307 would resend client_secret_post's body to
 // wherever it points), and the one for discovery, which may.
-func newTokenClients(timeout time.Duration, tlsConf *tls.Config) (token, discovery *http.Client) {
-	t := proxy.NewTransport(proxy.ProtocolAuto, 5*time.Second, timeout, tlsConf)
+func newTokenClients(timeout time.Duration, tlsConf *tls.Config, roots *reload.File[*x509.CertPool]) (token, discovery *http.Client) {
+	t := proxy.NewTransport(proxy.TransportOptions{DialTimeout: 5 * time.Second, ResponseHeaderTimeout: timeout, TLS: tlsConf, RootCAs: roots})
 	token = &http.Client{
 		Transport:     t,
 		Timeout:       timeout,

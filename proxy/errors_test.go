@@ -61,7 +61,7 @@ func TestAnUpstreamCannotSpeakInTheSidecarsName(t *testing.T) {
 		_, _ = io.WriteString(w, "the app is busy")
 	}))
 	t.Cleanup(up.Close)
-	resp, body := throughProxy(t, up.URL, NewTransport(ProtocolAuto, time.Second, 0, nil), nil)
+	resp, body := throughProxy(t, up.URL, NewTransport(TransportOptions{DialTimeout: time.Second}), nil)
 	if resp.StatusCode != 503 || body != "the app is busy" || resp.Header.Get(ErrorHeader) != "" || resp.Header.Get("Retry-After") != "" {
 		t.Errorf("got %d %v %q, want the app's 503 without %s and without Retry-After", resp.StatusCode, resp.Header, body, ErrorHeader)
 	}
@@ -96,7 +96,7 @@ func TestASlowUpstreamIsA504AndAnAbsentOneA502(t *testing.T) {
 		{"gRPC over auto", ProtocolAuto, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			transport := NewTransport(tc.protocol, time.Second, timeout, nil)
+			transport := NewTransport(TransportOptions{Protocol: tc.protocol, DialTimeout: time.Second, ResponseHeaderTimeout: timeout})
 			header := http.Header{}
 			if tc.grpc {
 				header.Set("Content-Type", "application/grpc")
@@ -131,7 +131,7 @@ func TestASlowUpstreamIsA504AndAnAbsentOneA502(t *testing.T) {
 	}
 	closed := ln.Addr().String()
 	ln.Close()
-	resp, _ := throughProxy(t, "http://"+closed+"/", NewTransport(ProtocolAuto, time.Second, timeout, nil), nil)
+	resp, _ := throughProxy(t, "http://"+closed+"/", NewTransport(TransportOptions{DialTimeout: time.Second, ResponseHeaderTimeout: timeout}), nil)
 	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get(ErrorHeader) != "upstream_unavailable" {
 		t.Errorf("nothing listening: %d %v, want 502 upstream_unavailable", resp.StatusCode, resp.Header)
 	}

@@ -59,7 +59,7 @@ func TestGRPCTimeouts(t *testing.T) {
 }
 
 func TestProtocolChoice(t *testing.T) {
-	rt := NewTransport(ProtocolAuto, time.Second, 0, nil).(*autoTransport)
+	rt := NewTransport(TransportOptions{DialTimeout: time.Second}).(*autoTransport)
 	for _, tc := range []struct {
 		url, ct string
 		want    *http.Transport
@@ -78,7 +78,7 @@ func TestProtocolChoice(t *testing.T) {
 		}
 	}
 	for p, want := range map[Protocol][2]bool{ProtocolHTTP1: {true, false}, ProtocolH2C: {false, true}} {
-		tr := NewTransport(p, time.Second, 0, nil).(*http.Transport)
+		tr := NewTransport(TransportOptions{Protocol: p, DialTimeout: time.Second}).(*http.Transport)
 		if tr.Protocols.HTTP1() != want[0] || tr.Protocols.UnencryptedHTTP2() != want[1] {
 			t.Errorf("%s: protocols %v", p, tr.Protocols)
 		}

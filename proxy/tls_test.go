@@ -33,7 +33,7 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := ServerTLS(cert, pool.Current())
+	conf := ServerTLS(cert, pool)
 	if conf.MinVersion != tls.VersionTLS12 {
 		t.Errorf("MinVersion = %x, want TLS 1.2", conf.MinVersion)
 	}
