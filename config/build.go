@@ -131,6 +131,7 @@ func (c *Config) buildOutbound(p *problems) {
 		ClientID: out.ClientID, TokenURL: out.TokenURL, Issuer: out.Issuer,
 		TokenTimeout: out.TokenTimeout, AllowInsecureHTTP: c.General.AllowInsecureHTTP,
 		BodyIdleTimeout: c.General.BodyIdleTimeout, ReadyRequiresTokens: out.ReadyRequiresTokens,
+		AccessLog: c.General.AccessLog,
 	}
 	opts.ClientAuth = c.clientAuth(p)
 	opts.TLS, opts.RootCAs = c.outboundTLS(p)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/outbound"
 )
 
@@ -39,6 +40,8 @@ type Config struct {
 	Listeners []Listener
 	// Watched are the files to re-read when they change.
 	Watched []reload.Checker
+	// Tracing is what the OTEL_* variables ask for.
+	Tracing tracing.Settings
 }
 
 // Listener is one port to serve.
@@ -197,6 +200,14 @@ func Load(environ map[string]string) (*Config, error) {
 		c.Routes = append(c.Routes, r)
 	}
 	errs.unknown(environ, c.Outbound.Routes)
+	var terrs []error
+	c.Tracing, terrs = tracing.Parse(environ)
+	for _, err := range terrs {
+		var ve *tracing.VarError
+		if errors.As(err, &ve) {
+			errs.add(ve.Var, "%v", ve.Err)
+		}
+	}
 	// Validate even after parse errors, so that every problem is reported
 	// at once; a variable that failed to parse is not judged again.
 	parsed := len(errs)

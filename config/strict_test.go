@@ -206,3 +206,18 @@ func with(m map[string]string, k, v string) map[string]string {
 	}
 	return out
 }
+
+func TestABadOTELVariableStopsTheStart(t *testing.T) {
+	got := problems(t, inboundEnv(map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_alwayson"}))
+	if len(got) != 1 || !strings.HasPrefix(got[0], "OTEL_TRACES_SAMPLER: ") {
+		t.Errorf("problems %q, want one naming OTEL_TRACES_SAMPLER", got)
+	}
+	cfg, err := config.Load(inboundEnv(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}))
+	if err != nil || !cfg.Tracing.Enabled || cfg.Tracing.Protocol != "grpc" {
+		t.Fatalf("Load: %v %+v, want tracing on over grpc", err, cfg.Tracing)
+	}
+	var out strings.Builder
+	if err := cfg.Write(&out); err != nil || !strings.Contains(out.String(), "# tracing: on, OTLP over grpc, sampler parentbased_always_on\n") {
+		t.Errorf("check prints %q", out.String())
+	}
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/internal/flight"
 	"github.com/authsidecar/authsidecar/internal/redact"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 )
 
 // MaxBodyBytes bounds a metadata or key set document; real ones are a few KiB.
@@ -55,6 +56,7 @@ func Fetch(ctx context.Context, client *http.Client, issuer string) (*Metadata, 
 // served by one issuer could hand out another's keys; and every endpoint
 // it lists must pass SecureURL, and be HTTPS when the issuer is.
 func (c *Client) Metadata(ctx context.Context, issuer string) (*Metadata, error) {
+	ctx = tracing.WithOperation(ctx, tracing.OpDiscovery)
 	var errs []error
 	for _, u := range wellKnownURLs(issuer) {
 		md, err := c.fetch(ctx, u)

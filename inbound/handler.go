@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/rules"
@@ -41,6 +43,7 @@ type handler struct {
 	encodedSlashes bool
 	bodyIdle       time.Duration
 	accessLog      bool
+	tracer         *tracing.Tracing // nil: tracing is off
 	proxy          *httputil.ReverseProxy
 	log            *slog.Logger
 	results        map[string]resultMetrics
@@ -70,45 +73,71 @@ func newHandler(h *handler, m *metrics.Metrics) *handler {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// Before anything else, so that the access log and every log line
+	// carry the id the app will see.
+	proxy.EnsureRequestID(r.Header)
+	var span trace.Span
+	if h.tracer != nil {
+		r, span = h.tracer.Start(r, trace.SpanKindServer, "inbound")
+	}
 	sw := proxy.NewStatusWriter(w)
 	defer sw.Release()
-	result := h.serve(sw, r)
+	o := h.serve(sw, r)
 	if sw.UpstreamFailed() {
-		result = metrics.ResultUpstreamError
+		o.result = metrics.ResultUpstreamError
 	}
-	m := h.results[result]
+	upstreamStatus := 0
+	if code := sw.ErrorCode(); code == "" {
+		if o.forwarded {
+			upstreamStatus = sw.Status()
+		}
+	} else if o.reason == "" {
+		o.reason = code
+	}
+	m := h.results[o.result]
 	m.count.Inc()
 	elapsed := time.Since(start)
 	m.duration.Observe(elapsed.Seconds())
+	if span != nil {
+		tracing.End(span, r, sw.Status(), tracing.ResultKey.String(o.result), tracing.ReasonKey.String(o.reason),
+			tracing.ClientIDKey.String(o.clientID), tracing.UpstreamStatusKey.Int(upstreamStatus))
+	}
 	if h.accessLog {
-		h.log.Info("request", "direction", "inbound", "method", r.Method, "path", r.URL.Path,
-			"status", sw.Status(), "result", result, "duration_ms", float64(elapsed.Microseconds())/1000,
-			"request_id", r.Header.Get(proxy.RequestIDHeader))
+		proxy.LogAccess(r.Context(), h.log, r, proxy.Access{
+			Direction: "inbound", Status: sw.Status(), Result: o.result, Reason: o.reason,
+			ClientID: o.clientID, UpstreamStatus: upstreamStatus, Duration: elapsed,
+		})
 	}
 }
 
-// serve answers r and returns its result label.
-func (h *handler) serve(w http.ResponseWriter, r *http.Request) string {
+// outcome is what became of a request: its result label, the rejection
+// reason of a refusal, the verified caller's client id, and whether it
+// was passed to the app.
+type outcome struct {
+	result, reason, clientID string
+	forwarded                bool
+}
+
+// serve answers r.
+func (h *handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 	t, status, err := normalize(r, h.encodedSlashes)
 	if err != nil {
-		h.log.Debug("request refused before any token check", "method", r.Method, "error", err.Error())
+		h.log.DebugContext(r.Context(), "request refused before any token check", "method", r.Method, "error", err.Error())
 		proxy.WriteError(w, r, status, "invalid_request", err.Error())
-		return metrics.ResultBadRequest
+		return outcome{result: metrics.ResultBadRequest}
 	}
 	setTarget(r, t)
 	stripCallerHeaders(r.Header)
-	proxy.EnsureRequestID(r.Header)
 	cert := clientCert(r)
 	if rej := h.clientCerts.check(cert); rej != nil {
-		return h.refuse(w, r, rej)
+		return h.refuse(w, r, rej, nil)
 	}
 	if cert != nil {
 		setCertHeaders(r.Header, cert)
 	}
 	judged := h.match(r, t)
 	if judged.public() {
-		h.servePublic(w, r, cert)
-		return metrics.ResultPublic
+		return h.servePublic(w, r, cert)
 	}
 	raw, err := bearerToken(r.Header)
 	if err != nil {
@@ -116,46 +145,49 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) string {
 		if errors.Is(err, errNoToken) {
 			reason = reasonMissing
 		}
-		return h.refuse(w, r, &rejection{reason: reason, detail: err.Error()})
+		return h.refuse(w, r, &rejection{reason: reason, detail: err.Error()}, nil)
 	}
 	id, err := h.verifier.verify(r.Context(), raw)
 	if err != nil {
 		var rej *rejection
 		if errors.As(err, &rej) {
-			return h.refuse(w, r, rej)
+			return h.refuse(w, r, rej, nil)
 		}
 		return h.unavailable(w, r, err)
 	}
 	if rej := h.clientCerts.checkBinding(id, cert); rej != nil {
-		return h.refuse(w, r, rej)
+		return h.refuse(w, r, rej, id)
 	}
 	if rej := judged.authorize(id, r, t); rej != nil {
-		return h.refuse(w, r, rej)
+		return h.refuse(w, r, rej, id)
 	}
 	setIdentityHeaders(r.Header, id)
 	if !h.forwardToken {
 		r.Header.Del("Authorization")
 	}
 	h.forward(w, r)
-	return metrics.ResultAllowed
+	return outcome{result: metrics.ResultAllowed, clientID: id.clientID, forwarded: true}
 }
 
 // servePublic passes a request on a public path. A token it carries is
 // checked all the same: a valid one gives the app the caller's identity
 // (and is forwarded with FORWARD_TOKEN), any other is removed, so that
 // only a verified token ever reaches the app.
-func (h *handler) servePublic(w http.ResponseWriter, r *http.Request, cert *x509.Certificate) {
+func (h *handler) servePublic(w http.ResponseWriter, r *http.Request, cert *x509.Certificate) outcome {
+	o := outcome{result: metrics.ResultPublic, forwarded: true}
 	if raw, err := bearerToken(r.Header); err == nil {
 		if id, err := h.verifier.verify(r.Context(), raw); err == nil && h.clientCerts.checkBinding(id, cert) == nil {
 			setIdentityHeaders(r.Header, id)
+			o.clientID = id.clientID
 			if h.forwardToken {
 				h.forward(w, r)
-				return
+				return o
 			}
 		}
 	}
 	r.Header.Del("Authorization")
 	h.forward(w, r)
+	return o
 }
 
 func (h *handler) forward(w http.ResponseWriter, r *http.Request) {
@@ -224,45 +256,53 @@ func (j judgement) authorize(id *identity, r *http.Request, t target) *rejection
 // failing closed. Keys not loaded yet are logged at debug only, since
 // /readyz and the key set's own fetch errors already say so, and every
 // request during the warm-up would repeat it.
-func (h *handler) unavailable(w http.ResponseWriter, r *http.Request, err error) string {
+func (h *handler) unavailable(w http.ResponseWriter, r *http.Request, err error) outcome {
+	ctx := r.Context()
+	o := outcome{result: metrics.ResultUnavailable}
 	switch {
-	case r.Context().Err() != nil:
+	case ctx.Err() != nil:
 		w.WriteHeader(499) // the caller left; nobody reads the answer
-		return metrics.ResultUnavailable
+		o.reason = "caller_gone"
+		return o
 	case errors.Is(err, errIntrospectionBusy):
-		h.log.Debug("token introspection busy", "error", err.Error())
-		w.Header().Set("Retry-After", "1")
+		h.log.DebugContext(ctx, "token introspection busy", "error", err.Error())
 		proxy.WriteError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the token cannot be introspected now")
 	case errors.Is(err, errIntrospectionUnavailable):
-		h.log.Warn("token introspection unavailable", "error", err.Error())
+		h.log.WarnContext(ctx, "token introspection unavailable", "error", err.Error())
 		proxy.WriteError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the token cannot be introspected now")
 	default:
-		h.log.Debug("token not verifiable now", "error", err.Error())
+		h.log.DebugContext(ctx, "token not verifiable now", "error", err.Error())
 		proxy.WriteError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the issuer's keys are not loaded yet")
 	}
-	return metrics.ResultUnavailable
+	return o
 }
 
-// refuse answers a refused request as RFC 6750 section 3 says.
-func (h *handler) refuse(w http.ResponseWriter, r *http.Request, rej *rejection) string {
+// refuse answers a refused request as RFC 6750 section 3 says; id is the
+// caller when the token was verified before the refusal.
+func (h *handler) refuse(w http.ResponseWriter, r *http.Request, rej *rejection, id *identity) outcome {
 	h.reasons[rej.reason].Inc()
-	h.log.Debug("request refused", "reason", rej.reason, "detail", rej.detail,
+	h.log.DebugContext(r.Context(), "request refused", "reason", rej.reason, "detail", rej.detail,
 		"method", r.Method, "path", r.URL.Path, "request_id", r.Header.Get(proxy.RequestIDHeader))
+	o := outcome{reason: rej.reason}
+	if id != nil {
+		o.clientID = id.clientID
+	}
 	switch rej.reason {
 	case reasonMissing:
 		w.Header().Set("WWW-Authenticate", realm)
 		proxy.WriteError(w, r, http.StatusUnauthorized, "invalid_request", rej.description())
-		return metrics.ResultUnauthn
+		o.result = metrics.ResultUnauthn
 	case reasonInsufficientScope:
 		w.Header().Set("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+strings.Join(rej.missingScopes, " ")+`"`)
 		proxy.WriteError(w, r, http.StatusForbidden, "insufficient_scope", rej.description())
-		return metrics.ResultForbidden
+		o.result = metrics.ResultForbidden
 	case reasonClientNotAllowed:
 		proxy.WriteError(w, r, http.StatusForbidden, "access_denied", rej.description())
-		return metrics.ResultForbidden
+		o.result = metrics.ResultForbidden
 	default:
 		w.Header().Set("WWW-Authenticate", realm+`, error="invalid_token", error_description="`+rej.description()+`"`)
 		proxy.WriteError(w, r, http.StatusUnauthorized, "invalid_token", rej.description())
-		return metrics.ResultUnauthn
+		o.result = metrics.ResultUnauthn
 	}
+	return o
 }

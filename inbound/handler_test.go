@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -95,6 +96,9 @@ type fixtureOptions struct {
 	// when set, is the app's answer.
 	upstreamTimeout time.Duration
 	respond         http.HandlerFunc
+	// logger, with accessLog, gets an access-log line per request.
+	logger    *slog.Logger
+	accessLog bool
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture { return newFixtureWith(t, o) }
@@ -123,6 +127,8 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 		AllowEncodedSlashes: o.allowEncodedSlashes,
 		BodyIdleTimeout:     o.bodyIdle,
 		UpstreamTimeout:     o.upstreamTimeout,
+		Logger:              o.logger,
+		AccessLog:           o.accessLog,
 		Metrics:             metrics.New(f.reg, "test"),
 		IdentityClient:      &http.Client{Timeout: 5 * time.Second},
 		Transport:           o.transport,

@@ -17,6 +17,7 @@ import (
 	"github.com/authsidecar/authsidecar/discovery"
 	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/internal/ttlcache"
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
@@ -76,6 +77,8 @@ type Options struct {
 	Metrics *metrics.Metrics // nil: a registry of its own
 	Logger  *slog.Logger     // nil: discard
 	Clock   clock.Clock      // nil: the real clock
+	// Tracer traces requests and identity-provider calls; nil: off.
+	Tracer *tracing.Tracing
 	// IdentityClient talks to the identity providers; nil: a client
 	// bounded to 10 s that ignores proxy settings in the environment.
 	IdentityClient *http.Client
@@ -109,6 +112,11 @@ func New(opts Options) (*Inbound, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second, Transport: proxy.NewTransport(proxy.TransportOptions{DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 10 * time.Second})}
 	}
+	if opts.Tracer != nil {
+		traced := *hc
+		traced.Transport = opts.Tracer.Transport(hc.Transport)
+		hc = &traced
+	}
 	idp := &discovery.Client{HTTP: hc, AllowInsecureHTTP: opts.AllowInsecureHTTP}
 	m.InitInbound()
 	in := &Inbound{}
@@ -121,6 +129,7 @@ func New(opts Options) (*Inbound, error) {
 	in.handler = newHandler(&handler{
 		verifier: v, rules: ruleSet, clientCerts: opts.ClientCerts, forwardToken: opts.ForwardToken,
 		encodedSlashes: opts.AllowEncodedSlashes, bodyIdle: opts.BodyIdleTimeout, accessLog: opts.AccessLog, log: logger,
+		tracer: opts.Tracer,
 	}, m)
 	transport := opts.Transport
 	if transport == nil {

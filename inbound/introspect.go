@@ -19,6 +19,7 @@ import (
 	"github.com/authsidecar/authsidecar/internal/flight"
 	"github.com/authsidecar/authsidecar/internal/redact"
 	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/internal/ttlcache"
 	"github.com/authsidecar/authsidecar/metrics"
 )
@@ -232,7 +233,7 @@ func (in *introspector) call(ctx context.Context, raw string) (*introspection, e
 			form.Set("client_secret", secret)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, *endpoint, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(tracing.WithOperation(ctx, tracing.OpIntrospection), http.MethodPost, *endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", redact.URL(*endpoint), err)
 	}

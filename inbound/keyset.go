@@ -26,6 +26,7 @@ import (
 	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/flight"
 	"github.com/authsidecar/authsidecar/internal/redact"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 )
 
 // Errors a key set reports, told apart by the verifier to name the reason
@@ -203,7 +204,7 @@ func (ks *keySet) fetchOnce(ctx context.Context) error {
 		}
 		u = md.JWKSURI
 	}
-	body, err := ks.client.Get(ctx, u)
+	body, err := ks.client.Get(tracing.WithOperation(ctx, tracing.OpJWKS), u)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/redact"
 	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
 )
@@ -53,9 +54,14 @@ type Options struct {
 	// valid token, for /readyz.
 	ReadyRequiresTokens bool
 
+	// AccessLog logs one line per call at info level.
+	AccessLog bool
+
 	Metrics *metrics.Metrics // nil: a registry of its own
 	Logger  *slog.Logger     // nil: discard
 	Clock   clock.Clock      // nil: the real clock
+	// Tracer traces calls and token requests; nil: off.
+	Tracer *tracing.Tracing
 	// TokenClient sends discovery and token requests. nil: a client
 	// bounded by TokenTimeout that does not follow redirects with the
 	// client's credentials.
@@ -116,6 +122,10 @@ func New(opts Options) (*Outbound, error) {
 	if tokenClient == nil {
 		tokenClient, discoveryClient = newTokenClients(opts.TokenTimeout, opts.TLS, opts.RootCAs)
 	}
+	if opts.Tracer != nil {
+		tokenClient, discoveryClient = traced(opts.Tracer, tokenClient), traced(opts.Tracer, discoveryClient)
+	}
+	obs := &observer{log: opts.Logger, accessLog: opts.AccessLog, tracer: opts.Tracer}
 	endpoint := func(context.Context) (string, error) { return opts.TokenURL, nil }
 	if opts.TokenURL == "" {
 		idp := &discovery.Client{HTTP: discoveryClient, AllowInsecureHTTP: opts.AllowInsecureHTTP}
@@ -141,10 +151,10 @@ func New(opts Options) (*Outbound, error) {
 			MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff,
 		})
 		r := newRoute(rc, cache, transport, opts.Metrics, opts.Logger)
-		r.bodyIdle = opts.BodyIdleTimeout
+		r.bodyIdle, r.obs = opts.BodyIdleTimeout, obs
 		o.routes = append(o.routes, r)
 	}
-	o.handler = newSharedHandler(o.routes, opts.Metrics, opts.Logger)
+	o.handler = newSharedHandler(o.routes, opts.Metrics, opts.Logger, obs)
 	return o, nil
 }
 
@@ -233,6 +243,13 @@ func newTokenClients(timeout time.Duration, tlsConf *tls.Config, roots *reload.F
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return token, &http.Client{Transport: t, Timeout: timeout}
+}
+
+// traced is c with a span around each request.
+func traced(t *tracing.Tracing, c *http.Client) *http.Client {
+	traced := *c
+	traced.Transport = t.Transport(c.Transport)
+	return &traced
 }
 
 // redactURL is redact.URL, for error messages.

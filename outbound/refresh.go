@@ -65,14 +65,15 @@ func (c *Cache) fetch(ctx context.Context) (*entry, error) {
 			e, err = c.newEntry(tok, fetchedAt)
 		}
 		c.fetchDur.Observe(time.Since(began).Seconds())
-		c.finish(e, err)
+		c.finish(ctx, e, err)
 		c.wake()
 		return e, err
 	})
 }
 
-// finish records a fetch's outcome.
-func (c *Cache) finish(e *entry, err error) {
+// finish records a fetch's outcome; ctx is the fetch's, for the log's
+// trace ids.
+func (c *Cache) finish(ctx context.Context, e *entry, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -81,7 +82,7 @@ func (c *Cache) finish(e *entry, err error) {
 		c.failedAt = c.opts.Clock.Now()
 		c.retryAt = c.retryTime(c.failedAt)
 		c.fetchErr.Inc()
-		c.log.Warn("token fetch failed", "error", err.Error(), "failures", c.failures,
+		c.log.WarnContext(ctx, "token fetch failed", "error", err.Error(), "failures", c.failures,
 			"retry_at", c.retryAt.Format(time.RFC3339Nano))
 		return
 	}
@@ -92,7 +93,7 @@ func (c *Cache) finish(e *entry, err error) {
 	}
 	c.fetchOK.Inc()
 	c.expiry.Set(float64(e.expiry.UnixMilli()) / 1e3)
-	c.log.Debug("token fetched", "expires_at", e.expiry.Format(time.RFC3339), "refresh_at", e.refreshAt.Format(time.RFC3339))
+	c.log.DebugContext(ctx, "token fetched", "expires_at", e.expiry.Format(time.RFC3339), "refresh_at", e.refreshAt.Format(time.RFC3339))
 }
 
 // retryTime is when to try again after c.failures failures in a row; no

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // retryTransport sends a call once more with a new token when the
@@ -32,21 +34,23 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil || !refusedToken(resp, a.grpc) {
 		return resp, err
 	}
+	ctx := req.Context()
 	if !t.cache.refused(a.entry.tok) {
-		t.log.Debug("upstream refused the token; a token was dropped less than refusalCooldown ago, not retried")
+		t.log.DebugContext(ctx, "upstream refused the token; a token was dropped less than refusalCooldown ago, not retried")
 		return resp, nil
 	}
 	body, ok := a.replay()
 	if !ok {
-		t.log.Debug("upstream refused the token; the body cannot be replayed, not retried")
+		t.log.DebugContext(ctx, "upstream refused the token; the body cannot be replayed, not retried")
 		return resp, nil
 	}
 	e, err := t.cache.get(a.ctx)
 	if err != nil {
-		t.log.Debug("upstream answered 401; no new token to retry with", "error", err.Error())
+		t.log.DebugContext(ctx, "upstream answered 401; no new token to retry with", "error", err.Error())
 		return resp, nil // the app sees the upstream's own answer
 	}
 	discard(resp)
+	trace.SpanFromContext(ctx).AddEvent("the upstream refused the token; sent again with a new one")
 	retry := req.Clone(req.Context())
 	retry.Header.Set("Authorization", e.header)
 	retry.Body, retry.GetBody = nil, nil

@@ -43,6 +43,7 @@ type Route struct {
 	duration prometheus.Observer
 	log      *slog.Logger
 	bodyIdle time.Duration
+	obs      *observer
 }
 
 // newRoute returns the route that forwards to rc.URL with tokens from
@@ -71,9 +72,12 @@ func newRoute(rc RouteOptions, cache *Cache, base http.RoundTripper, m *metrics.
 // appended to the upstream's base path unchanged.
 func (r *Route) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if !refuseMethod(w, req) {
-			r.serve(w, req, req.URL.EscapedPath())
-		}
+		r.obs.observe(w, req, func(sw *proxy.StatusWriter, req *http.Request) string {
+			if !refuseMethod(sw, req) {
+				r.serve(sw, req, req.URL.EscapedPath())
+			}
+			return r.Name
+		})
 	})
 }
 
@@ -95,13 +99,11 @@ type attemptKey struct{}
 
 // serve forwards req with rest as its path below the base path. The token
 // is had first: without one the app gets 503 and nothing goes upstream.
-func (r *Route) serve(w http.ResponseWriter, req *http.Request, rest string) {
+func (r *Route) serve(sw *proxy.StatusWriter, req *http.Request, rest string) {
 	start := time.Now()
-	sw := proxy.NewStatusWriter(w)
 	defer func() {
 		r.countCode(sw.Status())
 		r.duration.Observe(time.Since(start).Seconds())
-		sw.Release()
 	}()
 	e, err := r.cache.get(req.Context())
 	if err != nil {
@@ -133,7 +135,7 @@ func (r *Route) refuse(w http.ResponseWriter, req *http.Request, err error) {
 		w.WriteHeader(499) // the app left while the token was fetched
 		return
 	}
-	r.log.Debug("no token for the call", "error", err.Error())
+	r.log.DebugContext(req.Context(), "no token for the call", "error", err.Error())
 	proxy.WriteError(w, req, http.StatusServiceUnavailable, "token_unavailable",
 		"no access token could be obtained for route "+strconv.Quote(r.Name)+"; the sidecar's log says why")
 }

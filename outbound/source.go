@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 )
 
 // clientCredentials fetches tokens with the OAuth2 client-credentials grant
@@ -34,6 +35,7 @@ func (s *clientCredentials) Token(ctx context.Context) (*oauth2.Token, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, s.client)
+	ctx = tracing.WithOperation(ctx, tracing.OpToken)
 	tokenURL, err := s.endpoint(ctx)
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/outbound"
 	"github.com/authsidecar/authsidecar/proxy"
@@ -28,6 +29,7 @@ type sidecar struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	ready   *metrics.Readiness
+	tracer  *tracing.Tracing // nil: tracing is off
 	servers []*proxy.Server
 	// background runs until the context ends: key refresh, token
 	// prefetch, file watching.
@@ -42,6 +44,14 @@ func Run(ctx context.Context, cfg *config.Config, version string, logOut io.Writ
 	reg := metrics.NewRegistry()
 	s := &sidecar{cfg: cfg, log: newLogger(cfg.General, logOut), ready: metrics.NewReadiness(),
 		metrics: metrics.New(reg, version)}
+	if cfg.Tracing.Enabled {
+		t, err := tracing.New(ctx, cfg.Tracing, version)
+		if err != nil {
+			return err
+		}
+		s.tracer, s.log = t, tracing.Logger(s.log)
+		defer s.flushTraces()
+	}
 	handlers, err := s.build()
 	if err != nil {
 		return err
@@ -68,7 +78,7 @@ func (s *sidecar) build() (map[string]http.Handler, error) {
 	handlers := map[string]http.Handler{}
 	if o := s.cfg.InboundOptions; o != nil {
 		opts := *o
-		opts.Metrics, opts.Logger = s.metrics, s.log
+		opts.Metrics, opts.Logger, opts.Tracer = s.metrics, s.log, s.tracer
 		in, err := inbound.New(opts)
 		if err != nil {
 			return nil, err
@@ -81,7 +91,7 @@ func (s *sidecar) build() (map[string]http.Handler, error) {
 	}
 	if o := s.cfg.OutboundOptions; o != nil {
 		opts := *o
-		opts.Metrics, opts.Logger = s.metrics, s.log
+		opts.Metrics, opts.Logger, opts.Tracer = s.metrics, s.log, s.tracer
 		out, err := outbound.New(opts)
 		if err != nil {
 			return nil, err
@@ -98,6 +108,15 @@ func (s *sidecar) build() (map[string]http.Handler, error) {
 	watcher := reload.NewWatcher(clock.Real, s.onReload, s.cfg.Watched...)
 	s.background = append(s.background, watcher.Run)
 	return handlers, nil
+}
+
+// flushTraces exports the spans still buffered: those of the drain too.
+func (s *sidecar) flushTraces() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.tracer.Shutdown(ctx); err != nil {
+		s.log.Warn("spans not exported at shutdown", "error", err.Error())
+	}
 }
 
 // onReload logs and counts the re-read of a changed file.
