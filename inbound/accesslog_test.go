@@ -44,7 +44,7 @@ func TestTheAccessLogSaysWhoCalledAndWhatBecameOfIt(t *testing.T) {
 	log := &lines{}
 	f := newFixture(t, fixtureOptions{
 		scopes: []string{"payments:read"}, accessLog: true,
-		logger: slog.New(slog.NewJSONHandler(log, nil)),
+		logger:  slog.New(slog.NewJSONHandler(log, nil)),
 		respond: func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusCreated) },
 	})
 	good := f.token(t, map[string]any{"client_id": "orders", "scope": "payments:read"})
