@@ -140,7 +140,7 @@ func (c *Config) buildOutbound(p *problems) {
 		u := r.URL
 		opts.Routes = append(opts.Routes, outbound.RouteOptions{
 			Name: r.Name, URL: &u, Audience: r.Audience, Resource: r.Resource, Scopes: r.Scopes, Listen: r.Listen,
-			Protocol: r.Protocol.Protocol, Timeout: r.Timeout,
+			Protocol: r.Protocol.Protocol, Timeout: r.Timeout, Grant: r.Grant.Grant, Actor: r.Actor,
 		})
 		if r.Listen != "" {
 			c.Listeners = append(c.Listeners, Listener{Name: "route " + r.Name, Addr: r.Listen, Route: r.Name})

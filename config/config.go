@@ -151,6 +151,8 @@ type Route struct {
 	Listen   string        `env:"LISTEN"`
 	Protocol Protocol      `env:"PROTOCOL" envDefault:"auto"`
 	Timeout  time.Duration `env:"TIMEOUT" envDefault:"60s"`
+	Grant    Grant         `env:"GRANT" envDefault:"client_credentials"`
+	Actor    bool          `env:"ACTOR" envDefault:"false"`
 }
 
 // RoutePrefix returns the variable prefix of route name, e.g.

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/authsidecar/authsidecar/discovery"
+	"github.com/authsidecar/authsidecar/outbound"
 )
 
 var routeName = regexp.MustCompile(`^[a-z0-9-]+$`)
@@ -291,6 +292,12 @@ func (c *Config) validateRoutes(p *problems) {
 			p.add(v+"URL", "is required for route %q", r.Name)
 		} else {
 			checkHTTPURL(p, v+"URL", &r.URL)
+		}
+		if r.Grant.Grant == outbound.GrantTokenExchange && !c.Inbound.Enabled() {
+			p.add(v+"GRANT", "token-exchange exchanges the token of the caller inbound verified: it needs inbound in the same process (%sINBOUND_ISSUERS)", Prefix)
+		}
+		if r.Actor && r.Grant.Grant != outbound.GrantTokenExchange {
+			p.add(v+"ACTOR", "is for token-exchange routes only; route %q's grant is %s", r.Name, r.Grant)
 		}
 		if r.Timeout < 0 {
 			p.add(v+"TIMEOUT", "must not be negative (0: no bound), got %s", r.Timeout)

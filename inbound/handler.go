@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/reload"
 	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/metrics"
@@ -162,6 +163,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 		return h.refuse(w, r, rej, id)
 	}
 	setIdentityHeaders(r.Header, id)
+	h.handOff(r, id, raw)
 	if !h.forwardToken {
 		r.Header.Del("Authorization")
 	}
@@ -178,6 +180,7 @@ func (h *handler) servePublic(w http.ResponseWriter, r *http.Request, cert *x509
 	if raw, err := bearerToken(r.Header); err == nil {
 		if id, err := h.verifier.verify(r.Context(), raw); err == nil && h.clientCerts.checkBinding(id, cert) == nil {
 			setIdentityHeaders(r.Header, id)
+			h.handOff(r, id, raw)
 			o.clientID = id.clientID
 			if h.forwardToken {
 				h.forward(w, r)
@@ -188,6 +191,17 @@ func (h *handler) servePublic(w http.ResponseWriter, r *http.Request, cert *x509
 	r.Header.Del("Authorization")
 	h.forward(w, r)
 	return o
+}
+
+// handOff gives the app the handle of the caller's token, for its calls
+// through a token-exchange route, when token exchange is on.
+func (h *handler) handOff(r *http.Request, id *identity, raw string) {
+	if id.handle == "" {
+		return
+	}
+	now := h.verifier.clock.Now()
+	h.verifier.handoff.Keep(id.handle, raw, id.expiry.Add(h.verifier.skew), now)
+	r.Header[handoff.Header] = []string{id.handle}
 }
 
 func (h *handler) forward(w http.ResponseWriter, r *http.Request) {

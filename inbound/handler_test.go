@@ -22,6 +22,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/idptest"
 	"github.com/authsidecar/authsidecar/internal/reload"
 	"github.com/authsidecar/authsidecar/metrics"
@@ -99,6 +100,7 @@ type fixtureOptions struct {
 	// logger, with accessLog, gets an access-log line per request.
 	logger    *slog.Logger
 	accessLog bool
+	handoff   *handoff.Store
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture { return newFixtureWith(t, o) }
@@ -129,6 +131,7 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 		UpstreamTimeout:     o.upstreamTimeout,
 		Logger:              o.logger,
 		AccessLog:           o.accessLog,
+		Handoff:             o.handoff,
 		Metrics:             metrics.New(f.reg, "test"),
 		IdentityClient:      &http.Client{Timeout: 5 * time.Second},
 		Transport:           o.transport,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/discovery"
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/reload"
 	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/internal/ttlcache"
@@ -79,6 +80,9 @@ type Options struct {
 	Clock   clock.Clock      // nil: the real clock
 	// Tracer traces requests and identity-provider calls; nil: off.
 	Tracer *tracing.Tracing
+	// Handoff, when set, keeps each verified caller's token for token
+	// exchange and gives the app its handle in X-Auth-Context.
+	Handoff *handoff.Store
 	// IdentityClient talks to the identity providers; nil: a client
 	// bounded to 10 s that ignores proxy settings in the environment.
 	IdentityClient *http.Client
@@ -126,6 +130,7 @@ func New(opts Options) (*Inbound, error) {
 		ruleSet = reload.Static[*rules.Set](nil)
 	}
 	v.requireATJWT = opts.RequireATJWT
+	v.handoff = opts.Handoff
 	in.handler = newHandler(&handler{
 		verifier: v, rules: ruleSet, clientCerts: opts.ClientCerts, forwardToken: opts.ForwardToken,
 		encodedSlashes: opts.AllowEncodedSlashes, bodyIdle: opts.BodyIdleTimeout, accessLog: opts.AccessLog, log: logger,

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/ttlcache"
 )
 
@@ -33,6 +34,9 @@ type identity struct {
 	// introspected is set when the authorization server vouched for the
 	// token, which then needs no second introspection.
 	introspected bool
+	// handle stands for the token in X-Auth-Context when token exchange
+	// is on (see handoff).
+	handle string
 }
 
 func newIdentity(c *claims, payload []byte) *identity {
@@ -57,6 +61,9 @@ type verifier struct {
 	audiences []string
 	algs      map[string]bool
 	skew      time.Duration
+	// handoff, when token exchange is on, keeps callers' tokens for the
+	// outbound direction.
+	handoff *handoff.Store
 	clock     clock.Clock
 	cache     *ttlcache.Cache[*cacheEntry]
 	intro     *introspector // nil: off
@@ -153,6 +160,7 @@ func (v *verifier) verifyJWT(ctx context.Context, raw string) (*identity, error)
 		return nil, err
 	}
 	id := newIdentity(c, payload)
+	v.attachHandle(id, raw)
 	v.cache.Put(raw, &cacheEntry{identity: id, claims: c, keys: iss.keys, generation: generation},
 		c.Expiry.Add(v.skew), v.clock.Now())
 	return id, nil
@@ -203,7 +211,15 @@ func (v *verifier) verifyOpaque(ctx context.Context, raw string) (*identity, err
 	}
 	id := newIdentity(&c, a.raw)
 	id.introspected = true
+	v.attachHandle(id, raw)
 	return id, nil
+}
+
+// attachHandle gives id the handle of its token, when token exchange is on.
+func (v *verifier) attachHandle(id *identity, raw string) {
+	if v.handoff != nil {
+		id.handle = v.handoff.Handle(raw)
+	}
 }
 
 // checkActive asks the authorization server whether a locally valid JWT

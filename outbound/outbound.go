@@ -16,9 +16,11 @@ import (
 
 	"github.com/authsidecar/authsidecar/discovery"
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/redact"
 	"github.com/authsidecar/authsidecar/internal/reload"
 	"github.com/authsidecar/authsidecar/internal/tracing"
+	"github.com/authsidecar/authsidecar/internal/ttlcache"
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
 )
@@ -53,6 +55,9 @@ type Options struct {
 	// ReadyRequiresTokens makes Checks report every route without a
 	// valid token, for /readyz.
 	ReadyRequiresTokens bool
+	// Handoff holds the callers' tokens that inbound verified, for the
+	// token-exchange routes; required when there is one.
+	Handoff *handoff.Store
 
 	// AccessLog logs one line per call at info level.
 	AccessLog bool
@@ -90,7 +95,26 @@ type RouteOptions struct {
 	// Timeout bounds the wait for the upstream's response headers (past it
 	// 504 upstream_timeout); 0: no bound.
 	Timeout time.Duration
+	// Grant is how the route gets its tokens.
+	Grant Grant
+	// Actor, with GrantTokenExchange, sends the route's own
+	// client-credentials token as actor_token.
+	Actor bool
 }
+
+// Grant is how a route gets its tokens.
+type Grant int
+
+const (
+	// GrantClientCredentials: one token per route, the service's own.
+	GrantClientCredentials Grant = iota
+	// GrantTokenExchange: per caller, the caller's token exchanged
+	// (RFC 8693), to call on its behalf.
+	GrantTokenExchange
+)
+
+// String is the grant as AUTHSIDECAR_ROUTE_<NAME>_GRANT spells it.
+func (g Grant) String() string { return [...]string{"client_credentials", "token-exchange"}[g] }
 
 // Outbound is the outbound direction: its routes, their token caches and
 // the handler of the shared listener.
@@ -145,17 +169,36 @@ func New(opts Options) (*Outbound, error) {
 			scopes: rc.Scopes, params: tokenParams(rc), client: tokenClient,
 			timeout: opts.TokenTimeout, clock: opts.Clock,
 		}
-		cache := NewCache(src, CacheOptions{
-			Route: rc.Name, Metrics: opts.Metrics, Logger: opts.Logger, Clock: opts.Clock,
-			defaultLifetime: opts.defaultLifetime, FetchTimeout: opts.TokenTimeout,
-			MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff,
-		})
+		var cache *Cache
+		if rc.Grant != GrantTokenExchange || rc.Actor {
+			cache = NewCache(src, CacheOptions{
+				Route: rc.Name, Metrics: opts.Metrics, Logger: opts.Logger, Clock: opts.Clock,
+				defaultLifetime: opts.defaultLifetime, FetchTimeout: opts.TokenTimeout,
+				MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff,
+			})
+		}
 		r := newRoute(rc, cache, transport, opts.Metrics, opts.Logger)
 		r.bodyIdle, r.obs = opts.BodyIdleTimeout, obs
+		if rc.Grant == GrantTokenExchange {
+			r.exchange, r.handoff = newExchanger(rc.Name, src, cache, opts), opts.Handoff
+		}
 		o.routes = append(o.routes, r)
 	}
 	o.handler = newSharedHandler(o.routes, opts.Metrics, opts.Logger, obs)
 	return o, nil
+}
+
+// newExchanger returns the token exchange of route, with src's client
+// and parameters, and actor's tokens as actor_token when actor is set.
+func newExchanger(route string, src *clientCredentials, actor *Cache, opts Options) *exchanger {
+	m := opts.Metrics
+	return &exchanger{
+		route: route, src: src, actor: actor, cache: ttlcache.New[exchanged](exchangeCacheSize),
+		clock: opts.Clock, timeout: opts.TokenTimeout, log: opts.Logger.With("route", route),
+		fetchOK:  m.TokenFetches.WithLabelValues(route, "success"),
+		fetchErr: m.TokenFetches.WithLabelValues(route, "error"),
+		fetchDur: m.TokenFetchDuration.WithLabelValues(route),
+	}
 }
 
 func (o *Options) check() error {
@@ -167,6 +210,9 @@ func (o *Options) check() error {
 		errs = append(errs, errors.New("outbound: want a token URL or an issuer, not both or neither"))
 	}
 	for _, r := range o.Routes {
+		if r.Grant == GrantTokenExchange && o.Handoff == nil {
+			errs = append(errs, fmt.Errorf("outbound: route %q: token exchange needs the callers' tokens from inbound (Options.Handoff)", r.Name))
+		}
 		if r.URL == nil || (r.URL.Scheme != "http" && r.URL.Scheme != "https") || r.URL.Host == "" {
 			errs = append(errs, fmt.Errorf("outbound: route %q: the upstream URL is not an http(s) URL", r.Name))
 		}
@@ -199,7 +245,9 @@ func (o *Outbound) Checks() map[string]func() error {
 	checks := map[string]func() error{}
 	if o.readyRequiresTokens {
 		for _, r := range o.routes {
-			checks["route "+r.Name] = r.cache.ready
+			if r.exchange == nil { // a token-exchange route has tokens only for callers
+				checks["route "+r.Name] = r.cache.ready
+			}
 		}
 	}
 	return checks
@@ -210,7 +258,9 @@ func (o *Outbound) Checks() map[string]func() error {
 func (o *Outbound) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, r := range o.routes {
-		wg.Go(func() { r.cache.run(ctx) })
+		if r.cache != nil {
+			wg.Go(func() { r.cache.run(ctx) })
+		}
 	}
 	wg.Wait()
 }

@@ -119,14 +119,20 @@ func backoff(n int, minD, maxD time.Duration) time.Duration {
 }
 
 func (c *Cache) newEntry(tok *oauth2.Token, fetchedAt time.Time) (*entry, error) {
+	return newEntry(tok, fetchedAt, c.opts.defaultLifetime)
+}
+
+// newEntry is the entry of tok fetched at fetchedAt, with lifetime
+// assumed when the endpoint sent no expires_in.
+func newEntry(tok *oauth2.Token, fetchedAt time.Time, lifetime time.Duration) (*entry, error) {
 	if tok == nil || tok.AccessToken == "" {
 		return nil, errors.New("outbound: token endpoint returned no access_token")
 	}
 	expiry := tok.Expiry
 	if expiry.IsZero() {
-		expiry = fetchedAt.Add(c.opts.defaultLifetime)
+		expiry = fetchedAt.Add(lifetime)
 	}
-	lifetime := expiry.Sub(fetchedAt)
+	lifetime = expiry.Sub(fetchedAt)
 	if lifetime <= 0 {
 		return nil, fmt.Errorf("outbound: token endpoint returned a token that expired %s ago", -lifetime)
 	}

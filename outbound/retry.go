@@ -15,9 +15,8 @@ import (
 // upstream answers 401 to the first and the body can be replayed. It sits
 // under ReverseProxy, which keeps streaming both ways.
 type retryTransport struct {
-	base  http.RoundTripper
-	cache *Cache
-	log   *slog.Logger
+	base http.RoundTripper
+	log  *slog.Logger
 }
 
 var errNoToken = errors.New("outbound: refusing to send a call without a token")
@@ -35,7 +34,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	ctx := req.Context()
-	if !t.cache.refused(a.entry.tok) {
+	if !a.tokens.refused(a.entry.tok) {
 		t.log.DebugContext(ctx, "upstream refused the token; a token was dropped less than refusalCooldown ago, not retried")
 		return resp, nil
 	}
@@ -44,7 +43,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.log.DebugContext(ctx, "upstream refused the token; the body cannot be replayed, not retried")
 		return resp, nil
 	}
-	e, err := t.cache.get(a.ctx)
+	e, err := a.tokens.get(a.ctx)
 	if err != nil {
 		t.log.DebugContext(ctx, "upstream answered 401; no new token to retry with", "error", err.Error())
 		return resp, nil // the app sees the upstream's own answer

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
 )
@@ -33,8 +34,14 @@ type Route struct {
 	// none.
 	Listen string
 
-	target   *url.URL
-	cache    *Cache
+	target *url.URL
+	// cache holds the route's client-credentials token: the token of its
+	// calls, or with token exchange the actor token (nil without ACTOR).
+	cache *Cache
+	// exchange, for a token-exchange route, exchanges the token of the
+	// caller, found in handoff by the call's X-Auth-Context.
+	exchange *exchanger
+	handoff  *handoff.Store
 	proxy    *httputil.ReverseProxy
 	requests *prometheus.CounterVec // by code
 	// byCode holds requests' counter for each status code once used, so
@@ -61,7 +68,7 @@ func newRoute(rc RouteOptions, cache *Cache, base http.RoundTripper, m *metrics.
 		log:      logger,
 	}
 	r.proxy = proxy.NewReverseProxy(r.target, proxy.ReverseProxyOptions{
-		Transport: &retryTransport{base: base, cache: cache, log: logger},
+		Transport: &retryTransport{base: base, log: logger},
 		Rewrite:   r.rewrite,
 		Logger:    logger,
 	})
@@ -87,10 +94,12 @@ type attempt struct {
 	// ctx is the app's request's, for a token fetch on retry: the
 	// outgoing request's context carries ReverseProxy's httptrace hooks,
 	// which a shared fetch must not inherit.
-	ctx   context.Context
-	entry *entry
-	rest  string      // escaped path to append to the base path
-	body  *replayBody // nil when the request has no body
+	ctx context.Context
+	// tokens gave entry, and is told when the upstream refuses it.
+	tokens tokens
+	entry  *entry
+	rest   string      // escaped path to append to the base path
+	body   *replayBody // nil when the request has no body
 	// grpc: the upstream says "unauthenticated" with grpc-status 16.
 	grpc bool
 }
@@ -105,14 +114,26 @@ func (r *Route) serve(sw *proxy.StatusWriter, req *http.Request, rest string) {
 		r.countCode(sw.Status())
 		r.duration.Observe(time.Since(start).Seconds())
 	}()
-	e, err := r.cache.get(req.Context())
+	var src tokens = r.cache
+	if r.exchange != nil {
+		subject, ok := r.handoff.Token(req.Header.Get(handoff.Header), r.exchange.clock.Now())
+		if !ok {
+			r.log.DebugContext(req.Context(), "a call through a token-exchange route without a valid caller handle")
+			proxy.WriteError(sw, req, http.StatusUnauthorized, "no_caller_token",
+				"route "+strconv.Quote(r.Name)+" calls on behalf of the caller: pass on the "+handoff.Header+
+					" header of the request being served")
+			return
+		}
+		src = callerTokens{x: r.exchange, subject: subject}
+	}
+	e, err := src.get(req.Context())
 	if err != nil {
 		r.refuse(sw, req, err)
 		return
 	}
 	req, cancel := proxy.WithGRPCDeadline(req)
 	defer cancel()
-	ctx := context.WithValue(req.Context(), attemptKey{}, &attempt{ctx: req.Context(), entry: e, rest: rest, grpc: proxy.IsGRPC(req)})
+	ctx := context.WithValue(req.Context(), attemptKey{}, &attempt{ctx: req.Context(), tokens: src, entry: e, rest: rest, grpc: proxy.IsGRPC(req)})
 	r.proxy.ServeHTTP(sw, proxy.BoundBodyIdle(sw, req.WithContext(ctx), r.bodyIdle))
 }
 
@@ -147,6 +168,8 @@ func (r *Route) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.Out.URL.Path, pr.Out.URL.RawPath = joinPath(r.target, a.rest)
 	pr.Out.Header.Set("Authorization", a.entry.header)
+	// The handle of the caller's token never leaves the pod.
+	pr.Out.Header.Del(handoff.Header)
 	if pr.Out.Body != nil {
 		a.body = newReplayBody(pr.Out.Body, maxReplayBytes, pr.Out.ContentLength)
 		pr.Out.Body = a.body

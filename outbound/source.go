@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -32,6 +33,13 @@ type clientCredentials struct {
 
 // Token implements TokenSource.
 func (s *clientCredentials) Token(ctx context.Context) (*oauth2.Token, error) {
+	return s.request(ctx, nil)
+}
+
+// request asks the token endpoint for a token, authenticated as the
+// client, with the route's scopes, audience and resource, and extra (which
+// may replace grant_type: RFC 8693 token exchange reuses all the rest).
+func (s *clientCredentials) request(ctx context.Context, extra url.Values) (*oauth2.Token, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, s.client)
@@ -40,11 +48,16 @@ func (s *clientCredentials) Token(ctx context.Context) (*oauth2.Token, error) {
 	if err != nil {
 		return nil, err
 	}
+	params := s.params
+	if len(extra) > 0 {
+		params = maps.Clone(s.params)
+		maps.Copy(params, extra)
+	}
 	cfg := &clientcredentials.Config{
 		ClientID:       s.clientID,
 		TokenURL:       tokenURL,
 		Scopes:         s.scopes,
-		EndpointParams: s.params,
+		EndpointParams: params,
 	}
 	start := s.clock.Now()
 	if err := s.auth.apply(cfg, start); err != nil {

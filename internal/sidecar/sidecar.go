@@ -16,6 +16,7 @@ import (
 	"github.com/authsidecar/authsidecar/config"
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/reload"
 	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/metrics"
@@ -76,9 +77,10 @@ func Run(ctx context.Context, cfg *config.Config, version string, logOut io.Writ
 // returns the handler of each listener by name.
 func (s *sidecar) build() (map[string]http.Handler, error) {
 	handlers := map[string]http.Handler{}
+	callers := s.handoff()
 	if o := s.cfg.InboundOptions; o != nil {
 		opts := *o
-		opts.Metrics, opts.Logger, opts.Tracer = s.metrics, s.log, s.tracer
+		opts.Metrics, opts.Logger, opts.Tracer, opts.Handoff = s.metrics, s.log, s.tracer, callers
 		in, err := inbound.New(opts)
 		if err != nil {
 			return nil, err
@@ -91,7 +93,7 @@ func (s *sidecar) build() (map[string]http.Handler, error) {
 	}
 	if o := s.cfg.OutboundOptions; o != nil {
 		opts := *o
-		opts.Metrics, opts.Logger, opts.Tracer = s.metrics, s.log, s.tracer
+		opts.Metrics, opts.Logger, opts.Tracer, opts.Handoff = s.metrics, s.log, s.tracer, callers
 		out, err := outbound.New(opts)
 		if err != nil {
 			return nil, err
@@ -108,6 +110,26 @@ func (s *sidecar) build() (map[string]http.Handler, error) {
 	watcher := reload.NewWatcher(clock.Real, s.onReload, s.cfg.Watched...)
 	s.background = append(s.background, watcher.Run)
 	return handlers, nil
+}
+
+// handoffSize bounds the callers' tokens kept for token exchange: as many
+// as the inbound token cache holds, one per caller seen within its
+// token's lifetime.
+const handoffSize = 10_000
+
+// handoff is the store through which inbound hands callers' tokens to the
+// token-exchange routes; nil when there is none.
+func (s *sidecar) handoff() *handoff.Store {
+	in, out := s.cfg.InboundOptions, s.cfg.OutboundOptions
+	if in == nil || out == nil {
+		return nil
+	}
+	for _, r := range out.Routes {
+		if r.Grant == outbound.GrantTokenExchange {
+			return handoff.New(max(in.TokenCacheSize, handoffSize))
+		}
+	}
+	return nil
 }
 
 // flushTraces exports the spans still buffered: those of the drain too.
