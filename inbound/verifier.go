@@ -63,11 +63,11 @@ type verifier struct {
 	skew      time.Duration
 	// handoff, when token exchange is on, keeps callers' tokens for the
 	// outbound direction.
-	handoff *handoff.Store
-	clock     clock.Clock
-	cache     *ttlcache.Cache[*cacheEntry]
-	intro     *introspector // nil: off
-	introAll  bool
+	handoff  *handoff.Store
+	clock    clock.Clock
+	cache    *ttlcache.Cache[*cacheEntry]
+	intro    *introspector // nil: off
+	introAll bool
 	// requireATJWT accepts only typ at+jwt (RFC 9068).
 	requireATJWT bool
 	hits         prometheus.Counter
