@@ -47,6 +47,7 @@ func (c *Config) buildInbound(p *problems) {
 		ForwardToken:    in.ForwardToken,
 		AccessLog:       c.General.AccessLog, AllowInsecureHTTP: c.General.AllowInsecureHTTP,
 		RequireATJWT: in.RequireATJWT, AllowEncodedSlashes: in.AllowEncodedSlash, BodyIdleTimeout: c.General.BodyIdleTimeout,
+		RequireDPoP: in.RequireDPoP, TrustForwarded: in.TrustForwarded, Resource: in.Resource,
 		ClientCerts: inbound.ClientCertPolicy{
 			Required: in.ClientCAFile != "", AllowedSANs: in.ClientAllowedSANs, RequireBoundTokens: in.RequireBoundTokens,
 		},

@@ -92,6 +92,9 @@ type Inbound struct {
 	RequireATJWT       bool           `env:"REQUIRE_AT_JWT" envDefault:"false"`
 	AllowEncodedSlash  bool           `env:"ALLOW_ENCODED_SLASHES" envDefault:"false"`
 	CaseInsensitive    bool           `env:"CASE_INSENSITIVE_PATHS" envDefault:"false"`
+	RequireDPoP        bool           `env:"REQUIRE_DPOP" envDefault:"false"`
+	TrustForwarded     bool           `env:"TRUST_FORWARDED" envDefault:"false"`
+	Resource           string         `env:"RESOURCE"`
 	RulesFile          string         `env:"RULES_FILE"`
 	TokenCacheSize     int            `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
 	Introspect         IntrospectMode `env:"INTROSPECT" envDefault:"opaque"`

@@ -221,3 +221,19 @@ func TestABadOTELVariableStopsTheStart(t *testing.T) {
 		t.Errorf("check prints %q", out.String())
 	}
 }
+
+func TestTheResourceIdentifierIsAnHTTPSURL(t *testing.T) {
+	for value, want := range map[string]string{
+		"http://payments.example":       "AUTHSIDECAR_INBOUND_RESOURCE: \"http://payments.example\" ",
+		"https://payments.example/#top": "AUTHSIDECAR_INBOUND_RESOURCE: \"https://payments.example/\" is not a resource identifier",
+		"payments":                      "AUTHSIDECAR_INBOUND_RESOURCE: \"payments\" is not a resource identifier",
+	} {
+		got := problems(t, inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_RESOURCE": value}))
+		if len(got) != 1 || !strings.HasPrefix(got[0], want) {
+			t.Errorf("%s: %q, want %s…", value, got, want)
+		}
+	}
+	if _, err := config.Load(inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_RESOURCE": "https://payments.example"})); err != nil {
+		t.Errorf("an https resource: %v", err)
+	}
+}

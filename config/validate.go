@@ -104,6 +104,9 @@ func (in *Inbound) validate(p *problems, insecure bool) {
 		p.add(v+"TLS_KEY_FILE", "%sTLS_CERT_FILE and %sTLS_KEY_FILE must be set together", v, v)
 	}
 	in.validateIntrospection(p, insecure)
+	if in.Resource != "" {
+		checkResource(p, v+"RESOURCE", in.Resource, insecure)
+	}
 	if in.UpstreamTimeout < 0 {
 		p.add(v+"UPSTREAM_TIMEOUT", "must not be negative (0: no bound), got %s", in.UpstreamTimeout)
 	}
@@ -308,6 +311,19 @@ func (c *Config) validateRoutes(p *problems) {
 				p.add(v+"LISTEN", "%q is not a loopback address; set %sOUTBOUND_ALLOW_REMOTE=true if that is intended", r.Listen, Prefix)
 			}
 		}
+	}
+}
+
+// checkResource checks a resource identifier (RFC 9728 1.2): an https URL
+// without a fragment (http on loopback, or with ALLOW_INSECURE_HTTP).
+func checkResource(p *problems, variable, s string, insecure bool) {
+	u, err := url.Parse(s)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || u.User != nil {
+		p.add(variable, "%q is not a resource identifier: want an absolute https URL without a fragment", redactURL(s))
+		return
+	}
+	if err := discovery.SecureURL(s, insecure); err != nil {
+		p.add(variable, "%q %v", redactURL(s), err)
 	}
 }
 

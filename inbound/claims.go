@@ -23,13 +23,23 @@ type claims struct {
 	AZP       string       `json:"azp"`
 	AppID     string       `json:"appid"`
 	CID       string       `json:"cid"`
-	// Cnf binds the token to a client certificate (RFC 8705).
+	// Cnf binds the token to a client certificate (RFC 8705) or to a
+	// DPoP key (RFC 9449 6).
 	Cnf *struct {
 		X5tS256 string `json:"x5t#S256"`
+		JKT     string `json:"jkt"`
 	} `json:"cnf"`
 	// Typ is the payload's own typ claim: Keycloak marks its ID tokens
 	// "ID" and its refresh tokens "Refresh".
 	Typ string `json:"typ"`
+}
+
+// dpopThumbprint is the cnf.jkt of a DPoP-bound token.
+func (c *claims) dpopThumbprint() string {
+	if c.Cnf == nil {
+		return ""
+	}
+	return c.Cnf.JKT
 }
 
 func (c *claims) certThumbprint() string {

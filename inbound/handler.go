@@ -31,7 +31,7 @@ const (
 )
 
 // realm names the protection space in WWW-Authenticate.
-const realm = `Bearer realm="authsidecar"`
+const realm = `realm="authsidecar"`
 
 // handler is the inbound http.Handler: every request is judged by the
 // rules, and only an allowed one is proxied to the app.
@@ -45,10 +45,13 @@ type handler struct {
 	bodyIdle       time.Duration
 	accessLog      bool
 	tracer         *tracing.Tracing // nil: tracing is off
-	proxy          *httputil.ReverseProxy
-	log            *slog.Logger
-	results        map[string]resultMetrics
-	reasons        map[string]prometheus.Counter
+	dpop           *dpopChecker
+	// resource, when set, is the protected-resource metadata (RFC 9728).
+	resource *resourceMetadata
+	proxy    *httputil.ReverseProxy
+	log      *slog.Logger
+	results  map[string]resultMetrics
+	reasons  map[string]prometheus.Counter
 }
 
 type resultMetrics struct {
@@ -128,67 +131,100 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 		return outcome{result: metrics.ResultBadRequest}
 	}
 	setTarget(r, t)
+	if h.resource != nil && t.path == h.resource.path {
+		h.resource.serve(w, r, h.rules.Current())
+		return outcome{result: metrics.ResultPublic}
+	}
+	at := h.dpop.addressedOf(r) // before X-Forwarded-* are removed
 	stripCallerHeaders(r.Header)
 	cert := clientCert(r)
 	if rej := h.clientCerts.check(cert); rej != nil {
-		return h.refuse(w, r, rej, nil)
+		return h.refuse(w, r, rej, nil, "")
 	}
 	if cert != nil {
 		setCertHeaders(r.Header, cert)
 	}
 	judged := h.match(r, t)
 	if judged.public() {
-		return h.servePublic(w, r, cert)
+		return h.servePublic(w, r, cert, at, t)
 	}
-	raw, err := bearerToken(r.Header)
+	raw, scheme, err := accessToken(r.Header)
 	if err != nil {
 		reason := reasonMalformed
 		if errors.Is(err, errNoToken) {
 			reason = reasonMissing
 		}
-		return h.refuse(w, r, &rejection{reason: reason, detail: err.Error()}, nil)
+		return h.refuse(w, r, &rejection{reason: reason, detail: err.Error()}, nil, "")
 	}
 	id, err := h.verifier.verify(r.Context(), raw)
 	if err != nil {
 		var rej *rejection
 		if errors.As(err, &rej) {
-			return h.refuse(w, r, rej, nil)
+			return h.refuse(w, r, rej, nil, scheme)
 		}
 		return h.unavailable(w, r, err)
 	}
-	if rej := h.clientCerts.checkBinding(id, cert); rej != nil {
-		return h.refuse(w, r, rej, id)
+	if rej := h.checkSender(r, at, t, scheme, raw, id, cert); rej != nil {
+		return h.refuse(w, r, rej, id, scheme)
 	}
 	if rej := judged.authorize(id, r, t); rej != nil {
-		return h.refuse(w, r, rej, id)
+		return h.refuse(w, r, rej, id, scheme)
 	}
+	h.pass(r, id, raw)
+	h.forward(w, r)
+	return outcome{result: metrics.ResultAllowed, clientID: id.clientID, forwarded: true}
+}
+
+// checkSender checks that the token came from the one it was issued to,
+// when it says who that is: the client certificate of a certificate-bound
+// token (RFC 8705), the DPoP proof of a DPoP-bound one (RFC 9449), which
+// must come as "DPoP <token>"; and that a token sent as DPoP is bound, and
+// with REQUIRE_DPOP that every token is.
+func (h *handler) checkSender(r *http.Request, at addressed, t target, scheme, raw string, id *identity, cert *x509.Certificate) *rejection {
+	if rej := h.clientCerts.checkBinding(id, cert); rej != nil {
+		return rej
+	}
+	switch {
+	case id.dpopThumbprint != "" && scheme != schemeDPoP:
+		return dpopRefusal("the token is bound to a DPoP key: send it as DPoP with a proof", "a DPoP-bound token sent as %s", scheme)
+	case id.dpopThumbprint != "":
+		return h.dpop.check(r, at, t, raw, id.dpopThumbprint)
+	case scheme == schemeDPoP:
+		return dpopRefusal("the token is not bound to a DPoP key", "a bearer token sent as DPoP")
+	case h.dpop.require:
+		return dpopRefusal("a DPoP-bound token is required", "a bearer token where DPoP is required")
+	}
+	return nil
+}
+
+// pass gives the app what it is told of an allowed caller: the identity
+// headers, the token's handle with token exchange on, and the token
+// itself (with its DPoP proof) only with FORWARD_TOKEN.
+func (h *handler) pass(r *http.Request, id *identity, raw string) {
 	setIdentityHeaders(r.Header, id)
 	h.handOff(r, id, raw)
 	if !h.forwardToken {
 		r.Header.Del("Authorization")
+		r.Header.Del("DPoP")
 	}
-	h.forward(w, r)
-	return outcome{result: metrics.ResultAllowed, clientID: id.clientID, forwarded: true}
 }
 
 // servePublic passes a request on a public path. A token it carries is
 // checked all the same: a valid one gives the app the caller's identity
 // (and is forwarded with FORWARD_TOKEN), any other is removed, so that
 // only a verified token ever reaches the app.
-func (h *handler) servePublic(w http.ResponseWriter, r *http.Request, cert *x509.Certificate) outcome {
+func (h *handler) servePublic(w http.ResponseWriter, r *http.Request, cert *x509.Certificate, at addressed, t target) outcome {
 	o := outcome{result: metrics.ResultPublic, forwarded: true}
-	if raw, err := bearerToken(r.Header); err == nil {
-		if id, err := h.verifier.verify(r.Context(), raw); err == nil && h.clientCerts.checkBinding(id, cert) == nil {
-			setIdentityHeaders(r.Header, id)
-			h.handOff(r, id, raw)
+	if raw, scheme, err := accessToken(r.Header); err == nil {
+		if id, err := h.verifier.verify(r.Context(), raw); err == nil && h.checkSender(r, at, t, scheme, raw, id, cert) == nil {
+			h.pass(r, id, raw)
 			o.clientID = id.clientID
-			if h.forwardToken {
-				h.forward(w, r)
-				return o
-			}
+			h.forward(w, r)
+			return o
 		}
 	}
 	r.Header.Del("Authorization")
+	r.Header.Del("DPoP")
 	h.forward(w, r)
 	return o
 }
@@ -291,9 +327,10 @@ func (h *handler) unavailable(w http.ResponseWriter, r *http.Request, err error)
 	return o
 }
 
-// refuse answers a refused request as RFC 6750 section 3 says; id is the
-// caller when the token was verified before the refusal.
-func (h *handler) refuse(w http.ResponseWriter, r *http.Request, rej *rejection, id *identity) outcome {
+// refuse answers a refused request as RFC 6750 section 3 (and RFC 9449 7.1
+// for DPoP) says; id is the caller when the token was verified before the
+// refusal, scheme the Authorization scheme its token came with.
+func (h *handler) refuse(w http.ResponseWriter, r *http.Request, rej *rejection, id *identity, scheme string) outcome {
 	h.reasons[rej.reason].Inc()
 	h.log.DebugContext(r.Context(), "request refused", "reason", rej.reason, "detail", rej.detail,
 		"method", r.Method, "path", r.URL.Path, "request_id", r.Header.Get(proxy.RequestIDHeader))
@@ -301,22 +338,60 @@ func (h *handler) refuse(w http.ResponseWriter, r *http.Request, rej *rejection,
 	if id != nil {
 		o.clientID = id.clientID
 	}
+	desc := rej.description()
 	switch rej.reason {
 	case reasonMissing:
-		w.Header().Set("WWW-Authenticate", realm)
-		proxy.WriteError(w, r, http.StatusUnauthorized, "invalid_request", rej.description())
+		h.challenge(w, "", "")
+		proxy.WriteError(w, r, http.StatusUnauthorized, "invalid_request", desc)
 		o.result = metrics.ResultUnauthn
 	case reasonInsufficientScope:
-		w.Header().Set("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+strings.Join(rej.missingScopes, " ")+`"`)
-		proxy.WriteError(w, r, http.StatusForbidden, "insufficient_scope", rej.description())
+		h.challenge(w, scheme, `error="insufficient_scope", scope="`+strings.Join(rej.missingScopes, " ")+`"`)
+		proxy.WriteError(w, r, http.StatusForbidden, "insufficient_scope", desc)
 		o.result = metrics.ResultForbidden
 	case reasonClientNotAllowed:
-		proxy.WriteError(w, r, http.StatusForbidden, "access_denied", rej.description())
+		proxy.WriteError(w, r, http.StatusForbidden, "access_denied", desc)
 		o.result = metrics.ResultForbidden
+	case reasonInvalidDPoPProof:
+		h.challenge(w, schemeDPoP, `error="invalid_dpop_proof", error_description="`+desc+`"`)
+		proxy.WriteError(w, r, http.StatusUnauthorized, "invalid_dpop_proof", desc)
+		o.result = metrics.ResultUnauthn
 	default:
-		w.Header().Set("WWW-Authenticate", realm+`, error="invalid_token", error_description="`+rej.description()+`"`)
-		proxy.WriteError(w, r, http.StatusUnauthorized, "invalid_token", rej.description())
+		h.challenge(w, scheme, `error="invalid_token", error_description="`+desc+`"`)
+		proxy.WriteError(w, r, http.StatusUnauthorized, "invalid_token", desc)
 		o.result = metrics.ResultUnauthn
 	}
 	return o
+}
+
+// challenge sets the WWW-Authenticate challenges of a refusal: Bearer,
+// unless REQUIRE_DPOP; DPoP (with the algorithms a proof may use) when
+// DPoP is required or concerned; params (error="…") on the challenge of
+// scheme, or of Bearer when scheme is "". Each names the protected-resource
+// metadata when there is some (RFC 9728 5.1).
+func (h *handler) challenge(w http.ResponseWriter, scheme, params string) {
+	if scheme == "" {
+		scheme = schemeBearer
+	}
+	if h.dpop.require {
+		scheme = schemeDPoP
+	}
+	var meta string
+	if h.resource != nil {
+		meta = `, resource_metadata="` + h.resource.url + `"`
+	}
+	hdr := w.Header()
+	if scheme == schemeDPoP {
+		v := schemeDPoP + " " + realm + `, algs="` + h.dpop.algNames + `"`
+		if scheme == schemeDPoP && params != "" {
+			v += ", " + params
+		}
+		hdr.Add("WWW-Authenticate", v+meta)
+	}
+	if !h.dpop.require {
+		v := schemeBearer + " " + realm
+		if scheme == schemeBearer && params != "" {
+			v += ", " + params
+		}
+		hdr.Add("WWW-Authenticate", v+meta)
+	}
 }

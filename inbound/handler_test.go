@@ -101,6 +101,10 @@ type fixtureOptions struct {
 	logger    *slog.Logger
 	accessLog bool
 	handoff   *handoff.Store
+	// requireDPoP, trustForwarded and resource are
+	// AUTHSIDECAR_INBOUND_REQUIRE_DPOP, …_TRUST_FORWARDED and …_RESOURCE.
+	requireDPoP, trustForwarded bool
+	resource                    string
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture { return newFixtureWith(t, o) }
@@ -132,6 +136,9 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 		Logger:              o.logger,
 		AccessLog:           o.accessLog,
 		Handoff:             o.handoff,
+		RequireDPoP:         o.requireDPoP,
+		TrustForwarded:      o.trustForwarded,
+		Resource:            o.resource,
 		Metrics:             metrics.New(f.reg, "test"),
 		IdentityClient:      &http.Client{Timeout: 5 * time.Second},
 		Transport:           o.transport,

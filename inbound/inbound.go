@@ -70,6 +70,14 @@ type Options struct {
 	// BodyIdleTimeout ends a request whose body the caller stops sending
 	// for longer; 0: no bound.
 	BodyIdleTimeout time.Duration
+	// RequireDPoP refuses tokens that are not DPoP-bound (RFC 9449).
+	RequireDPoP bool
+	// TrustForwarded takes the scheme and host a DPoP proof's htu must
+	// name from X-Forwarded-Proto and X-Forwarded-Host.
+	TrustForwarded bool
+	// Resource, when set, is the resource identifier: inbound serves its
+	// protected-resource metadata (RFC 9728) and names it in challenges.
+	Resource string
 	// AllowInsecureHTTP accepts plain-HTTP identity-provider endpoints
 	// learnt from discovery on hosts that are not loopback; see
 	// discovery.Client.
@@ -131,10 +139,18 @@ func New(opts Options) (*Inbound, error) {
 	}
 	v.requireATJWT = opts.RequireATJWT
 	v.handoff = opts.Handoff
+	dpop := &dpopChecker{
+		algNames: strings.Join(opts.Algorithms, " "), skew: opts.ClockSkew, clock: clk,
+		seen: newReplayCache(dpopReplayEntries), require: opts.RequireDPoP, trustForwarded: opts.TrustForwarded,
+	}
+	for _, a := range opts.Algorithms {
+		dpop.algs = append(dpop.algs, jose.SignatureAlgorithm(a))
+	}
 	in.handler = newHandler(&handler{
 		verifier: v, rules: ruleSet, clientCerts: opts.ClientCerts, forwardToken: opts.ForwardToken,
 		encodedSlashes: opts.AllowEncodedSlashes, bodyIdle: opts.BodyIdleTimeout, accessLog: opts.AccessLog, log: logger,
-		tracer: opts.Tracer,
+		tracer: opts.Tracer, dpop: dpop,
+		resource: newResourceMetadata(opts.Resource, opts.Issuers, opts.Algorithms, opts.RequireDPoP),
 	}, m)
 	transport := opts.Transport
 	if transport == nil {

@@ -28,6 +28,8 @@ type identity struct {
 	claims []byte
 	// certThumbprint is the cnf.x5t#S256 of a certificate-bound token.
 	certThumbprint string
+	// dpopThumbprint is the cnf.jkt of a DPoP-bound token.
+	dpopThumbprint string
 	// headers are the X-Auth-* values, built once per verified token
 	// rather than per request: a cached identity serves many requests.
 	headers identityHeaders
@@ -49,6 +51,7 @@ func newIdentity(c *claims, payload []byte) *identity {
 		expiry:         c.Expiry.Time,
 		claims:         payload,
 		certThumbprint: c.certThumbprint(),
+		dpopThumbprint: c.dpopThumbprint(),
 	}
 	id.headers = newIdentityHeaders(id)
 	return id
