@@ -25,10 +25,11 @@
 //   {"at", "client_id", "resource", "audience", "scope",
 //    "subject_token_type", "actor_token_type", "requested_token_type",
 //    "dpop" (a DPoP header was sent), "result" ("issued" or the error code),
-//    "error_description"?, "error_detail"? (the reason oidc-provider
-//    does not tell the client, e.g. for invalid_grant), and when issued: "subject_sub",
-//    "subject_client_id", "actor_sub", "issued_aud", "issued_scope",
-//    "issued_token_type" ("Bearer" | "DPoP"), "jkt", "expires_in"};
+//    "error_description"?, "error_detail"? (the reason oidc-provider does
+//    not tell the client, e.g. for invalid_grant), and when issued:
+//    "subject_sub", "subject_client_id", "actor_sub", "issued_aud",
+//    "issued_scope", "issued_token_type" ("Bearer" | "DPoP"), "jkt",
+//    "expires_in"};
 //   never a token or a secret.
 //
 // Configuration file:
@@ -80,10 +81,14 @@
 // response token_type "DPoP". Proof algs: ES256, Ed25519, EdDSA. htu must
 // be the token endpoint URL as addressed (built from the Host header;
 // query and fragment ignored, compared after WHATWG URL normalisation);
-// iat within 300 s of now when the proof has no nonce; a jti is accepted
-// once per client within 300 s. With nonces on, every answer to a proof
-// carries a DPoP-Nonce header (the next nonce, valid for a few minutes);
-// with them off, a proof carrying a nonce is refused (invalid_dpop_proof).
+// iat within 300 s of now when the proof has no nonce (with a valid nonce
+// iat is not checked); ath is not checked at the token endpoint. Refusals:
+// 400 invalid_dpop_proof, except a jti seen before from the same client
+// within 300 s and a DPoP-bound client's request without a proof: 400
+// invalid_grant ("grant request is invalid"). With nonces on, every answer
+// to a request with a proof carries a DPoP-Nonce header (the nonce to use
+// next, accepted for about 3 minutes); with them off, a proof carrying a
+// nonce is refused (invalid_dpop_proof).
 //
 // Token exchange (RFC 8693), grant_type
 // urn:ietf:params:oauth:grant-type:token-exchange, client authentication as
@@ -124,6 +129,7 @@
 // (oidc-provider 9.13, RFC 9068 profile; checked by the Go smoke tests):
 //   header:  {"alg":"RS256"|"ES256","typ":"at+jwt","kid":"<kid>"}
 //   payload: {"jti","sub","iat","exp","scope","client_id","iss","aud"}
+//            plus "cnf": {"jkt"} when DPoP-bound
 //   where sub == client_id (no end user), aud == the resource indicator (a
 //   string, not an array), scope is the space-separated granted scopes that
 //   the resource accepts (absent when none), and there is no nbf.
