@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"net/url"
 	"testing"
 	"time"
@@ -175,4 +176,44 @@ func dpopAlg(key crypto.Signer) jose.SignatureAlgorithm {
 		return jose.PS256
 	}
 	return jose.ES256
+}
+
+func TestDPoPProofHelperBuildsRFC9449Proofs(t *testing.T) {
+	t.Parallel()
+	key := newDPoPKey(t)
+	raw := dpopProof(t, key, http.MethodGet, "https://B.example:8443/orders/7?q=1#frag", "tok-123", "n-1")
+	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := jws.Signatures[0].Header
+	if hdr.ExtraHeaders["typ"] != "dpop+jwt" || hdr.JSONWebKey == nil || !hdr.JSONWebKey.IsPublic() || hdr.KeyID != "" {
+		t.Fatalf("header %+v", hdr)
+	}
+	payload, err := jws.Verify(hdr.JSONWebKey)
+	if err != nil {
+		t.Fatalf("the proof does not verify with its own jwk: %v", err)
+	}
+	tp, err := hdr.JSONWebKey.Thumbprint(crypto.SHA256)
+	if err != nil || base64.RawURLEncoding.EncodeToString(tp) != dpopThumbprint(t, key) {
+		t.Errorf("jwk thumbprint differs from dpopThumbprint (%v)", err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("tok-123"))
+	if claims["htm"] != "GET" || claims["htu"] != "https://B.example:8443/orders/7" || claims["nonce"] != "n-1" ||
+		claims["ath"] != base64.RawURLEncoding.EncodeToString(sum[:]) || claims["jti"] == "" || len(claims) != 6 {
+		t.Errorf("claims %v", claims)
+	}
+	if iat, _ := claims["iat"].(float64); time.Since(time.Unix(int64(iat), 0)).Abs() > 5*time.Second {
+		t.Errorf("iat %v, want now", claims["iat"])
+	}
+	if other := dpopProof(t, key, http.MethodGet, "https://b.example/", "", ""); tokenClaims(t, other)["jti"] == claims["jti"] {
+		t.Error("two proofs share a jti")
+	}
+	if c := tokenClaims(t, dpopProof(t, key, http.MethodPost, "https://b.example/token", "", "")); c["ath"] != nil || c["nonce"] != nil {
+		t.Errorf("a token endpoint proof without nonce has ath %v, nonce %v", c["ath"], c["nonce"])
+	}
 }

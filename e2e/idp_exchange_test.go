@@ -185,6 +185,13 @@ func TestIDPExchangeTargetsScopesAndLifetime(t *testing.T) {
 			t.Errorf("%s, introspection %v", r, got)
 		}
 	})
+	t.Run("a DPoP-bound subject token; the new token is bound only with a proof", func(t *testing.T) {
+		bound := idp.DPoPClientCredentialsToken(t, "svc-a", "a-secret", ordersAPI, "orders:read", newDPoPKey(t)).AccessToken
+		r := exchange(t, "svc-b", "b-secret", bound, url.Values{"resource": {paymentsAPI}})
+		if _, claims := verifyAccessToken(t, idp, r.AccessToken, "ES256"); r.TokenType != "Bearer" || claims["cnf"] != nil || claims["sub"] != "svc-a" {
+			t.Errorf("%s, cnf %v, sub %v", r, claims["cnf"], claims["sub"])
+		}
+	})
 	t.Run("the new token does not outlive the subject token", func(t *testing.T) {
 		short := idp.ClientCredentialsToken(t, "svc-a", "a-secret", "https://short.example", "orders:read").AccessToken
 		r := exchange(t, "svc-b", "b-secret", short, url.Values{"resource": {ordersAPI}})

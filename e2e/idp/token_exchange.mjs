@@ -119,59 +119,20 @@ export function registerTokenExchange(provider, {
   }
 
   async function exchange(ctx) {
-    const { params, client } = ctx.oidc;
-    checkParams(params);
-
-    // A proof is checked first, as the client credentials grant does, so
-    // a nonce challenge comes before any other answer.
+    checkParams(ctx.oidc.params);
+    // The proof is checked before the tokens, as the client credentials
+    // grant checks it before anything else, so a nonce challenge comes
+    // first.
     const dPoP = await grants.validateDpop(provider, ctx);
+    const { subject, actor } = await parties(ctx);
 
-    const subject = await verify(params.subject_token, 'subject_token');
-    let actor;
-    if (params.actor_token !== undefined) {
-      actor = await verify(params.actor_token, 'actor_token');
-      // Anyone can hold someone else's token; only the client it was
-      // issued to may name itself the actor with it.
-      if (actor.client_id !== client.clientId) {
-        throw new InvalidGrant('actor_token was not issued to the authenticated client');
-      }
-    }
-
-    const indicator = resolveTarget(params, targets);
+    const indicator = resolveTarget(ctx.oidc.params, targets);
     const resourceServer = new provider.ResourceServer(indicator, await resourceInfo(indicator));
     const requested = [...grants.validateClientScope(provider, ctx)];
-    const accepted = resourceServer.scopes;
-    const scope = requested.filter((s) => accepted.has(s)).join(' ') || undefined;
+    const scope = requested.filter((s) => resourceServer.scopes.has(s)).join(' ') || undefined;
 
-    // The new token does not outlive the subject token.
-    const left = subject.exp - Math.floor(Date.now() / 1000);
-    const token = new provider.ClientCredentials({
-      client,
-      resourceServer,
-      scope,
-      expiresIn: Math.max(1, Math.min(resourceServer.accessTokenTTL, left)),
-    });
-
-    if (dPoP) {
-      await grants.checkDpopReplay(provider, ctx, dPoP, client.clientId);
-      token.setThumbprint('jkt', dPoP.thumbprint);
-    }
-    grants.checkDpopRequired(provider, ctx, dPoP);
-
-    const claims = { sub: subject.sub };
-    if (actor) {
-      claims.act = { sub: actor.sub, ...(subject.act ? { act: subject.act } : {}) };
-    }
-    exchangedClaims.set(token, claims);
-
-    ctx.oidc.entity('ClientCredentials', token);
-    const value = await token.save();
-    ctx.body = grants.buildTokenResponse(provider, {
-      accessToken: value,
-      expiresIn: token.expiration,
-      issuedTokenType: ACCESS_TOKEN_TYPE,
-      scope,
-      tokenType: token.tokenType,
+    const token = await issue(ctx, {
+      subject, actor, resourceServer, scope, dPoP,
     });
     return {
       subject_sub: subject.sub,
@@ -183,6 +144,54 @@ export function registerTokenExchange(provider, {
       jkt: dPoP?.thumbprint,
       expires_in: token.expiration,
     };
+  }
+
+  // parties verifies the subject token and the actor token, if any.
+  async function parties(ctx) {
+    const { params, client } = ctx.oidc;
+    const subject = await verify(params.subject_token, 'subject_token');
+    if (params.actor_token === undefined) return { subject };
+    const actor = await verify(params.actor_token, 'actor_token');
+    // Anyone can hold someone else's token; only the client it was issued
+    // to may name itself the actor with it.
+    if (actor.client_id !== client.clientId) {
+      throw new InvalidGrant('actor_token was not issued to the authenticated client');
+    }
+    return { subject, actor };
+  }
+
+  // issue saves the new token and sets the token response.
+  async function issue(ctx, {
+    subject, actor, resourceServer, scope, dPoP,
+  }) {
+    const { client } = ctx.oidc;
+    // The new token does not outlive the subject token.
+    const left = subject.exp - Math.floor(Date.now() / 1000);
+    const token = new provider.ClientCredentials({
+      client,
+      resourceServer,
+      scope,
+      expiresIn: Math.max(1, Math.min(resourceServer.accessTokenTTL, left)),
+    });
+    if (dPoP) {
+      await grants.checkDpopReplay(provider, ctx, dPoP, client.clientId);
+      token.setThumbprint('jkt', dPoP.thumbprint);
+    }
+    grants.checkDpopRequired(provider, ctx, dPoP);
+
+    const claims = { sub: subject.sub };
+    if (actor) claims.act = { sub: actor.sub, ...(subject.act ? { act: subject.act } : {}) };
+    exchangedClaims.set(token, claims);
+
+    ctx.oidc.entity('ClientCredentials', token);
+    ctx.body = grants.buildTokenResponse(provider, {
+      accessToken: await token.save(),
+      expiresIn: token.expiration,
+      issuedTokenType: ACCESS_TOKEN_TYPE,
+      scope,
+      tokenType: token.tokenType,
+    });
+    return token;
   }
 
   provider.registerGrantType(GRANT_TYPE, handler, PARAMETERS);
