@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -135,6 +136,9 @@ func (c *Config) buildOutbound(p *problems) {
 		AccessLog: c.General.AccessLog,
 	}
 	opts.ClientAuth = c.clientAuth(p)
+	if out.DPoP {
+		opts.DPoP = c.dpopKey(p)
+	}
 	opts.TLS, opts.RootCAs = c.outboundTLS(p)
 	c.Listeners = append(c.Listeners, Listener{Name: "outbound", Addr: out.Listen})
 	for _, r := range c.Routes {
@@ -148,6 +152,36 @@ func (c *Config) buildOutbound(p *problems) {
 		}
 	}
 	c.OutboundOptions = opts
+}
+
+// dpopKey is the outbound DPoP key: the key file's, or one made now. The
+// file is read once: a new key would leave every token bound to the old
+// one useless, so it takes effect at the next start.
+func (c *Config) dpopKey(p *problems) *outbound.DPoPKey {
+	const v = Prefix + "OUTBOUND_DPOP_KEY_FILE"
+	if c.Outbound.DPoPKeyFile == "" {
+		k, err := outbound.NewDPoPKey()
+		if err != nil {
+			p.add(Prefix+"OUTBOUND_DPOP", "making a key: %v", err)
+		}
+		return k
+	}
+	b, err := os.ReadFile(c.Outbound.DPoPKeyFile)
+	if err != nil {
+		p.add(v, "%v", err)
+		return nil
+	}
+	key, alg, err := parsePrivateKey(b)
+	if err != nil {
+		p.add(v, "%s: %v", c.Outbound.DPoPKeyFile, err)
+		return nil
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		p.add(v, "%s: the key cannot sign", c.Outbound.DPoPKeyFile)
+		return nil
+	}
+	return &outbound.DPoPKey{Key: signer, Alg: alg}
 }
 
 // clientAuth is the token requests' client authentication, its files read.

@@ -138,6 +138,8 @@ type Outbound struct {
 	TLSKeyFile          string        `env:"TLS_KEY_FILE"`
 	TokenTimeout        time.Duration `env:"TOKEN_TIMEOUT" envDefault:"10s"`
 	ReadyRequiresTokens bool          `env:"READY_REQUIRES_TOKENS" envDefault:"false"`
+	DPoP                bool          `env:"DPOP" envDefault:"false"`
+	DPoPKeyFile         string        `env:"DPOP_KEY_FILE"`
 }
 
 // Enabled reports whether the outbound direction runs.

@@ -46,6 +46,7 @@ func (c *Config) validate(p *problems, environ map[string]string) {
 		implied := c.Outbound.chooseAuthMethod(environ)
 		c.Outbound.validate(p, implied, insecure)
 		c.validateRoutes(p)
+		c.validateDPoP(p)
 	}
 }
 
@@ -282,6 +283,13 @@ func (out Outbound) checkUnusedCredentials(p *problems, implied bool) {
 			}
 			p.add(v+c.name, "is set, but %sAUTH_METHOD=%s does not use it: remove it, or set %sAUTH_METHOD to %s", v, out.AuthMethod, v, strings.Join(names, " or "))
 		}
+	}
+}
+
+// validateDPoP checks the outbound DPoP settings.
+func (c *Config) validateDPoP(p *problems) {
+	if c.Outbound.DPoPKeyFile != "" && !c.Outbound.DPoP {
+		p.add(Prefix+"OUTBOUND_DPOP_KEY_FILE", "is the key of outbound DPoP, which is off: set %sOUTBOUND_DPOP=true", Prefix)
 	}
 }
 

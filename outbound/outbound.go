@@ -58,6 +58,10 @@ type Options struct {
 	// Handoff holds the callers' tokens that inbound verified, for the
 	// token-exchange routes; required when there is one.
 	Handoff *handoff.Store
+	// DPoP, when set, is the key tokens are bound to (RFC 9449): every
+	// token request carries a proof, and every call with a DPoP-bound
+	// token a fresh one.
+	DPoP *DPoPKey
 
 	// AccessLog logs one line per call at info level.
 	AccessLog bool
@@ -149,6 +153,16 @@ func New(opts Options) (*Outbound, error) {
 	if opts.Tracer != nil {
 		tokenClient, discoveryClient = traced(opts.Tracer, tokenClient), traced(opts.Tracer, discoveryClient)
 	}
+	var dpop *dpopSigner
+	if opts.DPoP != nil {
+		var err error
+		if dpop, err = newDPoPSigner(opts.DPoP, opts.Clock); err != nil {
+			return nil, err
+		}
+		withProofs := *tokenClient
+		withProofs.Transport = &dpopTokenTransport{base: transportOf(tokenClient), d: dpop}
+		tokenClient = &withProofs
+	}
 	obs := &observer{log: opts.Logger, accessLog: opts.AccessLog, tracer: opts.Tracer}
 	endpoint := func(context.Context) (string, error) { return opts.TokenURL, nil }
 	if opts.TokenURL == "" {
@@ -167,7 +181,7 @@ func New(opts Options) (*Outbound, error) {
 		src := &clientCredentials{
 			clientID: opts.ClientID, auth: opts.ClientAuth, endpoint: endpoint,
 			scopes: rc.Scopes, params: tokenParams(rc), client: tokenClient,
-			timeout: opts.TokenTimeout, clock: opts.Clock,
+			timeout: opts.TokenTimeout, clock: opts.Clock, dpop: dpop != nil,
 		}
 		var cache *Cache
 		if rc.Grant != GrantTokenExchange || rc.Actor {
@@ -178,7 +192,8 @@ func New(opts Options) (*Outbound, error) {
 			})
 		}
 		r := newRoute(rc, cache, transport, opts.Metrics, opts.Logger)
-		r.bodyIdle, r.obs = opts.BodyIdleTimeout, obs
+		r.bodyIdle, r.obs, r.dpop = opts.BodyIdleTimeout, obs, dpop
+		r.retry.dpop = dpop
 		if rc.Grant == GrantTokenExchange {
 			r.exchange, r.handoff = newExchanger(rc.Name, src, cache, opts), opts.Handoff
 		}
@@ -293,6 +308,14 @@ func newTokenClients(timeout time.Duration, tlsConf *tls.Config, roots *reload.F
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return token, &http.Client{Transport: t, Timeout: timeout}
+}
+
+// transportOf is c's transport, http.DefaultTransport when it has none.
+func transportOf(c *http.Client) http.RoundTripper {
+	if c.Transport != nil {
+		return c.Transport
+	}
+	return http.DefaultTransport
 }
 
 // traced is c with a span around each request.

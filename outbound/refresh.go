@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -136,9 +137,15 @@ func newEntry(tok *oauth2.Token, fetchedAt time.Time, lifetime time.Duration) (*
 	if lifetime <= 0 {
 		return nil, fmt.Errorf("outbound: token endpoint returned a token that expired %s ago", -lifetime)
 	}
+	dpop := strings.EqualFold(tok.TokenType, "dpop")
+	scheme := "Bearer "
+	if dpop {
+		scheme = "DPoP "
+	}
 	return &entry{
 		tok:       tok,
-		header:    "Bearer " + tok.AccessToken,
+		dpop:      dpop,
+		header:    scheme + tok.AccessToken,
 		expiry:    expiry,
 		refreshAt: expiry.Add(-lifetime / refreshFraction),
 	}, nil

@@ -42,6 +42,8 @@ type Route struct {
 	// caller, found in handoff by the call's X-Auth-Context.
 	exchange *exchanger
 	handoff  *handoff.Store
+	dpop     *dpopSigner // nil: DPoP is off
+	retry    *retryTransport
 	proxy    *httputil.ReverseProxy
 	requests *prometheus.CounterVec // by code
 	// byCode holds requests' counter for each status code once used, so
@@ -67,8 +69,9 @@ func newRoute(rc RouteOptions, cache *Cache, base http.RoundTripper, m *metrics.
 		duration: m.OutboundDuration.WithLabelValues(rc.Name),
 		log:      logger,
 	}
+	r.retry = &retryTransport{base: base, log: logger}
 	r.proxy = proxy.NewReverseProxy(r.target, proxy.ReverseProxyOptions{
-		Transport: &retryTransport{base: base, log: logger},
+		Transport: r.retry,
 		Rewrite:   r.rewrite,
 		Logger:    logger,
 	})
@@ -102,6 +105,8 @@ type attempt struct {
 	body   *replayBody // nil when the request has no body
 	// grpc: the upstream says "unauthenticated" with grpc-status 16.
 	grpc bool
+	// signErr is a DPoP proof that could not be made: the call is not sent.
+	signErr error
 }
 
 type attemptKey struct{}
@@ -167,7 +172,7 @@ func (r *Route) rewrite(pr *httputil.ProxyRequest) {
 		return // retryTransport refuses to send it
 	}
 	pr.Out.URL.Path, pr.Out.URL.RawPath = joinPath(r.target, a.rest)
-	pr.Out.Header.Set("Authorization", a.entry.header)
+	a.signErr = authorize(pr.Out, a.entry, r.dpop)
 	// The handle of the caller's token never leaves the pod.
 	pr.Out.Header.Del(handoff.Header)
 	if pr.Out.Body != nil {

@@ -29,6 +29,8 @@ type clientCredentials struct {
 	client   *http.Client
 	timeout  time.Duration
 	clock    clock.Clock
+	// dpop: tokens are asked for with DPoP proofs, and may be DPoP-bound.
+	dpop bool
 }
 
 // Token implements TokenSource.
@@ -67,7 +69,7 @@ func (s *clientCredentials) request(ctx context.Context, extra url.Values) (*oau
 	if err != nil {
 		return nil, describeFetchError(tokenURL, err)
 	}
-	if err := checkToken(tok); err != nil {
+	if err := checkToken(tok, s.dpop); err != nil {
 		return nil, err
 	}
 	// x/oauth2 turns expires_in into an Expiry on the real clock; the cache
@@ -96,13 +98,14 @@ func describeFetchError(tokenURL string, err error) error {
 	return errors.New(msg)
 }
 
-// checkToken refuses what cannot be sent as "Authorization: Bearer": a
-// DPoP or MAC token, or bytes a header cannot carry.
-func checkToken(tok *oauth2.Token) error {
+// checkToken refuses what cannot be sent as "Authorization: Bearer" (or
+// "DPoP", when dpop is on): another token type (a DPoP token when DPoP is
+// off, a MAC token), or bytes a header cannot carry.
+func checkToken(tok *oauth2.Token, dpop bool) error {
 	if tok.AccessToken == "" {
 		return errors.New("outbound: token endpoint returned no access_token")
 	}
-	if tok.TokenType != "" && !strings.EqualFold(tok.TokenType, "bearer") {
+	if tok.TokenType != "" && !strings.EqualFold(tok.TokenType, "bearer") && !(dpop && strings.EqualFold(tok.TokenType, "dpop")) {
 		return fmt.Errorf("outbound: token endpoint returned token_type %q, want %q", tok.TokenType, "Bearer")
 	}
 	for i := 0; i < len(tok.AccessToken); i++ {
