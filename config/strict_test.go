@@ -237,3 +237,23 @@ func TestTheResourceIdentifierIsAnHTTPSURL(t *testing.T) {
 		t.Errorf("an https resource: %v", err)
 	}
 }
+
+func TestATokenExchangeRouteNeedsInbound(t *testing.T) {
+	got := problems(t, outboundEnv(map[string]string{"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET": "s",
+		"AUTHSIDECAR_ROUTE_PAYMENTS_GRANT": "token-exchange"}))
+	if len(got) != 1 || !strings.HasPrefix(got[0], "AUTHSIDECAR_ROUTE_PAYMENTS_GRANT: token-exchange exchanges the token of the caller inbound verified") {
+		t.Errorf("problems %q", got)
+	}
+	got = problems(t, outboundEnv(map[string]string{"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET": "s", "AUTHSIDECAR_ROUTE_PAYMENTS_ACTOR": "true"}))
+	if len(got) != 1 || !strings.HasPrefix(got[0], "AUTHSIDECAR_ROUTE_PAYMENTS_ACTOR: is for token-exchange routes only") {
+		t.Errorf("problems %q", got)
+	}
+	got = problems(t, outboundEnv(map[string]string{"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET": "s", "AUTHSIDECAR_ROUTE_PAYMENTS_GRANT": "token_exchange"}))
+	if len(got) != 1 || !strings.HasPrefix(got[0], `AUTHSIDECAR_ROUTE_PAYMENTS_GRANT: want client_credentials or token-exchange, got "token_exchange"`) {
+		t.Errorf("problems %q", got)
+	}
+	got = problems(t, outboundEnv(map[string]string{"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET": "s", "AUTHSIDECAR_OUTBOUND_DPOP_KEY_FILE": "/dev/null"}))
+	if len(got) != 1 || !strings.HasPrefix(got[0], "AUTHSIDECAR_OUTBOUND_DPOP_KEY_FILE: is the key of outbound DPoP, which is off") {
+		t.Errorf("problems %q", got)
+	}
+}

@@ -3,6 +3,7 @@ package outbound
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -138,5 +139,34 @@ func TestAFailedExchangeIsNotRepeatedAtOnce(t *testing.T) {
 	h.Handler().ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK || ts.calls.Load() != 2 {
 		t.Errorf("after the failure expired: %d with %d exchanges, want 200 after a second one", rec.Code, ts.calls.Load())
+	}
+}
+
+// BenchmarkExchangeCacheHit is the cost of a token-exchange route's token
+// once the caller's exchange is cached: the lookup every call makes.
+func BenchmarkExchangeCacheHit(b *testing.B) {
+	ts := newTokenServer(&testing.T{})
+	b.Cleanup(ts.Close)
+	store := handoff.New(100)
+	opts, err := loadOptions(exchangeEnv(ts, "http://upstream.test"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts.Handoff = store
+	o, err := New(*opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := o.routes[0].exchange
+	subject := strings.Repeat("caller-token.", 80) // about 1 KiB, as a JWT
+	if _, err := x.get(b.Context(), subject); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := x.get(b.Context(), subject); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
