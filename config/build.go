@@ -96,13 +96,16 @@ func (c *Config) inboundTLS(p *problems) *tls.Config {
 		return nil
 	}
 	cert := loadKeyPair(p, v+"TLS_", in.TLSCertFile, in.TLSKeyFile)
-	clientCAs := loadFile(p, v+"CLIENT_CA_FILE", in.ClientCAFile, proxy.LoadCertPool)
+	clientCAs := loadFile(p, v+"CLIENT_CA_FILE", in.ClientCAFile, proxy.LoadCABundle)
 	if cert == nil {
 		return nil
 	}
 	c.Watched = append(c.Watched, cert)
 	if clientCAs != nil {
 		c.Watched = append(c.Watched, clientCAs)
+		if c.InboundOptions != nil {
+			c.InboundOptions.ClientCerts.Trusted = func(chains [][]*x509.Certificate) bool { return clientCAs.Current().Trusts(chains) }
+		}
 	}
 	conf := proxy.ServerTLS(cert, clientCAs)
 	if clientCAs != nil {

@@ -138,7 +138,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 	at := h.dpop.addressedOf(r) // before X-Forwarded-* are removed
 	stripCallerHeaders(r.Header)
 	cert := clientCert(r)
-	if rej := h.clientCerts.check(cert); rej != nil {
+	if rej := h.clientCerts.check(r, cert); rej != nil {
 		return h.refuse(w, r, rej, nil, "")
 	}
 	if cert != nil {

@@ -41,7 +41,7 @@ func TestAReplacedClientCAIsTrustedAndTheOldOneNoLonger(t *testing.T) {
 		t.Fatal(err)
 	}
 	caFile := caA.WriteFile(t, dir, "client-ca")
-	pool, err := LoadCertPool("CLIENT_CA_FILE", caFile)
+	pool, err := LoadCABundle("CLIENT_CA_FILE", caFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, err := LoadCertPool("CLIENT_CA_FILE", clientCA.WriteFile(t, dir, "ca"))
+	pool, err := LoadCABundle("CLIENT_CA_FILE", clientCA.WriteFile(t, dir, "ca"))
 	if err != nil {
 		t.Fatal(err)
 	}
