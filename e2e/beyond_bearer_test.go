@@ -7,8 +7,12 @@ package e2e
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -22,9 +26,20 @@ func TestDPoPBetweenTwoSidecars(t *testing.T) {
 	cfg.DPoP = IDPDPoP{RequireNonce: true}
 	idp := startIDP(t, cfg)
 	appB := startApp(t)
-	b := startInbound(t, idp, paymentsES, "payments:write", appB, map[string]string{
-		"AUTHSIDECAR_INBOUND_FORWARD_TOKEN": "true", // so that the test can take what A sent
-	})
+	b := startInbound(t, idp, paymentsES, "payments:write", appB, nil)
+	// A calls B through a tap that keeps what A sent, as one on the
+	// network could; it passes the Host on, so B is addressed as the tap.
+	var mu sync.Mutex
+	var sent http.Header
+	target, _ := url.Parse(b.Addrs.InboundURL())
+	tap := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		pr.Out.Host = pr.In.Host
+		mu.Lock()
+		sent = pr.In.Header.Clone()
+		mu.Unlock()
+	}})
+	t.Cleanup(tap.Close)
 	addrs := freeSidecarAddrs(t)
 	a := startSidecar(t, mergeEnv(addrs.Env(), map[string]string{
 		"AUTHSIDECAR_OUTBOUND_ROUTES":         "payments",
@@ -32,7 +47,7 @@ func TestDPoPBetweenTwoSidecars(t *testing.T) {
 		"AUTHSIDECAR_OUTBOUND_CLIENT_ID":      basicClient,
 		"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET":  basicSecret,
 		"AUTHSIDECAR_OUTBOUND_DPOP":           "true",
-		"AUTHSIDECAR_ROUTE_PAYMENTS_URL":      b.Addrs.InboundURL(),
+		"AUTHSIDECAR_ROUTE_PAYMENTS_URL":      tap.URL,
 		"AUTHSIDECAR_ROUTE_PAYMENTS_RESOURCE": paymentsES,
 		"AUTHSIDECAR_ROUTE_PAYMENTS_SCOPES":   "payments:write",
 	}))
@@ -43,10 +58,15 @@ func TestDPoPBetweenTwoSidecars(t *testing.T) {
 		t.Fatalf("through A and B: %s", r)
 	}
 	seen := appB.Last(t)
-	tok, ok := strings.CutPrefix(seen.Header.Get("Authorization"), "DPoP ")
-	proof := seen.Header.Get("Dpop")
+	mu.Lock()
+	tok, ok := strings.CutPrefix(sent.Get("Authorization"), "DPoP ")
+	proof := sent.Get("Dpop")
+	mu.Unlock()
 	if !ok || proof == "" {
-		t.Fatalf("B passed Authorization %q and DPoP %q, want A's DPoP token and proof", seen.Header.Get("Authorization"), proof)
+		t.Fatalf("A sent Authorization %q and DPoP %q, want a DPoP token and proof", sent.Get("Authorization"), proof)
+	}
+	if seen.Header.Get("Authorization") != "" || seen.Header.Get("Dpop") != "" {
+		t.Errorf("app B got Authorization %q, DPoP %q; want neither", seen.Header.Get("Authorization"), seen.Header.Get("Dpop"))
 	}
 	claims := tokenClaims(t, tok)
 	cnf, _ := claims["cnf"].(map[string]any)
@@ -61,7 +81,7 @@ func TestDPoPBetweenTwoSidecars(t *testing.T) {
 	}
 
 	n := len(appB.Requests())
-	inB := b.Addrs.InboundURL()
+	inB := tap.URL // B as A addressed it
 	for _, tc := range []struct {
 		name, method, path string
 		header             map[string]string

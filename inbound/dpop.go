@@ -1,6 +1,7 @@
 package inbound
 
 import (
+	"container/heap"
 	"crypto"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -43,6 +44,12 @@ type dpopChecker struct {
 	// trustForwarded takes the scheme and host the caller addressed from
 	// X-Forwarded-Proto and X-Forwarded-Host, as set by a proxy in front.
 	trustForwarded bool
+	// origin, when set (from INBOUND_RESOURCE), is the scheme and host
+	// every proof must name, whatever the request's Host says: a proof
+	// made for another service cannot be replayed here by naming its host.
+	origin *addressed
+	// encodedSlashes: see handler.encodedSlashes.
+	encodedSlashes bool
 }
 
 // addressed is the URL the caller addressed, less the path: the htu a
@@ -54,26 +61,34 @@ type addressed struct {
 // addressedOf is r's scheme and host as the caller addressed them; it
 // reads r's X-Forwarded-* headers, so it runs before they are removed.
 func (d *dpopChecker) addressedOf(r *http.Request) addressed {
+	if d.origin != nil {
+		return *d.origin
+	}
 	a := addressed{scheme: "http", host: r.Host}
 	if r.TLS != nil {
 		a.scheme = "https"
 	}
 	if d.trustForwarded {
-		if p := firstValue(r.Header.Get("X-Forwarded-Proto")); p == "http" || p == "https" {
+		if p := lastValue(r.Header.Values("X-Forwarded-Proto")); p == "http" || p == "https" {
 			a.scheme = p
 		}
-		if h := firstValue(r.Header.Get("X-Forwarded-Host")); h != "" {
+		if h := lastValue(r.Header.Values("X-Forwarded-Host")); h != "" {
 			a.host = h
 		}
 	}
 	return a
 }
 
-// firstValue is the first of a comma-separated header value's entries:
-// the one the proxy nearest the caller set.
-func firstValue(v string) string {
-	if i := strings.IndexByte(v, ','); i >= 0 {
-		v = v[:i]
+// lastValue is the last entry of a header's comma-separated values: the
+// one the proxy nearest the sidecar added, where a proxy that appends
+// leaves whatever the caller wrote in front of it.
+func lastValue(values []string) string {
+	if len(values) == 0 {
+		return ""
+	}
+	v := values[len(values)-1]
+	if i := strings.LastIndexByte(v, ','); i >= 0 {
+		v = v[i+1:]
 	}
 	return strings.TrimSpace(v)
 }
@@ -112,13 +127,15 @@ func (d *dpopChecker) check(r *http.Request, at addressed, t target, raw, jkt st
 	if key == nil || !key.Valid() || !key.IsPublic() {
 		return dpopRefusal("the DPoP proof must carry its public key as jwk", "jwk missing, invalid or private")
 	}
-	payload, err := jws.Verify(key)
-	if err != nil {
-		return dpopRefusal("the DPoP proof's signature is invalid", "%v", err)
-	}
+	// The key before the signature: a proof by another key is refused
+	// without the cost of verifying it.
 	thumb, err := key.Thumbprint(crypto.SHA256)
 	if err != nil || subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(thumb)), []byte(jkt)) != 1 {
 		return dpopRefusal("the DPoP proof's key is not the one the token is bound to", "jwk thumbprint differs from cnf.jkt")
+	}
+	payload, err := jws.Verify(key)
+	if err != nil {
+		return dpopRefusal("the DPoP proof's signature is invalid", "%v", err)
 	}
 	var c proofClaims
 	dec := json.NewDecoder(strings.NewReader(string(payload)))
@@ -132,7 +149,12 @@ func (d *dpopChecker) check(r *http.Request, at addressed, t target, raw, jkt st
 	if c.HTM != r.Method {
 		return dpopRefusal("the DPoP proof's htm is not the request's method", "htm %q, method %q", c.HTM, r.Method)
 	}
-	if !sameTarget(c.HTU, at, t) {
+	if r.URL.Query().Has("_method") {
+		// The app may run another method than htm names (see judgement),
+		// and the query is no part of what a proof covers.
+		return dpopRefusal("a request with a DPoP proof cannot carry a method override", "_method in the query")
+	}
+	if !sameTarget(c.HTU, at, t, d.encodedSlashes) {
 		return dpopRefusal("the DPoP proof's htu is not the request's URL", "htu does not match %s://%s%s", at.scheme, at.host, t.path)
 	}
 	iat, err := c.IAT.Int64()
@@ -170,7 +192,7 @@ func dpopRefusal(say, format string, args ...any) *rejection {
 // compared after RFC 3986 syntax-based normalization (case of scheme and
 // host, default port, dot segments, percent-encoding), query and fragment
 // ignored (RFC 9449 4.3 step 9).
-func sameTarget(htu string, at addressed, t target) bool {
+func sameTarget(htu string, at addressed, t target, encodedSlashes bool) bool {
 	u, err := url.Parse(htu)
 	if err != nil || u.Opaque != "" || u.User != nil {
 		return false
@@ -183,7 +205,7 @@ func sameTarget(htu string, at addressed, t target) bool {
 	if escaped == "" {
 		escaped = "/"
 	}
-	raw, err := normalPath(escaped, false)
+	raw, err := normalPath(escaped, encodedSlashes)
 	if err != nil {
 		return false
 	}
@@ -209,20 +231,22 @@ func withPort(scheme, host string) string {
 
 // replayCache remembers the proofs accepted, by key thumbprint and jti,
 // until they would no longer be accepted anyway (iat + skew). It is
-// bounded; when full of proofs still live it refuses new ones rather than
-// forget one that could then be replayed.
+// bounded in all and per key: when one key holds its share of proofs
+// still live, that key's new proofs are refused (rather than one
+// forgotten that could then be replayed), and the others' are not.
+// Expired proofs leave in order of expiry, each in O(log n).
 type replayCache struct {
-	seed   maphash.Seed
-	shards [replayShards]replayShard
-	// perShard bounds each shard.
-	perShard int
-}
+	seed maphash.Seed
+	max  int // proofs in all
+	// maxPerKey bounds one key's proofs, so that one client, however
+	// busy or hostile, leaves room for the others.
+	maxPerKey int
 
-const replayShards = 16
-
-type replayShard struct {
-	mu    sync.Mutex
-	until map[uint64]int64 // hash of jkt and jti -> expiry, Unix nanoseconds
+	mu      sync.Mutex
+	until   map[uint64]int64 // hash of jkt and jti -> expiry, Unix nanoseconds
+	perKey  map[uint64]int   // hash of jkt -> proofs held
+	expiry  expiryHeap
+	keyHash maphash.Hash
 }
 
 // Outcomes of replayCache.add.
@@ -232,43 +256,71 @@ const (
 	replayFull
 )
 
-// dpopReplayEntries bounds the replay cache: 2^18 proofs, about 10 MiB.
-// With the default skew of 30 s a proof is kept about 30 s, so it holds
-// the proofs of some 8,700 DPoP requests a second.
-const dpopReplayEntries = 1 << 18
+// Bounds of the replay cache: 2^18 proofs in all, about 20 MiB, and 2^15
+// per key. With the default skew of 30 s a proof is kept about 30 s, so a
+// replica takes some 8,700 DPoP requests a second, and 1,090 from one key.
+const (
+	dpopReplayEntries = 1 << 18
+	dpopReplayPerKey  = 1 << 15
+)
 
-func newReplayCache(entries int) *replayCache {
-	c := &replayCache{seed: maphash.MakeSeed(), perShard: max(entries/replayShards, 1)}
-	for i := range c.shards {
-		c.shards[i].until = map[uint64]int64{}
-	}
-	return c
+func newReplayCache(entries, perKey int) *replayCache {
+	return &replayCache{seed: maphash.MakeSeed(), max: max(entries, 1), maxPerKey: max(perKey, 1),
+		until: map[uint64]int64{}, perKey: map[uint64]int{}}
 }
 
 func (c *replayCache) add(jkt, jti string, until, now time.Time) int {
-	var h maphash.Hash
-	h.SetSeed(c.seed)
-	_, _ = h.WriteString(jkt)
-	_ = h.WriteByte(0)
-	_, _ = h.WriteString(jti)
-	key := h.Sum64()
-	s := &c.shards[key%replayShards]
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key, proof := c.hash(jkt, ""), c.hash(jkt, jti)
 	n := now.UnixNano()
-	if exp, ok := s.until[key]; ok && exp >= n {
+	for len(c.expiry) > 0 && c.expiry[0].at < n {
+		e := heap.Pop(&c.expiry).(expiring)
+		delete(c.until, e.proof)
+		if c.perKey[e.key]--; c.perKey[e.key] <= 0 {
+			delete(c.perKey, e.key)
+		}
+	}
+	if _, ok := c.until[proof]; ok {
 		return replaySeen
 	}
-	if len(s.until) >= c.perShard {
-		for k, exp := range s.until {
-			if exp < n {
-				delete(s.until, k)
-			}
-		}
-		if len(s.until) >= c.perShard {
-			return replayFull
-		}
+	if len(c.until) >= c.max || c.perKey[key] >= c.maxPerKey {
+		return replayFull
 	}
-	s.until[key] = until.UnixNano()
+	at := until.UnixNano()
+	c.until[proof] = at
+	c.perKey[key]++
+	heap.Push(&c.expiry, expiring{at: at, proof: proof, key: key})
 	return replayNew
+}
+
+// hash is the seeded hash of jkt, or of jkt and jti; c.mu is held.
+func (c *replayCache) hash(jkt, jti string) uint64 {
+	c.keyHash.SetSeed(c.seed)
+	_, _ = c.keyHash.WriteString(jkt)
+	if jti != "" {
+		_ = c.keyHash.WriteByte(0)
+		_, _ = c.keyHash.WriteString(jti)
+	}
+	return c.keyHash.Sum64()
+}
+
+// expiring is a proof held until at.
+type expiring struct {
+	at         int64
+	proof, key uint64
+}
+
+// expiryHeap orders the proofs by expiry, soonest first.
+type expiryHeap []expiring
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiring)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
 }

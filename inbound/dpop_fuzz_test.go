@@ -44,7 +44,7 @@ func FuzzDPoPProof(f *testing.F) {
 	f.Add("a.b.c")
 	f.Fuzz(func(t *testing.T, proof string) {
 		d := &dpopChecker{algs: []jose.SignatureAlgorithm{jose.ES256, jose.RS256}, skew: 30 * time.Second,
-			clock: clock.Real, seen: newReplayCache(1024)}
+			clock: clock.Real, seen: newReplayCache(1024, 1024)}
 		r := httptest.NewRequest("GET", "http://sidecar.test/orders", nil)
 		r.Header["Dpop"] = []string{proof}
 		tgt := target{path: "/orders", rawPath: "/orders", sent: "/orders"}

@@ -269,3 +269,68 @@ func TestForwardedHostsCountOnlyWhenTrusted(t *testing.T) {
 		}
 	}
 }
+
+// TestAProofForAnotherServiceCannotBeReplayedHere: a proof names the URL
+// of the service it was made for. Naming that host in Host, or in front of
+// a trusted proxy's X-Forwarded-Host, does not make this service take it;
+// with INBOUND_RESOURCE the proof must name the resource's origin.
+func TestAProofForAnotherServiceCannotBeReplayedHere(t *testing.T) {
+	key := newDPoPKey(t)
+	const elsewhere = "https://orders-a.example/orders"
+	withProxy := newFixture(t, fixtureOptions{trustForwarded: true})
+	tok := withProxy.token(t, map[string]any{"cnf": map[string]any{"jkt": key.jkt}})
+	h := dpopHeaders(tok, key.proof(t, proofClaims(elsewhere, tok, nil), nil))
+	h["X-Forwarded-Proto"] = []string{"https"}
+	h["X-Forwarded-Host"] = []string{"orders-a.example, orders-b.example"} // the caller's, then the proxy's
+	if resp, body := withProxy.do(t, "/orders", h); resp.StatusCode != 401 {
+		t.Errorf("a caller's X-Forwarded-Host in front of the proxy's: %d %s, want 401", resp.StatusCode, body)
+	}
+
+	withResource := newFixture(t, fixtureOptions{resource: "https://orders-b.example"})
+	tok = withResource.token(t, map[string]any{"cnf": map[string]any{"jkt": key.jkt}})
+	req, _ := http.NewRequest(http.MethodGet, withResource.sidecar.URL+"/orders", nil)
+	req.Host = "orders-a.example"
+	req.Header = dpopHeaders(tok, key.proof(t, proofClaims(elsewhere, tok, nil), nil))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("a proof for orders-a sent with Host: orders-a to orders-b: %d, want 401", resp.StatusCode)
+	}
+	ours := dpopHeaders(tok, key.proof(t, proofClaims("https://orders-b.example/orders", tok, nil), nil))
+	if resp, body := withResource.do(t, "/orders", ours); resp.StatusCode != 200 {
+		t.Errorf("a proof for the resource's own origin: %d %s, want 200", resp.StatusCode, body)
+	}
+}
+
+func TestADPoPRequestCannotCarryAMethodOverride(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	key := newDPoPKey(t)
+	tok := f.token(t, map[string]any{"cnf": map[string]any{"jkt": key.jkt}})
+	resp, body := f.do(t, "/orders/7?_method=DELETE", dpopHeaders(tok, key.proof(t, proofClaims(f.sidecar.URL+"/orders/7", tok, nil), nil)))
+	if resp.StatusCode != 401 || !strings.Contains(body, "a request with a DPoP proof cannot carry a method override") {
+		t.Errorf("%d %s, want 401 for the method override", resp.StatusCode, body)
+	}
+}
+
+func TestTheAppNeverGetsAProof(t *testing.T) {
+	f := newFixture(t, fixtureOptions{forwardToken: true, allowEncodedSlashes: true})
+	key := newDPoPKey(t)
+	bound := f.token(t, map[string]any{"cnf": map[string]any{"jkt": key.jkt}})
+	plain := f.token(t, nil)
+	for name, h := range map[string]http.Header{
+		"a DPoP-bound token and its proof, on an encoded-slash path": dpopHeaders(bound, key.proof(t, proofClaims(f.sidecar.URL+"/files/a%2Fb", bound, nil), nil)),
+		"a bearer token and a DPoP header nobody checked":            {"Authorization": {"Bearer " + plain}, "Dpop": {"forged.proof.value"}},
+	} {
+		before := len(f.app.requests())
+		if resp, body := f.do(t, "/files/a%2Fb", h); resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", name, resp.StatusCode, body)
+		}
+		seen := f.app.requests()[before]
+		if seen.Header.Get("Dpop") != "" || seen.Header.Get("Authorization") == "" {
+			t.Errorf("%s: the app got DPoP %q, Authorization %q; want the token (FORWARD_TOKEN) and no proof", name, seen.Header.Get("Dpop"), seen.Header.Get("Authorization"))
+		}
+	}
+}

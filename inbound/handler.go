@@ -199,13 +199,15 @@ func (h *handler) checkSender(r *http.Request, at addressed, t target, scheme, r
 
 // pass gives the app what it is told of an allowed caller: the identity
 // headers, the token's handle with token exchange on, and the token
-// itself (with its DPoP proof) only with FORWARD_TOKEN.
+// itself only with FORWARD_TOKEN. A DPoP proof never: it is spent here,
+// and the app, or whoever reads its logs, could otherwise replay it to
+// another replica within its lifetime.
 func (h *handler) pass(r *http.Request, id *identity, raw string) {
 	setIdentityHeaders(r.Header, id)
 	h.handOff(r, id, raw)
+	r.Header.Del("DPoP")
 	if !h.forwardToken {
 		r.Header.Del("Authorization")
-		r.Header.Del("DPoP")
 	}
 }
 

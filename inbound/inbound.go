@@ -141,7 +141,11 @@ func New(opts Options) (*Inbound, error) {
 	v.handoff = opts.Handoff
 	dpop := &dpopChecker{
 		algNames: strings.Join(opts.Algorithms, " "), skew: opts.ClockSkew, clock: clk,
-		seen: newReplayCache(dpopReplayEntries), require: opts.RequireDPoP, trustForwarded: opts.TrustForwarded,
+		seen: newReplayCache(dpopReplayEntries, dpopReplayPerKey), require: opts.RequireDPoP, trustForwarded: opts.TrustForwarded,
+		encodedSlashes: opts.AllowEncodedSlashes,
+	}
+	if u, err := url.Parse(opts.Resource); err == nil && opts.Resource != "" {
+		dpop.origin = &addressed{scheme: u.Scheme, host: u.Host}
 	}
 	for _, a := range opts.Algorithms {
 		dpop.algs = append(dpop.algs, jose.SignatureAlgorithm(a))
