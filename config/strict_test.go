@@ -257,3 +257,10 @@ func TestATokenExchangeRouteNeedsInbound(t *testing.T) {
 		t.Errorf("problems %q", got)
 	}
 }
+
+func TestAResourceIdentifierCannotBreakTheChallengeQuoting(t *testing.T) {
+	got := problems(t, inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_RESOURCE": `https://payments.example/?x="y"`}))
+	if len(got) != 1 || !strings.Contains(got[0], "has a quote, a backslash or a control character") {
+		t.Errorf("problems %q", got)
+	}
+}

@@ -330,6 +330,11 @@ func checkResource(p *problems, variable, s string, insecure bool) {
 		p.add(variable, "%q is not a resource identifier: want an absolute https URL without a fragment", redactURL(s))
 		return
 	}
+	if strings.ContainsAny(s, "\"\\") || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		// It is quoted in every challenge's resource_metadata.
+		p.add(variable, "%q has a quote, a backslash or a control character", redactURL(s))
+		return
+	}
 	if err := discovery.SecureURL(s, insecure); err != nil {
 		p.add(variable, "%q %v", redactURL(s), err)
 	}

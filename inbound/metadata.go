@@ -46,13 +46,14 @@ func newResourceMetadata(resource string, issuers, algs []string, dpopRequired b
 		return nil // config.Load checked it
 	}
 	// RFC 9728 3.1: the well-known path goes between the host and the
-	// resource's path, a terminating slash removed.
-	path := wellKnownResource + strings.TrimSuffix(u.EscapedPath(), "/")
+	// resource's path, a terminating slash removed. path is decoded, as
+	// the request paths it is compared with are.
 	meta := *u
-	meta.Path, meta.RawPath, meta.RawQuery = path, "", u.RawQuery
+	meta.Path = wellKnownResource + strings.TrimSuffix(u.Path, "/")
+	meta.RawPath = wellKnownResource + strings.TrimSuffix(u.EscapedPath(), "/")
 	return &resourceMetadata{
 		url:  meta.String(),
-		path: path,
+		path: meta.Path,
 		doc: resourceDocument{
 			Resource: resource, AuthorizationServers: issuers, BearerMethods: []string{"header"},
 			DPoPAlgs: algs, DPoPRequired: dpopRequired,

@@ -53,3 +53,15 @@ func TestNoMetadataWithoutAResource(t *testing.T) {
 		t.Errorf("%d %q: without AUTHSIDECAR_INBOUND_RESOURCE the path is the app's, behind the token check", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 }
+
+func TestAResourceWithAnEscapedPath(t *testing.T) {
+	f := newFixture(t, fixtureOptions{resource: "https://payments.example/api%20v1"})
+	resp, body := f.do(t, "/.well-known/oauth-protected-resource/api%20v1", nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"resource":"https://payments.example/api%20v1"`) {
+		t.Errorf("%d %s, want the metadata at the path as escaped once", resp.StatusCode, body)
+	}
+	resp, _ = f.do(t, "/x", nil)
+	if got := resp.Header.Get("WWW-Authenticate"); !strings.Contains(got, `resource_metadata="https://payments.example/.well-known/oauth-protected-resource/api%20v1"`) {
+		t.Errorf("challenge %q", got)
+	}
+}

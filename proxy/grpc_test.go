@@ -51,7 +51,7 @@ func TestGRPCTimeouts(t *testing.T) {
 			t.Errorf("grpcTimeout(%q) = %v %v, want %v", v, got, ok, want)
 		}
 	}
-	for _, v := range []string{"", "S", "1", "1s", "-1S", "123456789S", "1.5S", " 1S"} {
+	for _, v := range []string{"", "S", "1", "1s", "-1S", "123456789S", "1.5S", " 1S", "99999999H", "3000000H"} {
 		if _, ok := grpcTimeout(v); ok {
 			t.Errorf("grpcTimeout(%q) accepted", v)
 		}
