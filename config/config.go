@@ -14,6 +14,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/outbound"
 )
 
@@ -39,6 +40,8 @@ type Config struct {
 	Listeners []Listener
 	// Watched are the files to re-read when they change.
 	Watched []reload.Checker
+	// Tracing is what the OTEL_* variables ask for.
+	Tracing tracing.Settings
 }
 
 // Listener is one port to serve.
@@ -62,12 +65,15 @@ type General struct {
 	ShutdownDelay     time.Duration `env:"SHUTDOWN_DELAY" envDefault:"0s"`
 	MaxHeaderBytes    int           `env:"MAX_HEADER_BYTES" envDefault:"32768"`
 	AllowInsecureHTTP bool          `env:"ALLOW_INSECURE_HTTP" envDefault:"false"`
+	BodyIdleTimeout   time.Duration `env:"BODY_IDLE_TIMEOUT" envDefault:"30s"`
 }
 
 // Inbound configures token verification in front of the app.
 type Inbound struct {
 	Listen             string         `env:"LISTEN" envDefault:":8000"`
 	Upstream           url.URL        `env:"UPSTREAM" envDefault:"http://127.0.0.1:8080"`
+	UpstreamProtocol   Protocol       `env:"UPSTREAM_PROTOCOL" envDefault:"auto"`
+	UpstreamTimeout    time.Duration  `env:"UPSTREAM_TIMEOUT" envDefault:"60s"`
 	Issuers            List           `env:"ISSUERS"`
 	JWKSURL            string         `env:"JWKS_URL"`
 	JWKSRefresh        time.Duration  `env:"JWKS_REFRESH_INTERVAL" envDefault:"10m"`
@@ -83,6 +89,12 @@ type Inbound struct {
 	ClientCAFile       string         `env:"CLIENT_CA_FILE"`
 	ClientAllowedSANs  List           `env:"CLIENT_ALLOWED_SANS"`
 	RequireBoundTokens bool           `env:"REQUIRE_BOUND_TOKENS" envDefault:"false"`
+	RequireATJWT       bool           `env:"REQUIRE_AT_JWT" envDefault:"false"`
+	AllowEncodedSlash  bool           `env:"ALLOW_ENCODED_SLASHES" envDefault:"false"`
+	CaseInsensitive    bool           `env:"CASE_INSENSITIVE_PATHS" envDefault:"false"`
+	RequireDPoP        bool           `env:"REQUIRE_DPOP" envDefault:"false"`
+	TrustForwarded     bool           `env:"TRUST_FORWARDED" envDefault:"false"`
+	Resource           string         `env:"RESOURCE"`
 	RulesFile          string         `env:"RULES_FILE"`
 	TokenCacheSize     int            `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
 	Introspect         IntrospectMode `env:"INTROSPECT" envDefault:"opaque"`
@@ -125,6 +137,9 @@ type Outbound struct {
 	TLSCertFile         string        `env:"TLS_CERT_FILE"`
 	TLSKeyFile          string        `env:"TLS_KEY_FILE"`
 	TokenTimeout        time.Duration `env:"TOKEN_TIMEOUT" envDefault:"10s"`
+	ReadyRequiresTokens bool          `env:"READY_REQUIRES_TOKENS" envDefault:"false"`
+	DPoP                bool          `env:"DPOP" envDefault:"false"`
+	DPoPKeyFile         string        `env:"DPOP_KEY_FILE"`
 }
 
 // Enabled reports whether the outbound direction runs.
@@ -133,12 +148,16 @@ func (out Outbound) Enabled() bool { return len(out.Routes) > 0 }
 // Route is one upstream the app reaches through the outbound listener.
 type Route struct {
 	// Name is the route's name from AUTHSIDECAR_OUTBOUND_ROUTES.
-	Name     string  `env:"-"`
-	URL      url.URL `env:"URL"`
-	Audience string  `env:"AUDIENCE"`
-	Resource string  `env:"RESOURCE"`
-	Scopes   Set     `env:"SCOPES"`
-	Listen   string  `env:"LISTEN"`
+	Name     string        `env:"-"`
+	URL      url.URL       `env:"URL"`
+	Audience string        `env:"AUDIENCE"`
+	Resource string        `env:"RESOURCE"`
+	Scopes   Set           `env:"SCOPES"`
+	Listen   string        `env:"LISTEN"`
+	Protocol Protocol      `env:"PROTOCOL" envDefault:"auto"`
+	Timeout  time.Duration `env:"TIMEOUT" envDefault:"60s"`
+	Grant    Grant         `env:"GRANT" envDefault:"client_credentials"`
+	Actor    bool          `env:"ACTOR" envDefault:"false"`
 }
 
 // RoutePrefix returns the variable prefix of route name, e.g.
@@ -188,6 +207,14 @@ func Load(environ map[string]string) (*Config, error) {
 		c.Routes = append(c.Routes, r)
 	}
 	errs.unknown(environ, c.Outbound.Routes)
+	var terrs []error
+	c.Tracing, terrs = tracing.Parse(environ)
+	for _, err := range terrs {
+		var ve *tracing.VarError
+		if errors.As(err, &ve) {
+			errs.add(ve.Var, "%v", ve.Err)
+		}
+	}
 	// Validate even after parse errors, so that every problem is reported
 	// at once; a variable that failed to parse is not judged again.
 	parsed := len(errs)

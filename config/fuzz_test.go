@@ -16,6 +16,7 @@ import (
 	"github.com/authsidecar/authsidecar/discovery"
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/certtest"
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/outbound"
 )
 
@@ -182,21 +183,28 @@ func checkConfig(t *testing.T, environ map[string]string, cfg *config.Config) {
 			environ, in, cfg.InboundOptions != nil, out, cfg.OutboundOptions != nil)
 	}
 	insecure := cfg.General.AllowInsecureHTTP
+	// What the program adds, as internal/sidecar does: the callers' tokens
+	// for token exchange, which needs inbound on too.
+	var callers *handoff.Store
+	if in && out && slices.ContainsFunc(cfg.OutboundOptions.Routes, func(r outbound.RouteOptions) bool { return r.Grant == outbound.GrantTokenExchange }) {
+		callers = handoff.New(16)
+	}
 	if in {
-		checkInbound(t, environ, cfg.InboundOptions, insecure)
+		checkInbound(t, environ, *cfg.InboundOptions, insecure, callers)
 	}
 	if out {
-		opts := cfg.OutboundOptions
+		opts := *cfg.OutboundOptions
 		if opts.Issuer != "" {
 			checkIdentityURL(t, environ, opts.Issuer, insecure, true)
 		}
-		if _, err := outbound.New(*opts); err != nil {
+		opts.Handoff = callers
+		if _, err := outbound.New(opts); err != nil {
 			t.Fatalf("%q: loaded, but outbound.New refuses the options: %v", environ, err)
 		}
 	}
 }
 
-func checkInbound(t *testing.T, environ map[string]string, opts *inbound.Options, insecure bool) {
+func checkInbound(t *testing.T, environ map[string]string, opts inbound.Options, insecure bool, callers *handoff.Store) {
 	t.Helper()
 	if opts.Rules == nil || opts.Upstream == nil || len(opts.Audiences) == 0 {
 		t.Fatalf("%q: inbound options without rules, upstream or audiences: %+v", environ, opts)
@@ -212,7 +220,8 @@ func checkInbound(t *testing.T, environ map[string]string, opts *inbound.Options
 			t.Fatalf("%q: loaded with algorithm %q", environ, alg)
 		}
 	}
-	if _, err := inbound.New(*opts); err != nil {
+	opts.Handoff = callers
+	if _, err := inbound.New(opts); err != nil {
 		t.Fatalf("%q: loaded, but inbound.New refuses the options: %v", environ, err)
 	}
 }
@@ -273,6 +282,11 @@ var configSeeds = []string{
 	envLines("OUTBOUND_ROUTES=payments", "OUTBOUND_TOKEN_URL=https://idp.example.com/token", "OUTBOUND_CLIENT_ID=orders",
 		"OUTBOUND_CLIENT_SECRET_FILE=@1", "ROUTE_PAYMENTS_URL=http://payments:8080", "INBOUND_ISSUERS=https://idp.example.com",
 		"INBOUND_AUDIENCES=orders", "OUTBOUND_LISTEN=0.0.0.0:4000", "OUTBOUND_ALLOW_REMOTE=true"),
+	envLines("INBOUND_ISSUERS=https://idp.example.com", "INBOUND_AUDIENCES=orders", "OUTBOUND_ROUTES=payments",
+		"OUTBOUND_TOKEN_URL=https://idp.example.com/token", "OUTBOUND_CLIENT_ID=orders", "OUTBOUND_CLIENT_SECRET=s",
+		"ROUTE_PAYMENTS_URL=https://payments.example.com", "ROUTE_PAYMENTS_GRANT=token-exchange", "ROUTE_PAYMENTS_ACTOR=true"),
+	envLines("OUTBOUND_ROUTES=payments", "OUTBOUND_TOKEN_URL=https://idp.example.com/token", "OUTBOUND_CLIENT_ID=orders",
+		"OUTBOUND_CLIENT_SECRET=s", "ROUTE_PAYMENTS_URL=https://payments.example.com", "ROUTE_PAYMENTS_GRANT=token-exchange"),
 	// What must be refused: typos, unlisted routes, insecure URLs, HMAC,
 	// bad values, files missing or not what they should be.
 	envLines("INBOUND_ISSUERS=https://idp.example.com", "INBOUND_AUDIENCES=payments", "INBOUND_REQUIRED_SCOPE=admin", "ROUTE_PAYMENTS_URL=https://p"),

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+
+	"github.com/authsidecar/authsidecar/outbound"
+	"github.com/authsidecar/authsidecar/proxy"
 )
 
 // List is a comma-separated list of values. Entries are trimmed and empty
@@ -168,5 +171,30 @@ const (
 func (m *IntrospectionAuth) UnmarshalText(b []byte) error {
 	i, err := choose(b, string(IntrospectionBasic), string(IntrospectionPost), string(IntrospectionNone))
 	*m = []IntrospectionAuth{IntrospectionBasic, IntrospectionPost, IntrospectionNone}[i]
+	return err
+}
+
+// Protocol is AUTHSIDECAR_INBOUND_UPSTREAM_PROTOCOL and
+// AUTHSIDECAR_ROUTE_<NAME>_PROTOCOL: auto, http1 or h2c.
+type Protocol struct{ proxy.Protocol }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (p *Protocol) UnmarshalText(b []byte) error {
+	v, err := proxy.ParseProtocol(string(b))
+	if err != nil {
+		return &choiceError{err.Error()}
+	}
+	p.Protocol = v
+	return nil
+}
+
+// Grant is AUTHSIDECAR_ROUTE_<NAME>_GRANT.
+type Grant struct{ outbound.Grant }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (g *Grant) UnmarshalText(b []byte) error {
+	grants := []outbound.Grant{outbound.GrantClientCredentials, outbound.GrantTokenExchange}
+	i, err := choose(b, grants[0].String(), grants[1].String())
+	g.Grant = grants[i]
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/authsidecar/authsidecar/discovery"
+	"github.com/authsidecar/authsidecar/outbound"
 )
 
 var routeName = regexp.MustCompile(`^[a-z0-9-]+$`)
@@ -45,6 +46,7 @@ func (c *Config) validate(p *problems, environ map[string]string) {
 		implied := c.Outbound.chooseAuthMethod(environ)
 		c.Outbound.validate(p, implied, insecure)
 		c.validateRoutes(p)
+		c.validateDPoP(p)
 	}
 }
 
@@ -52,6 +54,9 @@ func (g General) validate(p *problems) {
 	checkListen(p, Prefix+"ADMIN_LISTEN", g.AdminListen)
 	if g.ShutdownGrace < 0 {
 		p.add(Prefix+"SHUTDOWN_GRACE", "must not be negative, got %s", g.ShutdownGrace)
+	}
+	if g.BodyIdleTimeout < 0 {
+		p.add(Prefix+"BODY_IDLE_TIMEOUT", "must not be negative, got %s", g.BodyIdleTimeout)
 	}
 	if g.ShutdownDelay < 0 {
 		p.add(Prefix+"SHUTDOWN_DELAY", "must not be negative, got %s", g.ShutdownDelay)
@@ -101,6 +106,12 @@ func (in *Inbound) validate(p *problems, insecure bool) {
 		p.add(v+"TLS_KEY_FILE", "%sTLS_CERT_FILE and %sTLS_KEY_FILE must be set together", v, v)
 	}
 	in.validateIntrospection(p, insecure)
+	if in.Resource != "" {
+		checkResource(p, v+"RESOURCE", in.Resource, insecure)
+	}
+	if in.UpstreamTimeout < 0 {
+		p.add(v+"UPSTREAM_TIMEOUT", "must not be negative (0: no bound), got %s", in.UpstreamTimeout)
+	}
 	if in.TokenCacheSize < 0 {
 		p.add(v+"TOKEN_CACHE_SIZE", "must not be negative, got %d", in.TokenCacheSize)
 	}
@@ -279,6 +290,13 @@ func (out Outbound) checkUnusedCredentials(p *problems, implied bool) {
 	}
 }
 
+// validateDPoP checks the outbound DPoP settings.
+func (c *Config) validateDPoP(p *problems) {
+	if c.Outbound.DPoPKeyFile != "" && !c.Outbound.DPoP {
+		p.add(Prefix+"OUTBOUND_DPOP_KEY_FILE", "is the key of outbound DPoP, which is off: set %sOUTBOUND_DPOP=true", Prefix)
+	}
+}
+
 func (c *Config) validateRoutes(p *problems) {
 	for _, r := range c.Routes {
 		if !validRouteName(r.Name) {
@@ -290,12 +308,39 @@ func (c *Config) validateRoutes(p *problems) {
 		} else {
 			checkHTTPURL(p, v+"URL", &r.URL)
 		}
+		if r.Grant.Grant == outbound.GrantTokenExchange && !c.Inbound.Enabled() {
+			p.add(v+"GRANT", "token-exchange exchanges the token of the caller inbound verified: it needs inbound in the same process (%sINBOUND_ISSUERS)", Prefix)
+		}
+		if r.Actor && r.Grant.Grant != outbound.GrantTokenExchange {
+			p.add(v+"ACTOR", "is for token-exchange routes only; route %q's grant is %s", r.Name, r.Grant)
+		}
+		if r.Timeout < 0 {
+			p.add(v+"TIMEOUT", "must not be negative (0: no bound), got %s", r.Timeout)
+		}
 		if r.Listen != "" {
 			checkListen(p, v+"LISTEN", r.Listen)
 			if !c.Outbound.AllowRemote && !isLoopback(r.Listen) {
 				p.add(v+"LISTEN", "%q is not a loopback address; set %sOUTBOUND_ALLOW_REMOTE=true if that is intended", r.Listen, Prefix)
 			}
 		}
+	}
+}
+
+// checkResource checks a resource identifier (RFC 9728 1.2): an https URL
+// without a fragment (http on loopback, or with ALLOW_INSECURE_HTTP).
+func checkResource(p *problems, variable, s string, insecure bool) {
+	u, err := url.Parse(s)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || u.User != nil {
+		p.add(variable, "%q is not a resource identifier: want an absolute https URL without a fragment", redactURL(s))
+		return
+	}
+	if strings.ContainsAny(s, "\"\\") || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		// It is quoted in every challenge's resource_metadata.
+		p.add(variable, "%q has a quote, a backslash or a control character", redactURL(s))
+		return
+	}
+	if err := discovery.SecureURL(s, insecure); err != nil {
+		p.add(variable, "%q %v", redactURL(s), err)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/internal/flight"
 	"github.com/authsidecar/authsidecar/internal/redact"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 )
 
 // MaxBodyBytes bounds a metadata or key set document; real ones are a few KiB.
@@ -58,6 +59,7 @@ func (c *Client) Metadata(ctx context.Context, issuer string) (*Metadata, error)
 	if err := CheckIssuer(issuer); err != nil {
 		return nil, fmt.Errorf("discovery: issuer %q %w", redact.URL(issuer), err)
 	}
+	ctx = tracing.WithOperation(ctx, tracing.OpDiscovery)
 	var errs []error
 	for _, u := range wellKnownURLs(issuer) {
 		md, err := c.fetch(ctx, u)

@@ -52,7 +52,12 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	idpDir = filepath.Join(wd, "idp")
+	expressDir = filepath.Join(wd, "express")
 	if err := ensureIDPDeps(); err != nil {
+		banner("E2E FAILED: " + err.Error())
+		return 1
+	}
+	if err := ensureNodeDeps(expressDir, "express"); err != nil {
 		banner("E2E FAILED: " + err.Error())
 		return 1
 	}
@@ -106,6 +111,53 @@ func ensureIDPDeps() error {
 	}
 	if got := installedProviderVersion(); got != want {
 		return fmt.Errorf("after npm ci, oidc-provider is %q, want %q", got, want)
+	}
+	return nil
+}
+
+// ensureNodeDeps runs npm ci in dir unless its node_modules holds the
+// version of pkg that dir/package.json pins.
+func ensureNodeDeps(dir, pkg string) error {
+	var manifest struct {
+		Dependencies map[string]string `json:"dependencies"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "package.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &manifest)
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s/package.json: %w", dir, err)
+	}
+	installed := func() string {
+		var p struct {
+			Version string `json:"version"`
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "node_modules", pkg, "package.json"))
+		if err != nil || json.Unmarshal(b, &p) != nil {
+			return ""
+		}
+		return p.Version
+	}
+	want := manifest.Dependencies[pkg]
+	if want == "" || installed() == want {
+		return nil
+	}
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		return fmt.Errorf("%s/node_modules is missing or stale and npm is not on PATH", dir)
+	}
+	fmt.Fprintf(os.Stderr, "e2e: installing %s's packages (npm ci in %s)\n", pkg, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
+	cmd.Dir = dir
+	cmd.Stdout = os.Stderr
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("npm ci in %s: %w", dir, err)
+	}
+	if got := installed(); got != want {
+		return fmt.Errorf("after npm ci, %s is %q, want %q", pkg, got, want)
 	}
 	return nil
 }

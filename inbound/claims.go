@@ -23,10 +23,23 @@ type claims struct {
 	AZP       string       `json:"azp"`
 	AppID     string       `json:"appid"`
 	CID       string       `json:"cid"`
-	// Cnf binds the token to a client certificate (RFC 8705).
+	// Cnf binds the token to a client certificate (RFC 8705) or to a
+	// DPoP key (RFC 9449 6).
 	Cnf *struct {
 		X5tS256 string `json:"x5t#S256"`
+		JKT     string `json:"jkt"`
 	} `json:"cnf"`
+	// Typ is the payload's own typ claim: Keycloak marks its ID tokens
+	// "ID" and its refresh tokens "Refresh".
+	Typ string `json:"typ"`
+}
+
+// dpopThumbprint is the cnf.jkt of a DPoP-bound token.
+func (c *claims) dpopThumbprint() string {
+	if c.Cnf == nil {
+		return ""
+	}
+	return c.Cnf.JKT
 }
 
 func (c *claims) certThumbprint() string {
@@ -53,7 +66,7 @@ func (c *claims) UnmarshalJSON(b []byte) error {
 	}{
 		{"iss", &c.Issuer}, {"sub", &c.Subject}, {"aud", &c.Audience}, {"exp", &c.Expiry}, {"nbf", &c.NotBefore},
 		{"iat", &c.IssuedAt}, {"scope", &c.Scope}, {"scp", &c.Scp}, {"client_id", &c.ClientID}, {"azp", &c.AZP},
-		{"appid", &c.AppID}, {"cid", &c.CID}, {"cnf", &c.Cnf},
+		{"appid", &c.AppID}, {"cid", &c.CID}, {"cnf", &c.Cnf}, {"typ", &c.Typ},
 	}
 	for _, f := range fields {
 		if v, ok := raw[f.name]; ok {
@@ -78,7 +91,8 @@ func (c *claims) clientID() string {
 
 // scopes are the granted scopes: the space-separated "scope" string (RFC
 // 9068, RFC 8693) or else "scp", a list (Okta) or a space-separated
-// string (Entra).
+// string (Entra). Scopes are separated by ASCII spaces only (RFC 6749
+// 3.3): a scope named "read\u00a0admin" is one scope, not "admin".
 func (c *claims) scopes() []string {
 	if c.Scope != "" {
 		return splitScopes(c.Scope)
@@ -90,11 +104,8 @@ func (c *claims) scopes() []string {
 }
 
 // splitScopes splits on the space character alone (RFC 6749 section 3.3).
-// strings.Fields would also split on tabs, newlines and Unicode spaces,
-// and so make "read\u00a0admin", one scope a client may have been able to
-// ask for, into two, one of them admin.
 func splitScopes(s string) []string {
-	out := make([]string, 0, strings.Count(s, " ")+1)
+	var out []string
 	for f := range strings.SplitSeq(s, " ") {
 		if f != "" {
 			out = append(out, f)

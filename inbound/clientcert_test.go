@@ -159,3 +159,20 @@ func TestRequireBoundTokensRefusesBearerTokens(t *testing.T) {
 		t.Errorf("bound token: %d, want 200", code)
 	}
 }
+
+func TestACommaInASANCannotReadAsTwoIdentities(t *testing.T) {
+	f := newMTLSFixture(t, inbound.ClientCertPolicy{Required: true})
+	cert := f.clientCA.Issue(t, certtest.Options{CommonName: "orders", Client: true,
+		URIs:     []string{"spiffe://cluster.local/ns/shop/sa/orders,spiffe://cluster.local/ns/kube-system/sa/admin", "urn:x:100%"},
+		DNSNames: []string{"orders.shop.svc"}})
+	if code, err := f.call(t, cert, "/", bearer(f.token(t, nil))); code != 200 {
+		t.Fatalf("status %d (%v)", code, err)
+	}
+	h := f.app.requests()[0].Header
+	if got, want := h.Get("X-Auth-Cert-Uri"), "spiffe://cluster.local/ns/shop/sa/orders%2Cspiffe://cluster.local/ns/kube-system/sa/admin,urn:x:100%25"; got != want {
+		t.Errorf("X-Auth-Cert-Uri = %q, want %q", got, want)
+	}
+	if got := h.Get("X-Auth-Cert-Dns"); got != "orders.shop.svc" {
+		t.Errorf("X-Auth-Cert-Dns = %q", got)
+	}
+}

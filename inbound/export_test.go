@@ -5,6 +5,9 @@ import "context"
 // UnknownKidCooldown is unknownKidCooldown, for tests.
 const UnknownKidCooldown = unknownKidCooldown
 
+// ColdProbeInterval is coldProbeInterval, for tests.
+const ColdProbeInterval = coldProbeInterval
+
 // CacheLen is the number of entries in the verified-token cache.
 func CacheLen(in *Inbound) int { return in.handler.verifier.cache.Len() }
 

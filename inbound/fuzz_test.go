@@ -213,6 +213,9 @@ func usableKeys(body []byte) []jose.JSONWebKey {
 		if ops.KeyOps != nil && !slices.Contains(*ops.KeyOps, "verify") {
 			continue
 		}
+		if !k.Valid() { // as published, private parts and all
+			continue
+		}
 		k = k.Public()
 		switch key := k.Key.(type) {
 		case *rsa.PublicKey:
@@ -346,6 +349,10 @@ func FuzzIntrospection(f *testing.F) {
 		{200, `{"active":true,"aud":"payments","nbf":1767999999}`},
 		{200, `{"active":true,"aud":"payments","scope":"payments:read\u00a0admin\tsuper"}`},
 		{200, `{"active":true,"aud":"payments","sub":"svc\r\nX-Auth-Scopes: admin","scope":"a\tb"}`},
+		{200, `{"active":true,"aud":"payments","token_type":"refresh_token"}`},
+		{200, `{"active":true,"aud":"payments","token_use":"Refresh_Token","token_type":"Bearer"}`},
+		{200, `{"active":true,"aud":"payments","token_use":7,"token_type":[]}`},
+		{200, `{"active":true,"aud":"payments","typ":"at+jwt","token_type":"bearer"}`},
 		{200, `{"active":false}`},
 		{200, `{"active":"true","aud":"payments"}`},
 		{200, `{"ACTIVE":true,"Active":true,"aud":"payments"}`},
@@ -475,7 +482,9 @@ func introspectionOracle(status int, body []byte, now time.Time, ttl time.Durati
 	var cnf *struct {
 		X5t *string `json:"x5t#S256"`
 	}
-	ok[7], ok[8], ok[9], ok[10], ok[11] = scpOK && audOK, expOK && nbfOK, iatOK, decodeAs(fields["cnf"], &cnf), true
+	var typ, tokenType, tokenUse string
+	ok[7], ok[8], ok[9], ok[10] = scpOK && audOK, expOK && nbfOK, iatOK, decodeAs(fields["cnf"], &cnf)
+	ok[11] = decodeAs(fields["typ"], &typ) && decodeAs(fields["token_type"], &tokenType) && decodeAs(fields["token_use"], &tokenUse)
 	for _, good := range ok {
 		if !good {
 			return unavailable
@@ -503,6 +512,8 @@ func introspectionOracle(status int, body []byte, now time.Time, ttl time.Durati
 	switch {
 	case string(fields["active"]) != "true":
 		w.reason = reasonInactive
+	case strings.EqualFold(tokenType, "refresh_token") || strings.EqualFold(tokenUse, "refresh_token"):
+		w.reason = reasonWrongTokenType // SPEC: providers name refresh tokens in either field
 	case w.issuer != "" && w.issuer != fuzzIssuer:
 		w.reason = reasonWrongIssuer
 	case now.After(w.expiry.Add(skew)):

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/idptest"
 	"github.com/authsidecar/authsidecar/internal/reload"
 	"github.com/authsidecar/authsidecar/metrics"
@@ -37,7 +39,11 @@ type app struct {
 	body []string
 }
 
-func newApp(t testing.TB) *app {
+func newApp(t testing.TB) *app { return newAppWith(t, nil) }
+
+// newAppWith is newApp answering with respond, once the request is
+// recorded; nil: 200 "hello from app".
+func newAppWith(t testing.TB, respond http.HandlerFunc) *app {
 	a := &app{}
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -45,6 +51,10 @@ func newApp(t testing.TB) *app {
 		a.seen = append(a.seen, r)
 		a.body = append(a.body, string(b))
 		a.mu.Unlock()
+		if respond != nil {
+			respond(w, r)
+			return
+		}
 		w.Header().Set("X-App", "yes")
 		_, _ = io.WriteString(w, "hello from app")
 	}))
@@ -78,6 +88,23 @@ type fixtureOptions struct {
 	introspection   *inbound.IntrospectionOptions
 	clientCerts     inbound.ClientCertPolicy
 	transport       http.RoundTripper
+	// allowEncodedSlashes, caseInsensitive, requireATJWT and bodyIdle are
+	// AUTHSIDECAR_INBOUND_ALLOW_ENCODED_SLASHES, …_CASE_INSENSITIVE_PATHS,
+	// …_REQUIRE_AT_JWT and AUTHSIDECAR_BODY_IDLE_TIMEOUT.
+	allowEncodedSlashes, caseInsensitive, requireATJWT bool
+	bodyIdle                                           time.Duration
+	// upstreamTimeout is AUTHSIDECAR_INBOUND_UPSTREAM_TIMEOUT; respond,
+	// when set, is the app's answer.
+	upstreamTimeout time.Duration
+	respond         http.HandlerFunc
+	// logger, with accessLog, gets an access-log line per request.
+	logger    *slog.Logger
+	accessLog bool
+	handoff   *handoff.Store
+	// requireDPoP, trustForwarded and resource are
+	// AUTHSIDECAR_INBOUND_REQUIRE_DPOP, …_TRUST_FORWARDED and …_RESOURCE.
+	requireDPoP, trustForwarded bool
+	resource                    string
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture { return newFixtureWith(t, o) }
@@ -88,23 +115,33 @@ func newFixtureTB(tb testing.TB) *fixture { return newFixtureWith(tb, fixtureOpt
 // in front of a recording app, trusting one identity provider.
 func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 	t.Helper()
-	f := &fixture{key: idptest.NewRSAKey(t, "key-1"), app: newApp(t), reg: prometheus.NewRegistry()}
+	f := &fixture{key: idptest.NewRSAKey(t, "key-1"), app: newAppWith(t, o.respond), reg: prometheus.NewRegistry()}
 	f.idp = idptest.New(t, f.key)
 	upstream, _ := url.Parse(f.app.URL)
 	opts := inbound.Options{
-		Issuers:        []string{f.idp.Issuer},
-		Audiences:      []string{"other", audience},
-		Algorithms:     []string{"RS256", "ES256"},
-		ClockSkew:      30 * time.Second,
-		TokenCacheSize: o.cacheSize,
-		Introspection:  o.introspection,
-		Rules:          reload.Static(ruleSet(t, o)),
-		ClientCerts:    o.clientCerts,
-		Upstream:       upstream,
-		ForwardToken:   o.forwardToken,
-		Metrics:        metrics.New(f.reg, "test"),
-		IdentityClient: &http.Client{Timeout: 5 * time.Second},
-		Transport:      o.transport,
+		Issuers:             []string{f.idp.Issuer},
+		Audiences:           []string{"other", audience},
+		Algorithms:          []string{"RS256", "ES256"},
+		ClockSkew:           30 * time.Second,
+		TokenCacheSize:      o.cacheSize,
+		Introspection:       o.introspection,
+		Rules:               reload.Static(ruleSet(t, o)),
+		ClientCerts:         o.clientCerts,
+		Upstream:            upstream,
+		ForwardToken:        o.forwardToken,
+		RequireATJWT:        o.requireATJWT,
+		AllowEncodedSlashes: o.allowEncodedSlashes,
+		BodyIdleTimeout:     o.bodyIdle,
+		UpstreamTimeout:     o.upstreamTimeout,
+		Logger:              o.logger,
+		AccessLog:           o.accessLog,
+		Handoff:             o.handoff,
+		RequireDPoP:         o.requireDPoP,
+		TrustForwarded:      o.trustForwarded,
+		Resource:            o.resource,
+		Metrics:             metrics.New(f.reg, "test"),
+		IdentityClient:      &http.Client{Timeout: 5 * time.Second},
+		Transport:           o.transport,
 	}
 	if o.clock != nil {
 		opts.Clock = o.clock
@@ -134,7 +171,8 @@ func ruleSet(t testing.TB, o fixtureOptions) *rules.Set {
 			t.Fatal(err)
 		}
 	}
-	set, err := file.WithDefaults(rules.Defaults{PublicPaths: o.publicPaths, RequiredScopes: o.scopes, AllowedClients: o.clients})
+	set, err := file.WithDefaults(rules.Defaults{PublicPaths: o.publicPaths, RequiredScopes: o.scopes,
+		AllowedClients: o.clients, CaseInsensitive: o.caseInsensitive})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,14 +426,32 @@ func TestProtectedPathLosesSpoofedSubjectEvenWhenRefused(t *testing.T) {
 	}
 }
 
-func TestKeysNotLoadedAnswers503(t *testing.T) {
-	f := newFixture(t, fixtureOptions{skipWarmUp: true})
-	resp, body := f.do(t, "/", bearer(f.token(t, nil)))
+// TestKeysNotLoadedAnswers503ThenARequestLoadsThem: with no keys, because
+// the provider was down at start, requests get 503; once it is back, the
+// first request past coldProbeInterval loads them instead of waiting out
+// the start-up backoff.
+func TestKeysNotLoadedAnswers503ThenARequestLoadsThem(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	f := newFixture(t, fixtureOptions{skipWarmUp: true, clock: clk})
+	f.idp.SetFailing(true)
+	tok := f.token(t, nil)
+	resp, body := f.do(t, "/", bearer(tok))
 	if resp.StatusCode != 503 || !strings.Contains(body, "temporarily_unavailable") {
 		t.Fatalf("got %d %s, want 503 temporarily_unavailable", resp.StatusCode, body)
 	}
+	f.idp.SetFailing(false)
+	if resp, body := f.do(t, "/", bearer(tok)); resp.StatusCode != 503 {
+		t.Fatalf("right after a failed fetch: %d %s, want 503 without asking again", resp.StatusCode, body)
+	}
 	if len(f.app.requests()) != 0 {
 		t.Error("the app saw a request")
+	}
+	clk.Advance(inbound.ColdProbeInterval)
+	if resp, body := f.do(t, "/", bearer(tok)); resp.StatusCode != 200 {
+		t.Fatalf("past the probe interval with the provider back: %d %s, want 200", resp.StatusCode, body)
+	}
+	if err := f.ready(); err != nil {
+		t.Errorf("after a request loaded the keys: %v", err)
 	}
 }
 

@@ -5,27 +5,73 @@ import (
 	"strings"
 )
 
-// stripIdentityHeaders removes every X-Auth-* header a caller sent, in any
-// spelling an app might read as one: WSGI and PHP turn "X_Auth_Subject" and
-// "X-Auth-Subject" into the same variable. It also drops identity headers
-// from the caller's Connection list, where ReverseProxy would otherwise
-// delete the sidecar's own copies as hop-by-hop.
-func stripIdentityHeaders(h http.Header) {
+// stripCallerHeaders removes, before anything judges the request, every
+// header a caller sent that the app might take for the sidecar's word:
+// every X-Auth-* header, and the headers frameworks read as where the
+// request came from or where it is going. Each is removed in any spelling
+// an app might read as it: WSGI and PHP turn "X_Auth_Subject" and
+// "X-Auth-Subject" into the same variable. Identity headers are also
+// dropped from the caller's Connection list, where ReverseProxy would
+// otherwise delete the sidecar's own copies as hop-by-hop.
+func stripCallerHeaders(h http.Header) {
 	for k := range h {
-		if isIdentityHeader(k) {
+		if isIdentityHeader(k) || spoofable(k) {
 			delete(h, k)
 		}
 	}
-	// Some frameworks route by these instead of the request line (Symfony,
-	// IIS URL Rewrite), which would let a public path reach another one.
-	delete(h, "X-Original-Url")
-	delete(h, "X-Rewrite-Url")
 	conn := h["Connection"]
 	for i, v := range conn {
 		if hasIdentityToken(v) {
 			conn[i] = withoutIdentityTokens(v)
 		}
 	}
+}
+
+// spoofable reports whether a header, by a name as a WSGI or PHP app reads
+// it, is one the sidecar removes:
+//   - X-Forwarded-For, -Host, -Proto: the sidecar sets its own;
+//   - Forwarded (RFC 7239), X-Real-IP, X-Forwarded-Port, -Prefix, -Uri,
+//     -Ssl, X-Url-Scheme, Front-End-Https: read by Spring, Rails, ASP.NET
+//     and many proxies' configurations as the caller's address, scheme or
+//     original path;
+//   - X-Original-URL, X-Original-URI, X-Rewrite-URL: some frameworks route
+//     by these instead of the request line (Symfony, IIS URL Rewrite),
+//     which would let a public path reach another one;
+//   - X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override: Express's
+//     method-override, ASP.NET and others serve the method they name, not
+//     the one the rules judged.
+func spoofable(name string) bool {
+	names := [...]string{
+		"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded", "x-real-ip",
+		"x-forwarded-port", "x-forwarded-prefix", "x-forwarded-uri", "x-forwarded-ssl", "x-url-scheme", "front-end-https",
+		"x-original-url", "x-original-uri", "x-rewrite-url",
+		"x-http-method-override", "x-http-method", "x-method-override",
+	}
+	for _, n := range names {
+		if len(n) == len(name) && headerNameIs(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerNameIs reports whether name is lower, a lower-case name, in any
+// case and with "_" for "-", without allocating: it runs for every header
+// of every request.
+func headerNameIs(name, lower string) bool {
+	for i := range len(lower) {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func hasIdentityToken(v string) bool {

@@ -16,7 +16,9 @@ import (
 
 	"github.com/authsidecar/authsidecar/discovery"
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/internal/ttlcache"
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
@@ -51,10 +53,31 @@ type Options struct {
 	ClientCerts ClientCertPolicy
 	// Upstream is the app.
 	Upstream *url.URL
+	// UpstreamProtocol is how requests go to the app.
+	UpstreamProtocol proxy.Protocol
+	// UpstreamTimeout bounds the wait for the app's response headers
+	// (past it 504 upstream_timeout); 0: no bound.
+	UpstreamTimeout time.Duration
 	// ForwardToken keeps the Authorization header for the app.
 	ForwardToken bool
 	// AccessLog logs one line per request at info level.
 	AccessLog bool
+	// RequireATJWT accepts only JWTs whose typ is at+jwt (RFC 9068).
+	RequireATJWT bool
+	// AllowEncodedSlashes decodes "%2F" and "%5C" in request paths, for
+	// the rules and the app alike, instead of refusing them with 400.
+	AllowEncodedSlashes bool
+	// BodyIdleTimeout ends a request whose body the caller stops sending
+	// for longer; 0: no bound.
+	BodyIdleTimeout time.Duration
+	// RequireDPoP refuses tokens that are not DPoP-bound (RFC 9449).
+	RequireDPoP bool
+	// TrustForwarded takes the scheme and host a DPoP proof's htu must
+	// name from X-Forwarded-Proto and X-Forwarded-Host.
+	TrustForwarded bool
+	// Resource, when set, is the resource identifier: inbound serves its
+	// protected-resource metadata (RFC 9728) and names it in challenges.
+	Resource string
 	// AllowInsecureHTTP accepts plain-HTTP identity-provider endpoints
 	// learnt from discovery on hosts that are not loopback; see
 	// discovery.Client.
@@ -63,10 +86,16 @@ type Options struct {
 	Metrics *metrics.Metrics // nil: a registry of its own
 	Logger  *slog.Logger     // nil: discard
 	Clock   clock.Clock      // nil: the real clock
+	// Tracer traces requests and identity-provider calls; nil: off.
+	Tracer *tracing.Tracing
+	// Handoff, when set, keeps each verified caller's token for token
+	// exchange and gives the app its handle in X-Auth-Context.
+	Handoff *handoff.Store
 	// IdentityClient talks to the identity providers; nil: a client
 	// bounded to 10 s that ignores proxy settings in the environment.
 	IdentityClient *http.Client
-	// Transport carries requests to the app; nil: proxy.NewTransport.
+	// Transport carries requests to the app; nil: proxy.NewTransport for
+	// UpstreamProtocol.
 	Transport http.RoundTripper
 }
 
@@ -93,7 +122,12 @@ func New(opts Options) (*Inbound, error) {
 	}
 	hc := opts.IdentityClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second, Transport: proxy.NewTransport(5*time.Second, 10*time.Second)}
+		hc = &http.Client{Timeout: 10 * time.Second, Transport: proxy.NewTransport(proxy.TransportOptions{DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 10 * time.Second})}
+	}
+	if opts.Tracer != nil {
+		traced := *hc
+		traced.Transport = opts.Tracer.Transport(hc.Transport)
+		hc = &traced
 	}
 	idp := &discovery.Client{HTTP: hc, AllowInsecureHTTP: opts.AllowInsecureHTTP}
 	m.InitInbound()
@@ -103,12 +137,31 @@ func New(opts Options) (*Inbound, error) {
 	if ruleSet == nil {
 		ruleSet = reload.Static[*rules.Set](nil)
 	}
+	v.requireATJWT = opts.RequireATJWT
+	v.handoff = opts.Handoff
+	dpop := &dpopChecker{
+		algNames: strings.Join(opts.Algorithms, " "), skew: opts.ClockSkew, clock: clk,
+		seen: newReplayCache(dpopReplayEntries, dpopReplayPerKey), require: opts.RequireDPoP, trustForwarded: opts.TrustForwarded,
+		encodedSlashes: opts.AllowEncodedSlashes,
+	}
+	if u, err := url.Parse(opts.Resource); err == nil && opts.Resource != "" {
+		dpop.origin = &addressed{scheme: u.Scheme, host: u.Host}
+	}
+	for _, a := range opts.Algorithms {
+		dpop.algs = append(dpop.algs, jose.SignatureAlgorithm(a))
+	}
 	in.handler = newHandler(&handler{
-		verifier: v, rules: ruleSet, clientCerts: opts.ClientCerts,
-		forwardToken: opts.ForwardToken, accessLog: opts.AccessLog, log: logger,
+		verifier: v, rules: ruleSet, clientCerts: opts.ClientCerts, forwardToken: opts.ForwardToken,
+		encodedSlashes: opts.AllowEncodedSlashes, bodyIdle: opts.BodyIdleTimeout, accessLog: opts.AccessLog, log: logger,
+		tracer: opts.Tracer, dpop: dpop,
+		resource: newResourceMetadata(opts.Resource, opts.Issuers, opts.Algorithms, opts.RequireDPoP),
 	}, m)
+	transport := opts.Transport
+	if transport == nil {
+		transport = proxy.NewTransport(proxy.TransportOptions{Protocol: opts.UpstreamProtocol, DialTimeout: 5 * time.Second, ResponseHeaderTimeout: opts.UpstreamTimeout})
+	}
 	in.handler.proxy = proxy.NewReverseProxy(opts.Upstream, proxy.ReverseProxyOptions{
-		Transport: opts.Transport, KeepHost: true, Logger: logger,
+		Transport: transport, KeepHost: true, Logger: logger,
 	})
 	return in, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/authsidecar/authsidecar/internal/flight"
 	"github.com/authsidecar/authsidecar/internal/redact"
 	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/internal/ttlcache"
 	"github.com/authsidecar/authsidecar/metrics"
 )
@@ -54,6 +55,15 @@ const introspectionCacheSize = 10000
 // introspectionTimeout bounds one call.
 const introspectionTimeout = 10 * time.Second
 
+// maxIntrospectionsInFlight bounds the calls under way at once, one per
+// distinct token: a caller sending junk tokens, each new, would otherwise
+// open a call per request and pass its flood on to the authorization
+// server. Requests over the bound get 503 with Retry-After.
+const maxIntrospectionsInFlight = 64
+
+// errIntrospectionBusy: as many calls as allowed are under way already.
+var errIntrospectionBusy = fmt.Errorf("%w: %d calls already under way", errIntrospectionUnavailable, maxIntrospectionsInFlight)
+
 // introspector asks the authorization server about tokens (RFC 7662),
 // caching answers and sharing one call among concurrent requests with the
 // same token.
@@ -64,6 +74,7 @@ type introspector struct {
 	clock   clock.Clock
 	answers *ttlcache.Cache[*introspection]
 	calls   flight.Group[*introspection]
+	slots   chan struct{} // one per call under way
 	results map[string]prometheus.Counter
 
 	endpoint atomic.Pointer[string]
@@ -77,8 +88,12 @@ type introspector struct {
 type introspection struct {
 	Active bool
 	claims
-	raw   []byte
-	until time.Time
+	// tokenType and tokenUse say what kind of token it is: RFC 7662's
+	// token_type is the OAuth type ("Bearer"), but providers also write
+	// "refresh_token" there, and Ory Hydra writes token_use.
+	tokenType, tokenUse string
+	raw                 []byte
+	until               time.Time
 }
 
 // parseIntrospection decodes an answer. "active" must be exactly true.
@@ -91,13 +106,29 @@ func parseIntrospection(body []byte) (*introspection, error) {
 	if err := a.claims.UnmarshalJSON(body); err != nil {
 		return nil, err
 	}
+	// In a fixed order, as the claims are: an answer with both wrong is
+	// always refused naming the same one.
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"token_type", &a.tokenType}, {"token_use", &a.tokenUse}} {
+		if v, ok := fields[f.name]; ok && json.Unmarshal(v, f.dst) != nil {
+			return nil, fmt.Errorf("%s is not a string", f.name)
+		}
+	}
 	return a, nil
+}
+
+// refreshToken reports whether the answer is about a refresh token.
+func (a *introspection) refreshToken() bool {
+	return strings.EqualFold(a.tokenType, "refresh_token") || strings.EqualFold(a.tokenUse, "refresh_token")
 }
 
 func newIntrospector(opts IntrospectionOptions, issuer *discovery.Issuer, client *discovery.Client,
 	c clock.Clock, m *metrics.Metrics) *introspector {
 	in := &introspector{opts: opts, issuer: issuer, client: client, clock: c,
-		answers: ttlcache.New[*introspection](introspectionCacheSize), results: map[string]prometheus.Counter{}}
+		answers: ttlcache.New[*introspection](introspectionCacheSize), results: map[string]prometheus.Counter{},
+		slots: make(chan struct{}, maxIntrospectionsInFlight)}
 	for _, r := range []string{metrics.IntrospectionActive, metrics.IntrospectionInactive, metrics.IntrospectionError} {
 		in.results[r] = m.IntrospectionRequests.WithLabelValues(r)
 	}
@@ -158,6 +189,12 @@ func (in *introspector) introspect(ctx context.Context, raw string) (*introspect
 		return a, nil
 	}
 	return in.calls.Do(ctx, raw, introspectionTimeout, func(ctx context.Context) (*introspection, error) {
+		select {
+		case in.slots <- struct{}{}:
+			defer func() { <-in.slots }()
+		default:
+			return nil, errIntrospectionBusy
+		}
 		a, err := in.call(ctx, raw)
 		if err != nil {
 			in.results[metrics.IntrospectionError].Inc()
@@ -201,7 +238,7 @@ func (in *introspector) call(ctx context.Context, raw string) (*introspection, e
 			form.Set("client_secret", secret)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, *endpoint, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(tracing.WithOperation(ctx, tracing.OpIntrospection), http.MethodPost, *endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", redact.URL(*endpoint), err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/flight"
 	"github.com/authsidecar/authsidecar/internal/redact"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 )
 
 // Errors a key set reports, told apart by the verifier to name the reason
@@ -38,6 +41,13 @@ var (
 // by tokens with an unknown kid, so that forged kids cannot flood the
 // issuer.
 const unknownKidCooldown = 10 * time.Second
+
+// coldProbeInterval is the least time between two JWKS fetches triggered
+// by requests while no keys are loaded at all: after an outage of the
+// identity provider at start, the first request past its return loads the
+// keys instead of waiting out the start-up backoff (up to 30 s), and a
+// provider still down is asked twice a second, not once per request.
+const coldProbeInterval = 500 * time.Millisecond
 
 // jwksFetchTimeout bounds one key set download, discovery included.
 const jwksFetchTimeout = 15 * time.Second
@@ -67,6 +77,8 @@ type keySet struct {
 	fetches flight.Group[bool]
 	mu      sync.Mutex
 	lastTry time.Time
+	// lastErr is the last fetch's failure, for readiness to name.
+	lastErr atomic.Pointer[error]
 }
 
 var _ oidc.KeySet = (*keySet)(nil)
@@ -80,16 +92,32 @@ type keyIndex struct {
 // issuerURL is the issuer whose keys these are.
 func (ks *keySet) issuerURL() string { return ks.issuer.URL() }
 
-// ready reports whether keys have been loaded.
+// ready reports whether keys have been loaded, and if not, why: the last
+// fetch's error, when there was one.
 func (ks *keySet) ready() error {
-	if ks.keys.Load() == nil {
-		return errKeysNotLoaded
+	if ks.keys.Load() != nil {
+		return nil
 	}
-	return nil
+	if err := ks.lastErr.Load(); err != nil {
+		return fmt.Errorf("%w: %w", errKeysNotLoaded, *err)
+	}
+	return errKeysNotLoaded
+}
+
+// awaitKeys returns nil when keys are loaded; otherwise it fetches them,
+// unless a fetch was tried less than coldProbeInterval ago, and returns
+// ready's error if there are still none.
+func (ks *keySet) awaitKeys(ctx context.Context) error {
+	if ks.keys.Load() != nil {
+		return nil
+	}
+	ks.refreshAfter(ctx, coldProbeInterval)
+	return ks.ready()
 }
 
 // run loads the keys, retrying with backoff until it succeeds, then
-// refreshes them every interval until ctx ends.
+// refreshes them every interval until ctx ends. While no keys are loaded,
+// requests fetch too: see coldProbeInterval.
 func (ks *keySet) run(ctx context.Context) {
 	retry := time.Second
 	for {
@@ -131,10 +159,14 @@ func (ks *keySet) refresh(ctx context.Context) error {
 // unless a fetch was tried less than unknownKidCooldown ago. A fetch
 // already running is joined rather than repeated. The cool-down is checked
 // inside the shared call, where no other fetch can start or end.
-func (ks *keySet) refreshUnknownKid(ctx context.Context) {
+func (ks *keySet) refreshUnknownKid(ctx context.Context) { ks.refreshAfter(ctx, unknownKidCooldown) }
+
+// refreshAfter fetches the key set unless a fetch was tried less than
+// cooldown ago; see refreshUnknownKid.
+func (ks *keySet) refreshAfter(ctx context.Context, cooldown time.Duration) {
 	_, _ = ks.fetches.Do(ctx, "", jwksFetchTimeout, func(ctx context.Context) (bool, error) {
 		ks.mu.Lock()
-		recent := !ks.lastTry.IsZero() && ks.clock.Now().Sub(ks.lastTry) < unknownKidCooldown
+		recent := !ks.lastTry.IsZero() && ks.clock.Now().Sub(ks.lastTry) < cooldown
 		ks.mu.Unlock()
 		if recent {
 			return false, nil
@@ -149,6 +181,7 @@ func (ks *keySet) fetch(ctx context.Context) error {
 	ks.mu.Unlock()
 	err := ks.fetchOnce(ctx)
 	if err != nil {
+		ks.lastErr.Store(&err)
 		ks.fetchErr.Inc()
 		ks.log.Warn("jwks fetch failed; keeping the keys already loaded",
 			"issuer", ks.issuerURL(), "keys_loaded", ks.keys.Load() != nil, "error", err.Error())
@@ -171,7 +204,7 @@ func (ks *keySet) fetchOnce(ctx context.Context) error {
 		}
 		u = md.JWKSURI
 	}
-	body, err := ks.client.Get(ctx, u)
+	body, err := ks.client.Get(tracing.WithOperation(ctx, tracing.OpJWKS), u)
 	if err != nil {
 		return err
 	}
@@ -187,10 +220,18 @@ func (ks *keySet) fetchOnce(ctx context.Context) error {
 	return nil
 }
 
-// parseJWKS keeps the public signing keys of a JWKS document. Each key is
-// judged on its own: one the library does not understand (a new key type,
-// an X25519 key, an unknown curve) is ignored, as RFC 7517 section 5 says,
-// rather than costing the issuer every other key.
+// parseJWKS keeps the public signing keys of a JWKS document that are fit
+// to verify with. It drops:
+//   - symmetric keys: a JWKS is public, so an HMAC key in it is known to all;
+//   - keys for another use: "use" other than "sig", or "key_ops" (RFC 7517
+//     4.3) without "verify";
+//   - RSA keys under 2048 bits (RFC 7518 3.3), which can be factored;
+//   - keys whose "alg" names no asymmetric signature algorithm (an
+//     encryption key such as RSA-OAEP), which would only make an issuer
+//     look ready whose keys can verify nothing;
+//   - keys that do not parse, or that go-jose finds invalid.
+//
+// A key that does not parse does not spoil the others.
 func parseJWKS(body []byte) (*keyIndex, error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
@@ -200,7 +241,7 @@ func parseJWKS(body []byte) (*keyIndex, error) {
 	}
 	idx := &keyIndex{byKID: map[string][]jose.JSONWebKey{}, source: body}
 	for _, raw := range set.Keys {
-		k, ok := signingKey(raw)
+		k, ok := usableKey(raw)
 		if !ok {
 			continue
 		}
@@ -208,38 +249,36 @@ func parseJWKS(body []byte) (*keyIndex, error) {
 		idx.byKID[k.KeyID] = append(idx.byKID[k.KeyID], k)
 	}
 	if len(idx.all) == 0 {
-		return nil, errors.New("JWKS holds no usable signing key")
+		return nil, errNoUsableKey
 	}
 	return idx, nil
 }
 
-// signingKey returns the public key of one JWK if it may verify
-// signatures. Symmetric keys are dropped: a JWKS is public, so an HMAC key
-// in it is known to all. So are keys for encryption (use, alg or key_ops
-// say so) and RSA keys under 2048 bits.
-func signingKey(raw json.RawMessage) (jose.JSONWebKey, bool) {
-	var k jose.JSONWebKey
+var errNoUsableKey = errors.New("the JWKS holds no usable signing key (an asymmetric key for use sig, RSA of 2048 bits or more)")
+
+// minRSABits is RFC 7518 3.3's floor for RS256 and its kin.
+const minRSABits = 2048
+
+func usableKey(raw json.RawMessage) (jose.JSONWebKey, bool) {
 	var ops struct {
 		KeyOps *[]string `json:"key_ops"`
 	}
-	if k.UnmarshalJSON(raw) != nil || json.Unmarshal(raw, &ops) != nil {
+	var k jose.JSONWebKey
+	if json.Unmarshal(raw, &ops) != nil || k.UnmarshalJSON(raw) != nil {
 		return k, false
 	}
-	if k.Use != "" && k.Use != "sig" || ops.KeyOps != nil && !slices.Contains(*ops.KeyOps, "verify") ||
+	if ops.KeyOps != nil && !slices.Contains(*ops.KeyOps, "verify") || k.Use != "" && k.Use != "sig" ||
 		k.Algorithm != "" && !signatureAlg(k.Algorithm) {
 		return k, false
 	}
-	k = k.Public()
-	switch key := k.Key.(type) {
-	case *rsa.PublicKey:
-		if key.N.BitLen() < 2048 {
-			return k, false
-		}
-	case *ecdsa.PublicKey, ed25519.PublicKey:
-	default:
+	if _, symmetric := k.Key.([]byte); symmetric || !k.Valid() {
 		return k, false
 	}
-	return k, k.Valid()
+	k = k.Public()
+	if rsaKey, ok := k.Key.(*rsa.PublicKey); ok && rsaKey.N.BitLen() < minRSABits {
+		return k, false
+	}
+	return k, true
 }
 
 // signatureAlg reports whether a key's alg is an asymmetric JWS algorithm.
@@ -274,6 +313,13 @@ func (ks *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, erro
 	return payload, err
 }
 
+// maxKeysWithoutKID is how many keys a token without a kid is tried
+// against: the first that fit its algorithm. A token cannot make the
+// sidecar try every key of a large set (each try an RSA or ECDSA
+// verification), and identity providers that leave kid out publish one
+// key or very few.
+const maxKeysWithoutKID = 4
+
 func verifyWith(idx *keyIndex, jws *jose.JSONWebSignature, hdr jose.Header) ([]byte, error) {
 	if idx == nil {
 		return nil, errKeysNotLoaded
@@ -285,15 +331,47 @@ func verifyWith(idx *keyIndex, jws *jose.JSONWebSignature, hdr jose.Header) ([]b
 	if len(candidates) == 0 {
 		return nil, errUnknownKey
 	}
+	tried := 0
 	for _, k := range candidates {
-		if k.Algorithm != "" && k.Algorithm != hdr.Algorithm {
+		if !keyFits(k, hdr.Algorithm) {
 			continue
+		}
+		if hdr.KeyID == "" {
+			if tried == maxKeysWithoutKID {
+				break
+			}
+			tried++
 		}
 		if payload, err := jws.Verify(k); err == nil {
 			return payload, nil
 		}
 	}
 	return nil, errBadSignature
+}
+
+// keyFits reports whether k can verify a signature made with alg: its own
+// alg, when it names one, is alg, and its type is the one alg uses.
+func keyFits(k jose.JSONWebKey, alg string) bool {
+	if k.Algorithm != "" && k.Algorithm != alg {
+		return false
+	}
+	switch key := k.Key.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		switch alg {
+		case "ES256":
+			return key.Curve == elliptic.P256()
+		case "ES384":
+			return key.Curve == elliptic.P384()
+		case "ES512":
+			return key.Curve == elliptic.P521()
+		}
+		return false
+	case ed25519.PublicKey:
+		return alg == "EdDSA"
+	}
+	return false
 }
 
 // sigErrKey carries a *error through go-oidc's verifier, which flattens

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/ttlcache"
 )
 
@@ -26,12 +28,17 @@ type identity struct {
 	claims []byte
 	// certThumbprint is the cnf.x5t#S256 of a certificate-bound token.
 	certThumbprint string
+	// dpopThumbprint is the cnf.jkt of a DPoP-bound token.
+	dpopThumbprint string
 	// headers are the X-Auth-* values, built once per verified token
 	// rather than per request: a cached identity serves many requests.
 	headers identityHeaders
 	// introspected is set when the authorization server vouched for the
 	// token, which then needs no second introspection.
 	introspected bool
+	// handle stands for the token in X-Auth-Context when token exchange
+	// is on (see handoff).
+	handle string
 }
 
 func newIdentity(c *claims, payload []byte) *identity {
@@ -44,6 +51,7 @@ func newIdentity(c *claims, payload []byte) *identity {
 		expiry:         c.Expiry.Time,
 		claims:         payload,
 		certThumbprint: c.certThumbprint(),
+		dpopThumbprint: c.dpopThumbprint(),
 	}
 	id.headers = newIdentityHeaders(id)
 	return id
@@ -56,12 +64,17 @@ type verifier struct {
 	audiences []string
 	algs      map[string]bool
 	skew      time.Duration
-	clock     clock.Clock
-	cache     *ttlcache.Cache[*cacheEntry]
-	intro     *introspector // nil: off
-	introAll  bool
-	hits      prometheus.Counter
-	misses    prometheus.Counter
+	// handoff, when token exchange is on, keeps callers' tokens for the
+	// outbound direction.
+	handoff  *handoff.Store
+	clock    clock.Clock
+	cache    *ttlcache.Cache[*cacheEntry]
+	intro    *introspector // nil: off
+	introAll bool
+	// requireATJWT accepts only typ at+jwt (RFC 9068).
+	requireATJWT bool
+	hits         prometheus.Counter
+	misses       prometheus.Counter
 }
 
 type trustedIssuer struct {
@@ -132,11 +145,14 @@ func (v *verifier) verifyJWT(ctx context.Context, raw string) (*identity, error)
 	if !v.algs[hdr.Alg] {
 		return nil, reject(reasonDisallowedAlgorithm, "alg %q", hdr.Alg)
 	}
+	if err := v.checkType(hdr.Typ, c.Typ); err != nil {
+		return nil, err
+	}
 	iss, ok := v.issuers[c.Issuer]
 	if !ok {
 		return nil, reject(reasonWrongIssuer, "iss %q", c.Issuer)
 	}
-	if err := iss.keys.ready(); err != nil {
+	if err := iss.keys.awaitKeys(ctx); err != nil {
 		return nil, err
 	}
 	generation := iss.keys.generation.Load()
@@ -150,6 +166,7 @@ func (v *verifier) verifyJWT(ctx context.Context, raw string) (*identity, error)
 	if err := checkCarriable(id); err != nil {
 		return nil, err
 	}
+	v.attachHandle(id, raw)
 	v.cache.Put(raw, &cacheEntry{identity: id, claims: c, keys: iss.keys, generation: generation},
 		c.Expiry.Add(v.skew), v.clock.Now())
 	return id, nil
@@ -182,6 +199,9 @@ func (v *verifier) verifyOpaque(ctx context.Context, raw string) (*identity, err
 	if !a.Active {
 		return nil, reject(reasonInactive, "introspection: not active")
 	}
+	if a.refreshToken() {
+		return nil, reject(reasonWrongTokenType, "introspection: a refresh token")
+	}
 	if a.Issuer != "" {
 		if _, ok := v.issuers[a.Issuer]; !ok {
 			return nil, reject(reasonWrongIssuer, "iss %q", a.Issuer)
@@ -200,6 +220,7 @@ func (v *verifier) verifyOpaque(ctx context.Context, raw string) (*identity, err
 		return nil, err
 	}
 	id.introspected = true
+	v.attachHandle(id, raw)
 	return id, nil
 }
 
@@ -218,6 +239,13 @@ func checkCarriable(id *identity) error {
 	return nil
 }
 
+// attachHandle gives id the handle of its token, when token exchange is on.
+func (v *verifier) attachHandle(id *identity, raw string) {
+	if v.handoff != nil {
+		id.handle = v.handoff.Handle(raw)
+	}
+}
+
 // checkActive asks the authorization server whether a locally valid JWT
 // is still active, so that revocation takes effect before expiry.
 func (v *verifier) checkActive(ctx context.Context, raw string) error {
@@ -227,6 +255,29 @@ func (v *verifier) checkActive(ctx context.Context, raw string) error {
 	}
 	if !a.Active {
 		return reject(reasonInactive, "introspection: revoked")
+	}
+	if a.refreshToken() {
+		return reject(reasonWrongTokenType, "introspection: a refresh token")
+	}
+	return nil
+}
+
+// checkType refuses a JWT that says it is no access token. RFC 9068 names
+// access tokens "at+jwt"; many providers write "JWT" or nothing, and so do
+// their ID tokens, which typ cannot tell apart: REQUIRED_SCOPES or
+// ALLOWED_CLIENTS is the defence there. A logout token (OIDC Back-Channel
+// Logout, "logout+jwt") or any other declared type is refused, and so are
+// Keycloak's ID and refresh tokens, which say so in the payload.
+func (v *verifier) checkType(header, payload string) error {
+	switch {
+	case strings.EqualFold(header, "at+jwt"), strings.EqualFold(header, "application/at+jwt"):
+	case v.requireATJWT:
+		return reject(reasonWrongTokenType, "typ %q, want at+jwt", header)
+	case header != "" && !strings.EqualFold(header, "JWT"):
+		return reject(reasonWrongTokenType, "typ %q", header)
+	}
+	if strings.EqualFold(payload, "ID") || strings.EqualFold(payload, "Refresh") {
+		return reject(reasonWrongTokenType, "payload typ %q", payload)
 	}
 	return nil
 }

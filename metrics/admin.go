@@ -71,6 +71,7 @@ func NewAdminHandler(g prometheus.Gatherer, ready *Readiness) http.Handler {
 			names = append(names, n)
 		}
 		sort.Strings(names)
+		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "not_ready": names, "reasons": failing})
 	})
 	return mux

@@ -15,6 +15,10 @@ const (
 	ResultForbidden     = "forbidden"
 	ResultUnavailable   = "unavailable"
 	ResultUpstreamError = "upstream_error"
+	// ResultBadRequest: refused before any token check, for what the
+	// request is rather than who sent it (an odd request-target, an
+	// encoded slash, CONNECT or TRACE).
+	ResultBadRequest = "bad_request"
 )
 
 // Introspection results, the values of the "result" label of
@@ -131,11 +135,12 @@ func NewRegistry() *prometheus.Registry {
 }
 
 // InboundResults are the values of the inbound "result" label.
-var InboundResults = []string{ResultAllowed, ResultPublic, ResultUnauthn, ResultForbidden, ResultUnavailable, ResultUpstreamError}
+var InboundResults = []string{ResultAllowed, ResultPublic, ResultUnauthn, ResultForbidden, ResultUnavailable, ResultUpstreamError, ResultBadRequest}
 
 // RejectionReasons are the values of the inbound "reason" label.
 var RejectionReasons = []string{"missing", "malformed", "bad_signature", "unknown_key", "expired", "not_yet_valid",
-	"wrong_issuer", "wrong_audience", "disallowed_algorithm", "insufficient_scope", "client_not_allowed", "inactive", "certificate_mismatch"}
+	"wrong_issuer", "wrong_audience", "disallowed_algorithm", "insufficient_scope", "client_not_allowed", "inactive", "certificate_mismatch",
+	"wrong_token_type", "invalid_dpop_proof"}
 
 // InitInbound starts every inbound series at zero, so that a dashboard
 // shows a flat line instead of no data before the first refusal.

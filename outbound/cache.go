@@ -82,6 +82,8 @@ type Cache struct {
 	failures int
 	lastErr  error
 	retryAt  time.Time
+	// failedAt is when the last fetch failed.
+	failedAt time.Time
 	// refusedAt is when an upstream's 401 last dropped the token.
 	refusedAt time.Time
 
@@ -90,25 +92,16 @@ type Cache struct {
 
 // entry is one fetched token. Only expired changes once it is stored.
 type entry struct {
-	tok       *oauth2.Token
-	header    string // "Bearer <token>", built once, not per request
+	tok    *oauth2.Token
+	header string // "Bearer <token>" or "DPoP <token>", built once, not per request
+	// dpop: the token is DPoP-bound, and every call needs a proof.
+	dpop      bool
 	expiry    time.Time
 	refreshAt time.Time
 	// expired is set by a timer at expiry. The hot path reads only it;
 	// the slow paths also read the clock, in case the timer runs late.
 	expired atomic.Bool
 	stop    func() bool // the timer's
-	// accepted is set once an upstream has answered a call with this
-	// token with anything but 401.
-	accepted atomic.Bool
-}
-
-// markAccepted records that an upstream took the token; it writes only
-// the first time, so the hot path does not bounce the cache line.
-func (e *entry) markAccepted() {
-	if !e.accepted.Load() {
-		e.accepted.Store(true)
-	}
 }
 
 // live reports whether e can be sent at now.
@@ -169,9 +162,18 @@ func (c *Cache) get(ctx context.Context) (*entry, error) {
 	return c.wait(ctx)
 }
 
+// probeInterval is the least time between the fetches callers start while
+// the refresh loop backs off: after an outage of the identity provider, a
+// call that waits finds out within about a second that it is back, instead
+// of waiting out a backoff of up to a minute, and a provider that is still
+// down is asked twice a second per route, not once per call.
+const probeInterval = 500 * time.Millisecond
+
 // wait returns the valid entry, or the result of a fetch shared with every
-// other caller, or, while backing off after a failure, the failure at once:
-// without that, every request would hit a failing token endpoint.
+// other caller. While the refresh loop backs off after a failure, a caller
+// starts a fetch only when none failed in the last probeInterval, and
+// otherwise gets the failure at once: without that, every request would
+// hit a failing token endpoint.
 func (c *Cache) wait(ctx context.Context) (*entry, error) {
 	c.mu.Lock()
 	now := c.opts.Clock.Now()
@@ -179,7 +181,7 @@ func (c *Cache) wait(ctx context.Context) (*entry, error) {
 		c.mu.Unlock()
 		return e, nil
 	}
-	if c.lastErr != nil && now.Before(c.retryAt) {
+	if c.lastErr != nil && now.Before(c.retryAt) && now.Sub(c.failedAt) < probeInterval {
 		err := c.lastErr
 		c.mu.Unlock()
 		return nil, c.unavailable(err)
@@ -192,22 +194,36 @@ func (c *Cache) wait(ctx context.Context) (*entry, error) {
 	return e, err
 }
 
+// ready reports whether the route holds a token it can send now, and if
+// not, why, for /readyz.
+func (c *Cache) ready() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur.Load().live(c.opts.Clock.Now()) {
+		return nil
+	}
+	if c.lastErr != nil {
+		return fmt.Errorf("no valid token: %w", c.lastErr)
+	}
+	return errors.New("no valid token yet: the first fetch has not finished")
+}
+
 func (c *Cache) unavailable(cause error) error {
 	return fmt.Errorf("%w for route %q: %w", errTokenUnavailable, c.opts.Route, cause)
 }
 
-// refusalCooldown is the least time between two tokens dropped because an
-// upstream answered 401, when the second was never accepted either. An
-// upstream that refuses every call, for reasons of its own, would otherwise
-// cost one token request per call and could get the client throttled by
-// its identity provider, and then every call on the route would fail.
-const refusalCooldown = 10 * time.Second
+// refusalCooldown is the least time between two tokens of a route dropped
+// because an upstream answered 401. An upstream that refuses calls for
+// reasons of its own (or one that alternates between accepting and
+// refusing) would otherwise cost one token request per call and could get
+// the client throttled by its identity provider, and then every call on
+// the route would fail.
+const refusalCooldown = 5 * time.Second
 
 // refused is told that an upstream answered 401 to tok, and reports whether
-// a retry can use another token. A token an upstream has accepted before is
-// always dropped: its key was rotated or it was revoked. A token never
-// accepted is dropped only if no token was dropped for a 401 within
-// refusalCooldown.
+// a retry can use another token: whether tok was dropped now, or had been
+// replaced already. It is dropped unless a token of the route was dropped
+// for a 401 less than refusalCooldown ago.
 func (c *Cache) refused(tok *oauth2.Token) bool {
 	c.mu.Lock()
 	e := c.cur.Load()
@@ -216,7 +232,7 @@ func (c *Cache) refused(tok *oauth2.Token) bool {
 		return true // already dropped or replaced
 	}
 	now := c.opts.Clock.Now()
-	if !e.accepted.Load() && !c.refusedAt.IsZero() && now.Sub(c.refusedAt) < refusalCooldown {
+	if !c.refusedAt.IsZero() && now.Sub(c.refusedAt) < refusalCooldown {
 		c.mu.Unlock()
 		return false
 	}

@@ -1,8 +1,11 @@
 package outbound
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -363,24 +366,136 @@ func TestAnUpstreamRefusingEverythingCostsOneTokenPerCooldown(t *testing.T) {
 	}
 }
 
-func TestAnAcceptedTokenRefusedLaterIsAlwaysReplaced(t *testing.T) {
+func TestAnUpstreamAlternatingBetween200And401CostsOneTokenPerCooldown(t *testing.T) {
 	ts := newTokenServer(t)
 	up := newUpstream(t, ts)
-	var refuse atomic.Bool
+	var calls atomic.Int64
 	up.handle = func(w http.ResponseWriter, _ *http.Request, _ []byte) {
-		if refuse.CompareAndSwap(true, false) {
+		if calls.Add(1)%2 == 0 {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
 		w.WriteHeader(http.StatusOK)
 	}
-	h := build(t, env(ts, up.URL, nil), newFakeClock())
-	for i := range 3 {
-		expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusOK)
-		refuse.Store(true) // the upstream now refuses the token it accepted
-		expectStatus(t, h.do(t, "GET", "/payments/x", nil), http.StatusOK)
-		if got := ts.calls.Load(); got != int64(i+2) {
-			t.Fatalf("round %d: %d token requests, want %d", i+1, got, i+2)
+	clock := newFakeClock()
+	h := build(t, env(ts, up.URL, nil), clock)
+	for range 20 {
+		h.do(t, "GET", "/payments/x", nil)
+	}
+	if got := ts.calls.Load(); got != 2 {
+		t.Errorf("20 calls, every other one refused: %d token requests, want 2 (the first, and one after the first 401)", got)
+	}
+	clock.Advance(refusalCooldown)
+	for range 4 {
+		h.do(t, "GET", "/payments/x", nil)
+	}
+	if got := ts.calls.Load(); got != 3 {
+		t.Errorf("after the cooldown: %d token requests, want 3", got)
+	}
+}
+
+func TestTraceAndConnectAreNotForwarded(t *testing.T) {
+	ts := newTokenServer(t)
+	up := newUpstream(t, ts)
+	h := build(t, env(ts, up.URL, map[string]string{"AUTHSIDECAR_ROUTE_PAYMENTS_LISTEN": "127.0.0.1:0"}), nil)
+	for _, m := range []string{http.MethodTrace, http.MethodConnect} {
+		expectStatus(t, h.do(t, m, "/payments/x", nil), http.StatusMethodNotAllowed)
+		rec := httptest.NewRecorder()
+		h.route("payments").Handler().ServeHTTP(rec, httptest.NewRequest(m, "/x", nil))
+		expectStatus(t, rec, http.StatusMethodNotAllowed)
+	}
+	if n := up.calls.Load(); n != 0 {
+		t.Errorf("the upstream got %d calls, want none", n)
+	}
+	if n := ts.calls.Load(); n != 0 {
+		t.Errorf("%d token requests, want none", n)
+	}
+}
+
+func TestAStalledBodyFromTheAppEndsTheCall(t *testing.T) {
+	ts := newTokenServer(t)
+	up := newUpstream(t, ts)
+	h := build(t, env(ts, up.URL, map[string]string{"AUTHSIDECAR_BODY_IDLE_TIMEOUT": "200ms"}), nil)
+	srv := httptest.NewServer(h.Handler())
+	t.Cleanup(srv.Close)
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	must(t, err)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.WriteString(c, "POST /payments/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nsome, then nothing")
+	must(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	must(t, err)
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("status %d, want 408", resp.StatusCode)
+	}
+}
+
+func TestAHostNamingARouteWinsOverThePath(t *testing.T) {
+	ts := newTokenServer(t)
+	up := newUpstream(t, ts)
+	other := newUpstream(t, ts)
+	h := build(t, env(ts, up.URL, map[string]string{
+		"AUTHSIDECAR_OUTBOUND_ROUTES":   "payments,billing",
+		"AUTHSIDECAR_ROUTE_BILLING_URL": other.URL,
+	}), nil)
+	for _, tc := range []struct {
+		host, path string
+		to         *upstream
+		uri        string
+	}{
+		{"payments", "/pkg.Payments/Charge", up, "/pkg.Payments/Charge"},
+		{"payments:4000", "/pkg.Payments/Charge", up, "/pkg.Payments/Charge"},
+		{"payments.localhost:4000", "/x", up, "/x"},
+		{"PAYMENTS.localhost", "/x", up, "/x"},
+		{"billing", "/payments/x", other, "/payments/x"}, // the Host wins over the path
+		{"127.0.0.1:4000", "/billing/y", other, "/y"},    // no route by that name: the path decides
+		{"localhost:4000", "/payments/z", up, "/z"},
+	} {
+		req := httptest.NewRequest("GET", "http://"+tc.host+tc.path, nil)
+		req.Host = tc.host
+		rec := httptest.NewRecorder()
+		h.Handler().ServeHTTP(rec, req)
+		expectStatus(t, rec, http.StatusOK)
+		if got := tc.to.last().requestURI; got != tc.uri {
+			t.Errorf("Host %s, path %s: the upstream got %s, want %s", tc.host, tc.path, got, tc.uri)
 		}
+	}
+}
+
+func TestAGRPCUnauthenticatedIsRetriedOnceWithANewToken(t *testing.T) {
+	ts := newTokenServer(t)
+	up := newUpstream(t, ts)
+	var refused atomic.Bool
+	up.handle = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		body, _ := io.ReadAll(r.Body)
+		if refused.CompareAndSwap(false, true) { // the first call only
+			w.Header().Set("Content-Type", "application/grpc")
+			w.Header().Set("Grpc-Status", "16")
+			w.Header().Set("Grpc-Message", "token%20refused")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.WriteHeader(http.StatusOK)
+		w.Write(body)
+		w.Header().Set("Grpc-Status", "0")
+	}
+	h := build(t, env(ts, up.URL, nil), newFakeClock())
+	msg := []byte{0, 0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o'} // one length-prefixed message
+	req := httptest.NewRequest("POST", "http://payments/pkg.Payments/Charge", bytes.NewReader(msg))
+	req.Host = "payments"
+	req.Header.Set("Content-Type", "application/grpc")
+	rec := httptest.NewRecorder()
+	h.Handler().ServeHTTP(rec, req)
+	if rec.Code != 200 || rec.Result().Trailer.Get("Grpc-Status") != "0" || !bytes.Equal(rec.Body.Bytes(), msg) {
+		t.Fatalf("got %d, trailer %q, body %q; want the retried call's answer", rec.Code, rec.Result().Trailer.Get("Grpc-Status"), rec.Body.Bytes())
+	}
+	if n := ts.calls.Load(); n != 2 {
+		t.Errorf("%d token requests, want 2: the first, and one after UNAUTHENTICATED", n)
+	}
+	if n := up.calls.Load(); n != 2 {
+		t.Errorf("the upstream got %d calls, want 2", n)
 	}
 }

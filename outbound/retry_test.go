@@ -52,16 +52,20 @@ func TestReplayBody(t *testing.T) {
 func TestCheckToken(t *testing.T) {
 	for _, tc := range []struct {
 		tok  oauth2.Token
+		dpop bool
 		want string
 	}{
-		{oauth2.Token{AccessToken: "abc", TokenType: "Bearer"}, ""},
-		{oauth2.Token{AccessToken: "abc", TokenType: "bearer"}, ""},
-		{oauth2.Token{AccessToken: "abc"}, ""},
-		{oauth2.Token{AccessToken: "abc", TokenType: "DPoP"}, `outbound: token endpoint returned token_type "DPoP", want "Bearer"`},
-		{oauth2.Token{AccessToken: "", TokenType: "Bearer"}, "outbound: token endpoint returned no access_token"},
-		{oauth2.Token{AccessToken: "abc\r\nX-Evil: 1"}, "outbound: token endpoint returned an access_token with characters a header cannot carry"},
+		{oauth2.Token{AccessToken: "abc", TokenType: "Bearer"}, false, ""},
+		{oauth2.Token{AccessToken: "abc", TokenType: "bearer"}, false, ""},
+		{oauth2.Token{AccessToken: "abc"}, false, ""},
+		{oauth2.Token{AccessToken: "abc", TokenType: "DPoP"}, false, `outbound: token endpoint returned token_type "DPoP", want "Bearer"`},
+		{oauth2.Token{AccessToken: "abc", TokenType: "DPoP"}, true, ""},
+		{oauth2.Token{AccessToken: "abc", TokenType: "Bearer"}, true, ""},
+		{oauth2.Token{AccessToken: "abc", TokenType: "MAC"}, true, `outbound: token endpoint returned token_type "MAC", want "Bearer"`},
+		{oauth2.Token{AccessToken: "", TokenType: "Bearer"}, false, "outbound: token endpoint returned no access_token"},
+		{oauth2.Token{AccessToken: "abc\r\nX-Evil: 1"}, false, "outbound: token endpoint returned an access_token with characters a header cannot carry"},
 	} {
-		err := checkToken(&tc.tok)
+		err := checkToken(&tc.tok, tc.dpop)
 		if got := errString(err); got != tc.want {
 			t.Errorf("checkToken(%q, %q) = %q, want %q", tc.tok.AccessToken, tc.tok.TokenType, got, tc.want)
 		}

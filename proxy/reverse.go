@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"github.com/authsidecar/authsidecar/internal/redact"
-
 	"context"
 	"encoding/hex"
 	"errors"
@@ -13,31 +11,13 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"sync"
-	"time"
+
+	"github.com/authsidecar/authsidecar/internal/redact"
 )
 
 // RequestIDHeader carries a request's id from the caller through the
 // sidecar to the next hop, so that logs on both sides can be joined.
 const RequestIDHeader = "X-Request-Id"
-
-// NewTransport returns a transport for a sidecar hop: a keep-alive pool
-// large enough that concurrent callers reuse connections instead of dialing
-// (net/http keeps only 2 idle connections per host by default), and bounded
-// dials. It never uses a proxy from the environment: the sidecar is the proxy.
-func NewTransport(dialTimeout, responseHeaderTimeout time.Duration) *http.Transport {
-	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: responseHeaderTimeout,
-	}
-}
 
 // ReverseProxyOptions configure NewReverseProxy.
 type ReverseProxyOptions struct {
@@ -67,30 +47,56 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.Revers
 				pr.Out.Host = pr.In.Host
 			}
 			pr.SetXForwarded()
-			if pr.Out.Header.Get(RequestIDHeader) == "" {
-				pr.Out.Header.Set(RequestIDHeader, newRequestID())
-			}
+			EnsureRequestID(pr.Out.Header)
 			if opts.Rewrite != nil {
 				opts.Rewrite(pr)
 			}
 		},
-		Transport:  opts.Transport,
-		BufferPool: copyBuffers,
+		Transport:      opts.Transport,
+		ModifyResponse: StripErrorHeader,
+		BufferPool:     copyBuffers,
 		// FlushInterval stays 0: httputil already flushes at once for
 		// server-sent events and bodies of unknown length, and flushing
 		// every write of a sized body costs a syscall for nothing.
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, ErrBodyIdle) || bodyStalled(r) {
+				logger.Debug("request body stalled", "error", err.Error())
+				WriteError(w, r, http.StatusRequestTimeout, "request_timeout", "the request body stalled")
+				return
+			}
 			markUpstreamFailed(w)
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 				// The caller left; nobody reads the answer.
 				w.WriteHeader(499)
 				return
 			}
-			logger.Warn("upstream unreachable", "upstream", redact.ParsedURL(target), "error", err.Error())
-			WriteError(w, http.StatusBadGateway, "upstream_unavailable", "the upstream could not be reached")
+			if timedOut(err, r) {
+				logger.WarnContext(r.Context(), "upstream did not answer in time", "upstream", redact.ParsedURL(target), "error", err.Error())
+				WriteError(w, r, http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
+				return
+			}
+			logger.WarnContext(r.Context(), "upstream unreachable", "upstream", redact.ParsedURL(target), "error", err.Error())
+			WriteError(w, r, http.StatusBadGateway, "upstream_unavailable", "the upstream could not be reached")
 		},
 	}
+}
+
+// timedOut reports whether the round trip failed because an answer took
+// too long: the caller's deadline (grpc-timeout) passed, or the
+// transport's ResponseHeaderTimeout (INBOUND_UPSTREAM_TIMEOUT,
+// ROUTE_<NAME>_TIMEOUT) did. A dial that timed out is not: the upstream
+// could not be reached, a 502.
+func timedOut(err error, r *http.Request) bool {
+	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() != nil {
+		return true
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // copyBuffers recycles the 32 KiB buffers ReverseProxy copies bodies
@@ -106,6 +112,32 @@ func (b *bufferPool) Put(buf []byte) {
 	if cap(buf) == 32<<10 {
 		b.pool.Put((*[32 << 10]byte)(buf[:32<<10]))
 	}
+}
+
+// EnsureRequestID keeps the caller's X-Request-Id or sets a new one, so
+// that the sidecar's log lines and the next hop's carry the same id. A
+// caller's id is kept only if it looks like one: at most maxRequestID
+// visible ASCII characters, else every log line would carry whatever, up
+// to the header cap, a caller put there.
+func EnsureRequestID(h http.Header) {
+	if !validRequestID(h.Values(RequestIDHeader)) {
+		h.Set(RequestIDHeader, newRequestID())
+	}
+}
+
+// maxRequestID bounds a caller's request id: a UUID is 36 characters.
+const maxRequestID = 128
+
+func validRequestID(values []string) bool {
+	if len(values) != 1 || values[0] == "" || len(values[0]) > maxRequestID {
+		return false
+	}
+	for i := range len(values[0]) {
+		if c := values[0][i]; c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // newRequestID returns 128 random bits in hex. It needs uniqueness, not

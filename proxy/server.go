@@ -15,7 +15,8 @@ import (
 type ServerOptions struct {
 	// MaxHeaderBytes caps request line plus headers; past it the caller
 	// gets 431 Request Header Fields Too Large. net/http reads up to a
-	// few KiB of buffer slack past the cap before it notices.
+	// few KiB of buffer slack past the cap before it notices. It is the
+	// HTTP/2 header list size limit too.
 	MaxHeaderBytes    int
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
@@ -68,8 +69,31 @@ func Listen(name, addr string, h http.Handler, opts ServerOptions) (*Server, err
 		IdleTimeout:       opts.IdleTimeout,
 		WriteTimeout:      opts.WriteTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.With("server", name).Handler(), slog.LevelDebug),
+		Protocols:         serverProtocols(),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: MaxConcurrentStreams,
+			// net/http's HTTP/2 server already survives rapid reset
+			// (CVE-2023-44487): it runs at most MaxConcurrentStreams
+			// handlers per connection and queues the rest behind them.
+		},
 	}
 	return &Server{name: name, ln: ln, srv: srv, log: logger}, nil
+}
+
+// MaxConcurrentStreams is how many HTTP/2 streams a connection may have
+// open at once: gRPC clients multiplex every call on one connection, and
+// 100 is what RFC 9113 recommends as the least to allow.
+const MaxConcurrentStreams = 100
+
+// serverProtocols are what every listener speaks: HTTP/1.1, HTTP/2 over
+// TLS (by ALPN, on a TLS listener), and HTTP/2 over cleartext with prior
+// knowledge (h2c), as gRPC clients speak it to a sidecar on loopback.
+func serverProtocols() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	return p
 }
 
 // Name returns the server's name.

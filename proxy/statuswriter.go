@@ -14,6 +14,7 @@ type StatusWriter struct {
 	http.ResponseWriter
 	status         int
 	upstreamFailed bool
+	errorCode      string
 }
 
 var statusWriters = sync.Pool{New: func() any { return new(StatusWriter) }}
@@ -33,7 +34,12 @@ func (w *StatusWriter) Release() {
 }
 
 // WriteHeader records the first final status (or 101) and passes it on.
+// An informational answer (103 Early Hints) the app or upstream sent loses
+// its ErrorHeader, as its final answer does in StripErrorHeader.
 func (w *StatusWriter) WriteHeader(code int) {
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		w.Header().Del(ErrorHeader)
+	}
 	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
 	}
@@ -65,6 +71,17 @@ func (w *StatusWriter) Status() int {
 // failed, so that the answer is the sidecar's own 502, not one the app
 // sent.
 func (w *StatusWriter) UpstreamFailed() bool { return w.upstreamFailed }
+
+// ErrorCode is the error code of the sidecar's own answer (as in
+// ErrorHeader), "" when the app or upstream answered.
+func (w *StatusWriter) ErrorCode() string { return w.errorCode }
+
+// noteError is called by WriteErrorBody.
+func noteError(w http.ResponseWriter, code string) {
+	if sw, ok := w.(*StatusWriter); ok {
+		sw.errorCode = code
+	}
+}
 
 // markUpstreamFailed is called by the reverse proxy's error handler.
 func markUpstreamFailed(w http.ResponseWriter) {

@@ -16,6 +16,10 @@ type Defaults struct {
 	PublicPaths    []string
 	RequiredScopes []string
 	AllowedClients []string
+	// CaseInsensitive matches every rule's paths without regard to ASCII
+	// case, for apps that route so (Express, ASP.NET Core by default):
+	// "/ADMIN/x" then needs what "/admin/**" asks for.
+	CaseInsensitive bool
 }
 
 // Names the trailing rules go by in logs and errors.
@@ -30,13 +34,22 @@ const (
 // the one authorization engine: every request a Set with defaults is asked
 // about matches a rule.
 func (s *Set) WithDefaults(d Defaults) (*Set, error) {
-	rules := append([]*Rule(nil), s.Rules()...)
+	var rules []*Rule
+	for _, r := range s.Rules() {
+		if d.CaseInsensitive {
+			r = r.lowerCased()
+		}
+		rules = append(rules, r)
+	}
 	var errs []error
 	for _, p := range d.PublicPaths {
 		r, err := publicPrefix(p)
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if d.CaseInsensitive {
+			r = r.lowerCased()
 		}
 		rules = append(rules, r)
 	}
@@ -53,7 +66,24 @@ func (s *Set) WithDefaults(d Defaults) (*Set, error) {
 	})
 	out := newSet(rules)
 	out.fallback = rules[len(rules)-1]
+	out.caseInsensitive = d.CaseInsensitive
 	return out, nil
+}
+
+// lowerCased returns a copy of r whose literal path segments are lower
+// case; r itself is shared and never modified.
+func (r *Rule) lowerCased() *Rule {
+	c := *r
+	c.globs = make([]glob, len(r.globs))
+	for i, g := range r.globs {
+		g.segs = append([]seg(nil), g.segs...)
+		for j := range g.segs {
+			g.segs[j].lit = asciiLower(g.segs[j].lit)
+		}
+		g.lastLit = asciiLower(g.lastLit)
+		c.globs[i] = g
+	}
+	return &c
 }
 
 // publicPrefix is the rule for one public path: the path itself and

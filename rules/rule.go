@@ -49,8 +49,11 @@ type Input struct {
 	// rule with a condition that reads claims.
 	Claims []byte
 	Method string
-	Path   string
-	Header http.Header
+	// Path is the path the app will receive: decoded, dot segments
+	// resolved. RawPath is the path as the caller sent it.
+	Path    string
+	RawPath string
+	Header  http.Header
 }
 
 // Decision is Allow's answer.

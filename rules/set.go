@@ -1,5 +1,7 @@
 package rules
 
+import "slices"
+
 // Set is a compiled rules file. It is safe for concurrent use.
 type Set struct {
 	rules []*Rule
@@ -11,6 +13,8 @@ type Set struct {
 	// fallback is the catch-all of a Set with defaults, which Match
 	// returns for a path no glob can match (one not starting with "/").
 	fallback *Rule
+	// caseInsensitive: the globs are lower case, and Match lowers paths.
+	caseInsensitive bool
 }
 
 // candidate is one glob of one rule, with what rules it out copied in so
@@ -86,6 +90,9 @@ func (s *Set) Match(method, p string) *Rule {
 	if p == "" || p[0] != '/' {
 		return s.fallback
 	}
+	if s.caseInsensitive && hasUpper(p) {
+		p = asciiLower(p)
+	}
 	var buf [maxSegs]string
 	segs := split(buf[:0], p[1:])
 	m := methodBit(method)
@@ -146,4 +153,50 @@ func (s *Set) matchUnclean(m methodMask, segs []string, cleaned string) *Rule {
 		}
 	}
 	return nil
+}
+
+func hasUpper(s string) bool {
+	for i := range len(s) {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiLower lowers ASCII letters only, as the option promises: "İ" is
+// not "i" to an app that routes by ASCII case.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// Scopes lists, sorted and once each, every scope some rule requires: the
+// scopes a client may need, for protected-resource metadata (RFC 9728).
+func (s *Set) Scopes() []string {
+	if s == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	all := make([]*Rule, 0, len(s.rules)+1)
+	all = append(append(all, s.rules...), s.fallback)
+	for _, r := range all {
+		if r == nil {
+			continue
+		}
+		for _, sc := range r.Scopes {
+			if !seen[sc] {
+				seen[sc] = true
+				out = append(out, sc)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -86,9 +86,10 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	case "request":
 		if a.request == nil {
 			a.request = map[string]any{
-				"method":  a.in.Method,
-				"path":    a.in.Path,
-				"headers": lowerHeaders(a.in.Header),
+				"method":   a.in.Method,
+				"path":     a.in.Path,
+				"raw_path": a.in.RawPath,
+				"headers":  lowerHeaders(a.in.Header),
 			}
 		}
 		return a.request, true
@@ -99,7 +100,9 @@ func (a *activation) ResolveName(name string) (any, bool) {
 func (a *activation) Parent() interpreter.Activation { return nil }
 
 // lowerHeaders maps lower-cased header names to their value, as conditions
-// read them. Credentials are left out, so that no evaluation error can
+// read them: the headers the app will receive. Hop-by-hop headers, and
+// those the Connection header lists, are removed on the way, so they are
+// left out. Credentials are left out, so that no evaluation error can
 // quote them into a log. A header sent more than once, or also spelled
 // with "_" for "-" (which WSGI and PHP apps read as the same header), is
 // left out too: the condition cannot know which copy the app will read, so
@@ -107,9 +110,15 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 func lowerHeaders(h http.Header) map[string]string {
 	m := make(map[string]string, len(h))
 	ambiguous := map[string]bool{}
+	dropped := map[string]bool{}
+	for _, v := range h["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			dropped[strings.ReplaceAll(strings.ToLower(strings.TrimSpace(name)), "_", "-")] = true
+		}
+	}
 	for k, v := range h {
 		name := strings.ReplaceAll(strings.ToLower(k), "_", "-")
-		if name == "authorization" || name == "cookie" || name == "proxy-authorization" {
+		if hopByHop(name) || dropped[name] || name == "authorization" || name == "cookie" {
 			continue
 		}
 		if _, twin := m[name]; twin || len(v) != 1 {
@@ -122,4 +131,15 @@ func lowerHeaders(h http.Header) map[string]string {
 		delete(m, name)
 	}
 	return m
+}
+
+// hopByHop reports whether a lower-cased header name is one a proxy
+// removes (RFC 9110 7.6.1, and the ones httputil.ReverseProxy adds).
+func hopByHop(name string) bool {
+	switch name {
+	case "connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+		"te", "trailer", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
 }

@@ -17,11 +17,12 @@ fi
 step "go vet"
 go vet ./...
 
-step "identity provider for end-to-end tests (npm ci)"
+step "identity provider and Express app for end-to-end tests (npm ci)"
 if ! command -v node >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
 (cd e2e/idp && npm ci --no-audit --no-fund --loglevel=error)
+(cd e2e/express && npm ci --no-audit --no-fund --loglevel=error)
 
 step "go test -race ./..."
 go test -race -count=1 -timeout 10m ./...

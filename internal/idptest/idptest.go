@@ -94,6 +94,7 @@ type IDP struct {
 	answers          map[string]map[string]any
 	introspectDown   bool
 	introspectGate   chan struct{}
+	introspectSeen   chan struct{}
 	IntrospectHits   atomic.Int64
 	introspectClient string
 	introspectSecret string
@@ -330,12 +331,26 @@ func (idp *IDP) HoldIntrospection() (release func()) {
 	return func() { once.Do(func() { close(gate) }) }
 }
 
+// HoldIntrospectionArrivals is HoldIntrospection, and arrived receives
+// one value per call that reaches the gate.
+func (idp *IDP) HoldIntrospectionArrivals() (arrived <-chan struct{}, release func()) {
+	ch := make(chan struct{}, 1000)
+	release = idp.HoldIntrospection()
+	idp.mu.Lock()
+	idp.introspectSeen = ch
+	idp.mu.Unlock()
+	return ch, release
+}
+
 func (idp *IDP) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	idp.IntrospectHits.Add(1)
 	idp.mu.Lock()
-	down, gate := idp.introspectDown, idp.introspectGate
+	down, gate, seen := idp.introspectDown, idp.introspectGate, idp.introspectSeen
 	wantID, wantSecret := idp.introspectClient, idp.introspectSecret
 	idp.mu.Unlock()
+	if seen != nil {
+		seen <- struct{}{}
+	}
 	if gate != nil {
 		<-gate
 	}

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 )
@@ -18,6 +19,8 @@ type renderCase struct {
 	name       string
 	valuesFile string // relative to this package; "" for the defaults
 	set        []string
+	// apiVersions are passed as --api-versions: what the cluster serves.
+	apiVersions []string
 
 	wantObjects []string // Kind/name, sorted
 	wantNative  bool
@@ -34,15 +37,27 @@ type renderCase struct {
 
 const (
 	fileClientSecret = "AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE=/etc/authsidecar/client-secret/client-secret"
-	keycloak         = "https://keycloak.example.com/realms/shop"
+	// shutdownDelay is what the chart sets unless told otherwise.
+	shutdownDelay = "AUTHSIDECAR_SHUTDOWN_DELAY=5s"
+	keycloak      = "https://keycloak.example.com/realms/shop"
 )
+
+// csiVolume is the pod certificate ci/cert-manager-csi-values.yaml asks for.
+const csiVolume = "authsidecar-pod-tls: csi csi.cert-manager.io readOnly=true" +
+	" csi.cert-manager.io/dns-names=payments.shop.svc,payments.shop.svc.cluster.local" +
+	" csi.cert-manager.io/duration=24h" +
+	" csi.cert-manager.io/fs-group=65532" +
+	" csi.cert-manager.io/issuer-kind=ClusterIssuer" +
+	" csi.cert-manager.io/issuer-name=shop-ca" +
+	" csi.cert-manager.io/key-usages=server auth,client auth,digital signature" +
+	" csi.cert-manager.io/uri-sans=spiffe://cluster.local/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME}"
 
 var renderCases = []renderCase{
 	{
 		name:        "default values render a native sidecar with only the admin port",
 		wantObjects: []string{"Deployment/demo-authsidecar", "ServiceAccount/demo-authsidecar"},
 		wantNative:  true,
-		wantEnv:     []string{"AUTHSIDECAR_ADMIN_LISTEN=:9464"},
+		wantEnv:     []string{"AUTHSIDECAR_ADMIN_LISTEN=:9464", shutdownDelay},
 		wantPorts:   []string{"auth-admin 9464/TCP"},
 	},
 	{
@@ -55,6 +70,7 @@ var renderCases = []renderCase{
 		wantNative: true,
 		wantEnv: []string{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
 			"AUTHSIDECAR_INBOUND_LISTEN=:8000",
 			"AUTHSIDECAR_INBOUND_UPSTREAM=http://127.0.0.1:8080",
 			"AUTHSIDECAR_INBOUND_ISSUERS=" + keycloak,
@@ -74,6 +90,7 @@ var renderCases = []renderCase{
 		wantNative:  true,
 		wantEnv: []string{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
 			"AUTHSIDECAR_OUTBOUND_LISTEN=127.0.0.1:4000",
 			"AUTHSIDECAR_OUTBOUND_ROUTES=payments",
 			"AUTHSIDECAR_OUTBOUND_ISSUER=" + keycloak,
@@ -98,6 +115,7 @@ var renderCases = []renderCase{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
 			"AUTHSIDECAR_LOG_LEVEL=debug",
 			"AUTHSIDECAR_ACCESS_LOG=true",
+			shutdownDelay,
 			"AUTHSIDECAR_INBOUND_LISTEN=:8000",
 			"AUTHSIDECAR_INBOUND_UPSTREAM=http://127.0.0.1:8080",
 			"AUTHSIDECAR_INBOUND_ISSUERS=https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0",
@@ -117,8 +135,9 @@ var renderCases = []renderCase{
 		wantServiceName: "http",
 	},
 	{
-		name:       "monitoring renders a PodMonitor and the dashboard ConfigMap",
-		valuesFile: "../../charts/authsidecar/ci/monitoring-dashboard-values.yaml",
+		name:        "monitoring renders a PodMonitor and the dashboard ConfigMap",
+		valuesFile:  "../../charts/authsidecar/ci/monitoring-dashboard-values.yaml",
+		apiVersions: prometheusOperator,
 		wantObjects: []string{
 			"ConfigMap/demo-authsidecar-dashboard", "Deployment/demo-authsidecar", "PodMonitor/demo-authsidecar",
 			"Service/demo-authsidecar", "ServiceAccount/demo-authsidecar",
@@ -126,6 +145,7 @@ var renderCases = []renderCase{
 		wantNative: true,
 		wantEnv: []string{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
 			"AUTHSIDECAR_INBOUND_LISTEN=:8000",
 			"AUTHSIDECAR_INBOUND_UPSTREAM=http://127.0.0.1:8080",
 			"AUTHSIDECAR_INBOUND_ISSUERS=" + keycloak,
@@ -136,8 +156,9 @@ var renderCases = []renderCase{
 		wantServiceName: "http",
 	},
 	{
-		name:       "a ServiceMonitor comes with a headless metrics Service",
-		valuesFile: "../../charts/authsidecar/ci/servicemonitor-values.yaml",
+		name:        "a ServiceMonitor comes with a headless metrics Service",
+		valuesFile:  "../../charts/authsidecar/ci/servicemonitor-values.yaml",
+		apiVersions: prometheusOperator,
 		wantObjects: []string{
 			"Deployment/demo-authsidecar", "Service/demo-authsidecar-metrics",
 			"ServiceAccount/demo-authsidecar", "ServiceMonitor/demo-authsidecar",
@@ -145,6 +166,7 @@ var renderCases = []renderCase{
 		wantNative: true,
 		wantEnv: []string{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
 			"AUTHSIDECAR_OUTBOUND_LISTEN=127.0.0.1:4000",
 			"AUTHSIDECAR_OUTBOUND_ROUTES=payments",
 			"AUTHSIDECAR_OUTBOUND_ISSUER=" + keycloak,
@@ -166,6 +188,7 @@ var renderCases = []renderCase{
 		wantNative: true,
 		wantEnv: []string{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
 			"AUTHSIDECAR_INBOUND_LISTEN=:8000",
 			"AUTHSIDECAR_INBOUND_UPSTREAM=http://127.0.0.1:8080",
 			"AUTHSIDECAR_INBOUND_ISSUERS=https://shop.okta.com/oauth2/default",
@@ -190,12 +213,50 @@ var renderCases = []renderCase{
 		wantServiceName: "https",
 	},
 	{
+		name:       "a cert-manager CSI certificate serves inbound and outbound TLS, a trust-manager bundle the CAs",
+		valuesFile: "../../charts/authsidecar/ci/cert-manager-csi-values.yaml",
+		wantObjects: []string{
+			"Deployment/demo-authsidecar", "Service/demo-authsidecar", "ServiceAccount/demo-authsidecar",
+		},
+		wantNative: true,
+		wantEnv: []string{
+			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
+			"AUTHSIDECAR_INBOUND_LISTEN=:8000",
+			"AUTHSIDECAR_INBOUND_UPSTREAM=http://127.0.0.1:8080",
+			"AUTHSIDECAR_INBOUND_ISSUERS=" + keycloak,
+			"AUTHSIDECAR_INBOUND_AUDIENCES=payments",
+			"AUTHSIDECAR_INBOUND_TLS_CERT_FILE=/etc/authsidecar/pod-tls/tls.crt",
+			"AUTHSIDECAR_INBOUND_TLS_KEY_FILE=/etc/authsidecar/pod-tls/tls.key",
+			"AUTHSIDECAR_INBOUND_CLIENT_CA_FILE=/etc/authsidecar/client-ca/ca.crt",
+			"AUTHSIDECAR_OUTBOUND_LISTEN=127.0.0.1:4000",
+			"AUTHSIDECAR_OUTBOUND_ROUTES=ledger",
+			"AUTHSIDECAR_OUTBOUND_ISSUER=" + keycloak,
+			"AUTHSIDECAR_OUTBOUND_CLIENT_ID=payments",
+			fileClientSecret,
+			"AUTHSIDECAR_OUTBOUND_TLS_CA_FILE=/etc/authsidecar/outbound-ca/ca.crt",
+			"AUTHSIDECAR_OUTBOUND_TLS_CERT_FILE=/etc/authsidecar/pod-tls/tls.crt",
+			"AUTHSIDECAR_OUTBOUND_TLS_KEY_FILE=/etc/authsidecar/pod-tls/tls.key",
+			"AUTHSIDECAR_ROUTE_LEDGER_URL=https://ledger.shop.svc.cluster.local",
+		},
+		wantPorts: []string{"auth-inbound 8000/TCP", "auth-admin 9464/TCP"},
+		wantVolumes: []string{
+			"authsidecar-client-ca: configMap shop-ca ca.crt->ca.crt",
+			"authsidecar-client-secret: secret payments-oauth-client client-secret->client-secret",
+			"authsidecar-outbound-ca: configMap shop-ca ca.crt->ca.crt",
+			csiVolume,
+		},
+		wantService:     443,
+		wantServiceName: "https",
+	},
+	{
 		name:        "a projected service-account token is the client assertion",
 		valuesFile:  "../../charts/authsidecar/ci/client-assertion-values.yaml",
 		wantObjects: []string{"Deployment/demo-authsidecar", "ServiceAccount/demo-authsidecar"},
 		wantNative:  true,
 		wantEnv: []string{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
 			"AUTHSIDECAR_OUTBOUND_LISTEN=127.0.0.1:4000",
 			"AUTHSIDECAR_OUTBOUND_ROUTES=inventory-api,payments",
 			"AUTHSIDECAR_OUTBOUND_TOKEN_URL=https://idp.example.com/oauth2/token",
@@ -226,9 +287,14 @@ var renderCases = []renderCase{
 			"AUTHSIDECAR_LOG_LEVEL=warn",
 			"AUTHSIDECAR_LOG_FORMAT=text",
 			"AUTHSIDECAR_ACCESS_LOG=true",
+			"AUTHSIDECAR_SHUTDOWN_DELAY=3s",
 			"AUTHSIDECAR_SHUTDOWN_GRACE=20s",
+			"AUTHSIDECAR_BODY_IDLE_TIMEOUT=45s",
+			"AUTHSIDECAR_ALLOW_INSECURE_HTTP=true",
 			"AUTHSIDECAR_INBOUND_LISTEN=:8443",
 			"AUTHSIDECAR_INBOUND_UPSTREAM=http://127.0.0.1:3001",
+			"AUTHSIDECAR_INBOUND_UPSTREAM_TIMEOUT=2m",
+			"AUTHSIDECAR_INBOUND_UPSTREAM_PROTOCOL=h2c",
 			"AUTHSIDECAR_INBOUND_ISSUERS=https://idp.example.com/",
 			"AUTHSIDECAR_INBOUND_JWKS_URL=https://idp.example.com/keys",
 			"AUTHSIDECAR_INBOUND_AUDIENCES=payments,https://payments.example.com",
@@ -238,11 +304,16 @@ var renderCases = []renderCase{
 			"AUTHSIDECAR_INBOUND_ALLOWED_CLIENTS=orders,billing",
 			"AUTHSIDECAR_INBOUND_PUBLIC_PATHS=/healthz,/docs/",
 			"AUTHSIDECAR_INBOUND_FORWARD_TOKEN=true",
+			"AUTHSIDECAR_INBOUND_REQUIRE_AT_JWT=true",
+			"AUTHSIDECAR_INBOUND_ALLOW_ENCODED_SLASHES=true",
+			// false is set, not left out: only null leaves a variable unset.
+			"AUTHSIDECAR_INBOUND_CASE_INSENSITIVE_PATHS=false",
 			"AUTHSIDECAR_INBOUND_RULES_FILE=/etc/authsidecar/rules/rules.yaml",
 			"AUTHSIDECAR_INBOUND_TLS_CERT_FILE=/etc/authsidecar/inbound-tls/tls.crt",
 			"AUTHSIDECAR_INBOUND_TLS_KEY_FILE=/etc/authsidecar/inbound-tls/tls.key",
 			"AUTHSIDECAR_INBOUND_CLIENT_CA_FILE=/etc/authsidecar/client-ca/ca.crt",
 			"AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_ID=payments-rs",
+			"AUTHSIDECAR_INBOUND_INTROSPECTION_AUTH_METHOD=client_secret_post",
 			"AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_SECRET_FILE=/etc/authsidecar/introspection/client-secret",
 			"AUTHSIDECAR_INBOUND_INTROSPECTION_URL=https://idp.example.com/introspect",
 			"AUTHSIDECAR_INBOUND_INTROSPECT=all",
@@ -254,6 +325,7 @@ var renderCases = []renderCase{
 			"AUTHSIDECAR_OUTBOUND_CLIENT_ID=payments",
 			fileClientSecret,
 			"AUTHSIDECAR_OUTBOUND_AUTH_METHOD=private_key_jwt",
+			"AUTHSIDECAR_OUTBOUND_READY_REQUIRES_TOKENS=true",
 			"AUTHSIDECAR_OUTBOUND_PRIVATE_KEY_FILE=/etc/authsidecar/private-key/private-key.pem",
 			"AUTHSIDECAR_OUTBOUND_PRIVATE_KEY_ID=key-2025",
 			"AUTHSIDECAR_OUTBOUND_CLIENT_ASSERTION_FILE=/var/run/secrets/authsidecar/client-assertion/token",
@@ -265,6 +337,16 @@ var renderCases = []renderCase{
 			"AUTHSIDECAR_ROUTE_LEDGER_V2_RESOURCE=https://ledger.example.com",
 			"AUTHSIDECAR_ROUTE_LEDGER_V2_SCOPES=ledger.read ledger.write",
 			"AUTHSIDECAR_ROUTE_LEDGER_V2_LISTEN=127.0.0.1:4001",
+			"AUTHSIDECAR_ROUTE_LEDGER_V2_TIMEOUT=10s",
+			"AUTHSIDECAR_ROUTE_LEDGER_V2_PROTOCOL=http1",
+			"OTEL_TRACES_EXPORTER=otlp",
+			"OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector.observability:4317",
+			"OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+			"OTEL_SERVICE_NAME=payments",
+			"OTEL_TRACES_SAMPLER=parentbased_traceidratio",
+			"OTEL_TRACES_SAMPLER_ARG=0.25",
+			"OTEL_PROPAGATORS=tracecontext,baggage",
+			"OTEL_RESOURCE_ATTRIBUTES=deployment.environment=prod,service.namespace=shop",
 		},
 		wantPorts: []string{"auth-inbound 8443/TCP", "auth-outbound 4100/TCP", "auth-admin 9090/TCP"},
 		wantVolumes: []string{
@@ -294,6 +376,7 @@ var renderCases = []renderCase{
 		wantNative:  true,
 		wantEnv: []string{
 			"AUTHSIDECAR_ADMIN_LISTEN=:9464",
+			shutdownDelay,
 			"AUTHSIDECAR_OUTBOUND_LISTEN=127.0.0.1:4000",
 			"AUTHSIDECAR_OUTBOUND_ROUTES=payments",
 			"AUTHSIDECAR_OUTBOUND_ISSUER=" + keycloak,
@@ -310,7 +393,16 @@ var renderCases = []renderCase{
 	},
 }
 
-func (rc renderCase) args() []string { return valuesArgs(rc.valuesFile, rc.set) }
+func (rc renderCase) args() []string {
+	args := valuesArgs(rc.valuesFile, rc.set)
+	for _, v := range rc.apiVersions {
+		args = append(args, "--api-versions", v)
+	}
+	return args
+}
+
+// prometheusOperator is what a cluster with the Prometheus Operator serves.
+var prometheusOperator = []string{"monitoring.coreos.com/v1"}
 
 func (rc renderCase) ports() (admin, inbound int) {
 	admin, inbound = rc.adminPort, rc.inboundPort
@@ -476,7 +568,7 @@ rules:
 
 func TestMonitoring(t *testing.T) {
 	t.Run("the PodMonitor scrapes the sidecar's admin port by name", func(t *testing.T) {
-		objs := render(t, chartDir, "-f", "../../charts/authsidecar/ci/monitoring-dashboard-values.yaml")
+		objs := render(t, chartDir, "-f", "../../charts/authsidecar/ci/monitoring-dashboard-values.yaml", "--api-versions", "monitoring.coreos.com/v1")
 		pm := find[PodMonitor](t, objs, "PodMonitor", "demo-authsidecar")
 		d := deployment(t, objs)
 		if !reflect.DeepEqual(pm.Spec.Selector.MatchLabels, d.Spec.Selector.MatchLabels) {
@@ -498,7 +590,7 @@ func TestMonitoring(t *testing.T) {
 		}
 	})
 	t.Run("the ServiceMonitor selects the metrics Service, which targets the admin port", func(t *testing.T) {
-		objs := render(t, chartDir, "-f", "../../charts/authsidecar/ci/servicemonitor-values.yaml")
+		objs := render(t, chartDir, "-f", "../../charts/authsidecar/ci/servicemonitor-values.yaml", "--api-versions", "monitoring.coreos.com/v1")
 		sm := find[ServiceMonitor](t, objs, "ServiceMonitor", "demo-authsidecar")
 		svc := find[corev1.Service](t, objs, "Service", "demo-authsidecar-metrics")
 		d := deployment(t, objs)
@@ -564,6 +656,18 @@ func TestNetworkPolicyOpensOnlyTheSidecarPorts(t *testing.T) {
 	if !reflect.DeepEqual(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
 		t.Errorf("policyTypes = %v, want [Ingress]", np.Spec.PolicyTypes)
 	}
+	t.Run("extraIngress adds rules after the sidecar's", func(t *testing.T) {
+		objs := render(t, chartDir, "-f", "../../charts/authsidecar/ci/inbound-only-values.yaml",
+			"--set-json", `networkPolicy.extraIngress=[{"ports":[{"port":9100,"protocol":"TCP"}]}]`)
+		np := find[networkingv1.NetworkPolicy](t, objs, "NetworkPolicy", "demo-authsidecar")
+		var ports []string
+		for _, rule := range np.Spec.Ingress {
+			for _, p := range rule.Ports {
+				ports = append(ports, p.Port.String())
+			}
+		}
+		diffLists(t, "ingress ports", ports, []string{"8000", "9464", "9100"})
+	})
 }
 
 func TestKubernetesVersion(t *testing.T) {
@@ -621,13 +725,34 @@ func TestBadValuesAreRefused(t *testing.T) {
 		{"a remote outbound listener without allowRemote", append(outbound, "outbound.listenHost=0.0.0.0"),
 			`authsidecar: outbound.listenHost "0.0.0.0" is not loopback: set outbound.allowRemote=true to accept that anyone reaching it acts as this service`},
 		{"TLS without a Secret", []string{keycloakIssuer, "inbound.audiences[0]=a", "inbound.tls.enabled=true"},
-			"authsidecar: inbound.tls.secretName is required when inbound.tls.enabled is true"},
+			"authsidecar: inbound.tls.secretName (or inbound.tls.csi) is required when inbound.tls.enabled is true"},
 		{"mTLS without TLS", []string{keycloakIssuer, "inbound.audiences[0]=a", "inbound.tls.clientCA.enabled=true"},
 			"authsidecar: inbound.tls.clientCA.enabled (mTLS) needs inbound.tls.enabled"},
 		{"a JWKS URL with two issuers", []string{keycloakIssuer, "inbound.issuers[1]=https://b", "inbound.audiences[0]=a", "inbound.jwksUrl=https://k"},
 			"authsidecar: inbound.jwksUrl works with one issuer only"},
 		{"both monitors", []string{"monitoring.serviceMonitor.enabled=true", "monitoring.podMonitor.enabled=true"},
 			"authsidecar: enable monitoring.serviceMonitor or monitoring.podMonitor, not both (each target would be scraped twice)"},
+		{"a shutdown delay that is not a duration", []string{"sidecar.shutdownDelay=5sec"},
+			"- at '/sidecar/shutdownDelay': '5sec' does not match pattern"},
+		{"an unknown upstream protocol", []string{"inbound.upstreamProtocol=h2"},
+			"- at '/inbound/upstreamProtocol': value must be one of '', 'auto', 'http1', 'h2c'"},
+		{"an unknown route protocol", append(outbound, "outbound.routes.payments.protocol=grpc"),
+			"- at '/outbound/routes/payments/protocol': value must be one of '', 'auto', 'http1', 'h2c'"},
+		{"a route timeout that is not a duration", append(outbound, "outbound.routes.payments.timeout=soon"),
+			"- at '/outbound/routes/payments/timeout': 'soon' does not match pattern"},
+		{"an unknown introspection auth method", []string{"inbound.introspection.authMethod=private_key_jwt"},
+			"- at '/inbound/introspection/authMethod': value must be one of '', 'client_secret_basic', 'client_secret_post', 'none'"},
+		{"introspection without credentials but with a secret", []string{keycloakIssuer, "inbound.audiences[0]=a",
+			"inbound.introspection.authMethod=none", "inbound.introspection.url=https://idp/introspect", "inbound.introspection.existingSecret=s"},
+			"authsidecar: inbound.introspection.authMethod=none sends no client credentials: unset inbound.introspection.clientSecret and existingSecret"},
+		{"a string where a switch belongs", []string{"inbound.requireAtJwt=yes"},
+			"- at '/inbound/requireAtJwt': got string, want null or boolean"},
+		{"a misspelt tracing key", []string{"tracing.endpoints=http://otel:4317"},
+			"- at '/tracing': additional properties 'endpoints' not allowed"},
+		{"an unknown OTLP protocol", []string{"tracing.protocol=http"},
+			"- at '/tracing/protocol': value must be one of '', 'grpc', 'http/protobuf', 'http/json'"},
+		{"a negative grace period", []string{"terminationGracePeriodSeconds=-1"},
+			"- at '/terminationGracePeriodSeconds': minimum: got -1, want 0"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -652,9 +777,9 @@ func TestNamedTemplateInAnotherChart(t *testing.T) {
 	if err := helmLint(t, consumer); err != nil {
 		t.Fatal(err)
 	}
-	objs := render(t, consumer)
+	objs := render(t, consumer, "--api-versions", "monitoring.coreos.com/v1")
 	diffLists(t, "objects", sorted(keys(objs)), []string{
-		"Deployment/demo-shop-api", "PodMonitor/demo-authsidecar", "Secret/demo-authsidecar", "Service/demo-shop-api",
+		"Deployment/demo-shop-api", "NetworkPolicy/demo-shop-api", "PodMonitor/demo-authsidecar", "Secret/demo-authsidecar", "Service/demo-shop-api",
 	})
 	d := deployment(t, objs)
 	spec := &d.Spec.Template.Spec
@@ -663,9 +788,20 @@ func TestNamedTemplateInAnotherChart(t *testing.T) {
 		t.Errorf("the included sidecar is not native")
 	}
 	checkSidecar(t, spec, c, native, 9464, nil)
+	// The parent is at 1.0.0; the sidecar's image is authsidecar's own
+	// version, never the parent's appVersion.
+	if want := "ghcr.io/authsidecar/authsidecar:" + chartAppVersion(t); c.Image != want {
+		t.Errorf("included sidecar image = %q, want %q", c.Image, want)
+	}
 	diffLists(t, "pod volumes", volumeList(spec), []string{
 		"authsidecar-client-secret: secret demo-authsidecar client-secret->client-secret",
 	})
+	if g := spec.TerminationGracePeriodSeconds; g == nil || *g != 30 {
+		t.Errorf("terminationGracePeriodSeconds = %v, want 30 from authsidecar.terminationGracePeriodSeconds", g)
+	}
+	if v, _ := envValue(c, "AUTHSIDECAR_SHUTDOWN_DELAY"); v != "5s" {
+		t.Errorf("AUTHSIDECAR_SHUTDOWN_DELAY = %q, want the chart's 5s", v)
+	}
 	if v, _ := envValue(c, "AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE"); v != "/etc/authsidecar/client-secret/client-secret" {
 		t.Errorf("AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE = %q", v)
 	}
@@ -674,6 +810,32 @@ func TestNamedTemplateInAnotherChart(t *testing.T) {
 		t.Errorf("PodMonitor selector = %v, want app=shop-api", pm.Spec.Selector.MatchLabels)
 	}
 	checkService(t, find[corev1.Service](t, objs, "Service", "demo-shop-api"), d, 80, 8000, "http")
+
+	// The sidecar's NetworkPolicy, included by the parent for its own pods.
+	np := find[networkingv1.NetworkPolicy](t, objs, "NetworkPolicy", "demo-shop-api")
+	tcp := corev1.ProtocolTCP
+	port := func(p int32) []networkingv1.NetworkPolicyPort {
+		return []networkingv1.NetworkPolicyPort{{Port: ptr(intstr.FromInt32(p)), Protocol: &tcp}}
+	}
+	wantSpec := networkingv1.NetworkPolicySpec{
+		PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "shop-api"}},
+		PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+		Ingress: []networkingv1.NetworkPolicyIngressRule{
+			{Ports: port(8000)},
+			{Ports: port(9464), From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"},
+			}}}},
+		},
+	}
+	if !reflect.DeepEqual(np.Spec, wantSpec) {
+		t.Errorf("NetworkPolicy spec = %+v, want %+v", np.Spec, wantSpec)
+	}
+	if np.Namespace != "shop" || np.Labels["helm.sh/chart"] != "shop-api-1.0.0" {
+		t.Errorf("NetworkPolicy namespace %q labels %v, want the parent chart's, in shop", np.Namespace, np.Labels)
+	}
+	if !reflect.DeepEqual(np.Spec.PodSelector.MatchLabels, d.Spec.Selector.MatchLabels) {
+		t.Errorf("NetworkPolicy selects %v, the parent's pods are %v", np.Spec.PodSelector.MatchLabels, d.Spec.Selector.MatchLabels)
+	}
 }
 
 // copyDir copies the regular files under src to dst.
@@ -755,7 +917,7 @@ func TestNotes(t *testing.T) {
 			name = "with " + filepath.Base(file)
 		}
 		t.Run(name, func(t *testing.T) {
-			objs := render(t, dir, append(valuesArgs(file, nil), "--show-only", "templates/zz-notes.yaml")...)
+			objs := render(t, dir, append(valuesArgs(file, nil), "--show-only", "templates/zz-notes.yaml", "--api-versions", "monitoring.coreos.com/v1")...)
 			got := find[corev1.ConfigMap](t, objs, "ConfigMap", "notes").Data["notes"]
 			if file != "" && strings.Contains(got, "WARNING") {
 				t.Errorf("NOTES warn for a working configuration:\n%s", got)
@@ -767,4 +929,48 @@ func TestNotes(t *testing.T) {
 			}
 		})
 	}
+	t.Run("monitoring on a cluster without the Prometheus Operator warns", func(t *testing.T) {
+		objs := render(t, dir, "-f", "../../charts/authsidecar/ci/monitoring-dashboard-values.yaml", "--show-only", "templates/zz-notes.yaml")
+		got := find[corev1.ConfigMap](t, objs, "ConfigMap", "notes").Data["notes"]
+		want := "WARNING: monitoring is enabled, but this cluster does not serve\nmonitoring.coreos.com/v1 (the Prometheus Operator's CRDs): no PodMonitor,\nServiceMonitor or PrometheusRule was rendered."
+		if !strings.Contains(got, want) {
+			t.Errorf("NOTES lack %q:\n%s", want, got)
+		}
+	})
+}
+
+// chartAppVersion is appVersion in the chart's Chart.yaml.
+func chartAppVersion(t *testing.T) string {
+	t.Helper()
+	var meta struct {
+		Version    string `json:"version"`
+		AppVersion string `json:"appVersion"`
+	}
+	readYAML(t, filepath.Join(chartDir, "Chart.yaml"), &meta)
+	if meta.AppVersion == "" {
+		t.Fatal("Chart.yaml has no appVersion")
+	}
+	return meta.AppVersion
+}
+
+// TestImageTagIsTheChartsAppVersion: the tag "authsidecar.appVersion"
+// writes down must follow Chart.yaml, in the chart's own Deployment as in a
+// parent chart's pods (TestNamedTemplateInAnotherChart).
+func TestImageTagIsTheChartsAppVersion(t *testing.T) {
+	want := "ghcr.io/authsidecar/authsidecar:" + chartAppVersion(t)
+	c, _ := sidecarOf(t, &deployment(t, render(t, chartDir)).Spec.Template.Spec, "authsidecar")
+	if c.Image != want {
+		t.Errorf("sidecar image = %q, want %q: keep authsidecar.appVersion in _helpers.tpl equal to Chart.yaml's appVersion", c.Image, want)
+	}
+	t.Run("a tag or a digest in the values wins", func(t *testing.T) {
+		for set, want := range map[string]string{
+			"sidecar.image.tag=0.0.9":                                 "ghcr.io/authsidecar/authsidecar:0.0.9",
+			"sidecar.image.digest=sha256:" + strings.Repeat("ab", 32): "ghcr.io/authsidecar/authsidecar@sha256:" + strings.Repeat("ab", 32),
+		} {
+			c, _ := sidecarOf(t, &deployment(t, render(t, chartDir, "--set", set)).Spec.Template.Spec, "authsidecar")
+			if c.Image != want {
+				t.Errorf("with %s: image = %q, want %q", set, c.Image, want)
+			}
+		}
+	})
 }

@@ -13,7 +13,8 @@ import (
 
 const dashboardFile = "../../charts/authsidecar/dashboards/authsidecar.json"
 
-// specMetricFamilies are the families SPEC.md's "Admin port" lists. The
+// specMetricFamilies are the families SPEC.md's "Admin port" and "Rollouts,
+// timeouts and reload" list. The
 // repository's metrics/names.txt, when present, is the list instead.
 var specMetricFamilies = []string{
 	"authsidecar_inbound_requests_total",
@@ -27,6 +28,9 @@ var specMetricFamilies = []string{
 	"authsidecar_jwks_refreshes_total",
 	"authsidecar_introspection_requests_total",
 	"authsidecar_build_info",
+	// "Rollouts, timeouts and reload".
+	"authsidecar_config_reloads_total",
+	"authsidecar_config_last_reload_success_timestamp_seconds",
 }
 
 // metricFamilies reads ../../metrics/names.txt (one name a line, # for

@@ -61,20 +61,22 @@ func TestKubernetesExample(t *testing.T) {
 	wantEnv := map[string][]string{
 		"payments": {
 			"AUTHSIDECAR_INBOUND_ISSUERS=http://keycloak:8080/realms/shop",
-			"AUTHSIDECAR_ALLOW_INSECURE_HTTP=true",
 			"AUTHSIDECAR_INBOUND_AUDIENCES=payments",
 			"AUTHSIDECAR_INBOUND_ALLOWED_CLIENTS=orders",
 			"AUTHSIDECAR_INBOUND_UPSTREAM=http://127.0.0.1:8080",
 			"AUTHSIDECAR_INBOUND_PUBLIC_PATHS=/healthz",
 			"AUTHSIDECAR_ACCESS_LOG=true",
+			"AUTHSIDECAR_ALLOW_INSECURE_HTTP=true",
+			"AUTHSIDECAR_SHUTDOWN_DELAY=5s",
 		},
 		"orders": {
 			"AUTHSIDECAR_OUTBOUND_ROUTES=payments",
 			"AUTHSIDECAR_OUTBOUND_ISSUER=http://keycloak:8080/realms/shop",
-			"AUTHSIDECAR_ALLOW_INSECURE_HTTP=true",
 			"AUTHSIDECAR_OUTBOUND_CLIENT_ID=orders",
 			"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET_FILE=/etc/authsidecar/client-secret/client-secret",
 			"AUTHSIDECAR_ROUTE_PAYMENTS_URL=http://payments.shop.svc.cluster.local",
+			"AUTHSIDECAR_ALLOW_INSECURE_HTTP=true",
+			"AUTHSIDECAR_SHUTDOWN_DELAY=5s",
 		},
 	}
 	for name, env := range wantEnv {

@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -162,6 +163,29 @@ type PodMonitor struct {
 	} `json:"spec"`
 }
 
+// PrometheusRule is the part of monitoring.coreos.com/v1 PrometheusRule the
+// chart renders.
+type PrometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Groups []ruleGroup `json:"groups"`
+	} `json:"spec"`
+}
+
+type ruleGroup struct {
+	Name  string      `json:"name"`
+	Rules []alertRule `json:"rules"`
+}
+
+type alertRule struct {
+	Alert       string            `json:"alert"`
+	Expr        string            `json:"expr"`
+	For         string            `json:"for,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
 type namespaceSelector struct {
 	Any        bool     `json:"any,omitempty"`
 	MatchNames []string `json:"matchNames,omitempty"`
@@ -176,19 +200,23 @@ type metricsEndpoint struct {
 }
 
 // apiTypes maps each kind the chart may render to its apiVersion and type.
-var apiTypes = map[string]struct {
+type apiType struct {
 	apiVersion string
 	new        func() any
-}{
-	"Deployment":     {"apps/v1", func() any { return &appsv1.Deployment{} }},
-	"Service":        {"v1", func() any { return &corev1.Service{} }},
-	"ServiceAccount": {"v1", func() any { return &corev1.ServiceAccount{} }},
-	"Secret":         {"v1", func() any { return &corev1.Secret{} }},
-	"ConfigMap":      {"v1", func() any { return &corev1.ConfigMap{} }},
-	"Namespace":      {"v1", func() any { return &corev1.Namespace{} }},
-	"NetworkPolicy":  {"networking.k8s.io/v1", func() any { return &networkingv1.NetworkPolicy{} }},
-	"ServiceMonitor": {"monitoring.coreos.com/v1", func() any { return &ServiceMonitor{} }},
-	"PodMonitor":     {"monitoring.coreos.com/v1", func() any { return &PodMonitor{} }},
+}
+
+var apiTypes = map[string]apiType{
+	"Deployment":          {"apps/v1", func() any { return &appsv1.Deployment{} }},
+	"Service":             {"v1", func() any { return &corev1.Service{} }},
+	"ServiceAccount":      {"v1", func() any { return &corev1.ServiceAccount{} }},
+	"Secret":              {"v1", func() any { return &corev1.Secret{} }},
+	"ConfigMap":           {"v1", func() any { return &corev1.ConfigMap{} }},
+	"Namespace":           {"v1", func() any { return &corev1.Namespace{} }},
+	"NetworkPolicy":       {"networking.k8s.io/v1", func() any { return &networkingv1.NetworkPolicy{} }},
+	"PodDisruptionBudget": {"policy/v1", func() any { return &policyv1.PodDisruptionBudget{} }},
+	"ServiceMonitor":      {"monitoring.coreos.com/v1", func() any { return &ServiceMonitor{} }},
+	"PodMonitor":          {"monitoring.coreos.com/v1", func() any { return &PodMonitor{} }},
+	"PrometheusRule":      {"monitoring.coreos.com/v1", func() any { return &PrometheusRule{} }},
 }
 
 var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)

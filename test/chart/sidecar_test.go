@@ -14,7 +14,8 @@ import (
 )
 
 // specVariables are the variables SPEC.md names (and the two announced
-// additions), except the per-route ones, which routeVariable matches.
+// additions), except the per-route ones, which routeVariable matches, and
+// the OpenTelemetry ones SPEC names as the standard OTEL_* set.
 var specVariables = []string{
 	"AUTHSIDECAR_INBOUND_LISTEN",
 	"AUTHSIDECAR_OUTBOUND_LISTEN",
@@ -24,7 +25,6 @@ var specVariables = []string{
 	"AUTHSIDECAR_LOG_FORMAT",
 	"AUTHSIDECAR_ACCESS_LOG",
 	"AUTHSIDECAR_SHUTDOWN_GRACE",
-	"AUTHSIDECAR_ALLOW_INSECURE_HTTP",
 	"AUTHSIDECAR_INBOUND_UPSTREAM",
 	"AUTHSIDECAR_INBOUND_ISSUERS",
 	"AUTHSIDECAR_INBOUND_JWKS_URL",
@@ -58,6 +58,29 @@ var specVariables = []string{
 	"AUTHSIDECAR_OUTBOUND_TLS_CA_FILE",
 	"AUTHSIDECAR_OUTBOUND_TLS_CERT_FILE",
 	"AUTHSIDECAR_OUTBOUND_TLS_KEY_FILE",
+	// "Strict configuration", "Token types", "What the rules see".
+	"AUTHSIDECAR_ALLOW_INSECURE_HTTP",
+	"AUTHSIDECAR_INBOUND_INTROSPECTION_AUTH_METHOD",
+	"AUTHSIDECAR_INBOUND_REQUIRE_AT_JWT",
+	"AUTHSIDECAR_INBOUND_ALLOW_ENCODED_SLASHES",
+	"AUTHSIDECAR_INBOUND_CASE_INSENSITIVE_PATHS",
+	"AUTHSIDECAR_BODY_IDLE_TIMEOUT",
+	// "HTTP/2 and gRPC".
+	"AUTHSIDECAR_INBOUND_UPSTREAM_PROTOCOL",
+	// "Rollouts, timeouts and reload".
+	"AUTHSIDECAR_SHUTDOWN_DELAY",
+	"AUTHSIDECAR_INBOUND_UPSTREAM_TIMEOUT",
+	"AUTHSIDECAR_OUTBOUND_READY_REQUIRES_TOKENS",
+	// "Tracing and access logs": the OTEL_* variables SPEC names...
+	"OTEL_EXPORTER_OTLP_ENDPOINT",
+	"OTEL_EXPORTER_OTLP_PROTOCOL",
+	"OTEL_SERVICE_NAME",
+	"OTEL_TRACES_SAMPLER",
+	"OTEL_PROPAGATORS",
+	"OTEL_TRACES_EXPORTER",
+	// ...and the standard ones its "…" stands for that the chart sets.
+	"OTEL_TRACES_SAMPLER_ARG",
+	"OTEL_RESOURCE_ATTRIBUTES",
 }
 
 // plainSecretVariables carry a secret's value. The chart never sets them:
@@ -67,7 +90,7 @@ var plainSecretVariables = map[string]bool{
 	"AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_SECRET": true,
 }
 
-var routeVariableSuffixes = []string{"_URL", "_AUDIENCE", "_RESOURCE", "_SCOPES", "_LISTEN"}
+var routeVariableSuffixes = []string{"_URL", "_AUDIENCE", "_RESOURCE", "_SCOPES", "_LISTEN", "_TIMEOUT", "_PROTOCOL"}
 
 // isRouteVariable reports whether name is AUTHSIDECAR_ROUTE_<NAME>_<FIELD>.
 func isRouteVariable(name string) bool {
@@ -191,8 +214,24 @@ func describeVolume(v corev1.Volume) string {
 			}
 		}
 		return fmt.Sprintf("%s: projected %s", v.Name, strings.Join(s, "; "))
+	case v.CSI != nil:
+		var attrs []string
+		for k, val := range v.CSI.VolumeAttributes {
+			attrs = append(attrs, k+"="+val)
+		}
+		sort.Strings(attrs)
+		ro := v.CSI.ReadOnly != nil && *v.CSI.ReadOnly
+		return fmt.Sprintf("%s: csi %s readOnly=%v %s", v.Name, v.CSI.Driver, ro, strings.Join(attrs, " "))
 	}
 	return v.Name + ": other"
+}
+
+func mountList(c corev1.Container) []string {
+	var out []string
+	for _, m := range c.VolumeMounts {
+		out = append(out, fmt.Sprintf("%s at %s ro=%v", m.Name, m.MountPath, m.ReadOnly))
+	}
+	return out
 }
 
 func volumeList(spec *corev1.PodSpec) []string {

@@ -1,0 +1,132 @@
+package inbound
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Refusals of a request-target, before any token is looked at: they do not
+// depend on who asks.
+var (
+	errBadTarget     = errors.New("the request-target is neither a path nor an absolute URL")
+	errEncodedSlash  = errors.New("the path holds an encoded slash or a backslash")
+	errMethodRefused = errors.New("the method is not served")
+)
+
+// target is the path a request is judged by and sent to the app with.
+type target struct {
+	// path is decoded and normal: dot segments resolved, empty segments
+	// merged, "/" when nothing is left; a trailing slash is kept.
+	path string
+	// rawPath is path as it goes to the app: the caller's own encoding of
+	// each segment kept.
+	rawPath string
+	// sent is the path as the caller wrote it, escaped.
+	sent string
+}
+
+// normalize computes the path the app will receive from r's request-target,
+// so that what the rules judge and what the app serves are one path. It
+// refuses what no app should be handed: CONNECT and TRACE (405), a target
+// that is not origin-form or absolute-form (400; net/http answers
+// OPTIONS * itself, before any handler), and,
+// unless allowEncodedSlashes, a "%2F" or "%5C" or a backslash in the path
+// (400), which frameworks disagree on: Express decodes "%2F" into a
+// parameter, ASP.NET Core routes on it undecoded, IIS reads "\" as "/".
+// With allowEncodedSlashes they are decoded and split on, so the rules and
+// the app both get the decoded path.
+func normalize(r *http.Request, allowEncodedSlashes bool) (target, int, error) {
+	switch r.Method {
+	case http.MethodConnect, http.MethodTrace:
+		return target{}, http.StatusMethodNotAllowed, errMethodRefused
+	}
+	sent := r.RequestURI
+	if sent == "" { // a request made in-process, not read from a connection
+		sent = r.URL.RequestURI()
+	}
+	if i := strings.IndexByte(sent, '?'); i >= 0 {
+		sent = sent[:i]
+	}
+	switch {
+	case strings.HasPrefix(sent, "/"):
+	case r.URL.IsAbs() && r.URL.Host != "":
+		// Absolute-form (RFC 9112 3.2.2): the path is what follows the
+		// authority, "/" when there is none.
+		sent = r.URL.EscapedPath()
+		if sent == "" {
+			sent = "/"
+		}
+	default:
+		return target{}, http.StatusBadRequest, errBadTarget
+	}
+	raw, err := normalPath(sent, allowEncodedSlashes)
+	if err != nil {
+		return target{}, http.StatusBadRequest, err
+	}
+	path, err := url.PathUnescape(raw)
+	if err != nil {
+		return target{}, http.StatusBadRequest, errBadTarget
+	}
+	return target{path: path, rawPath: raw, sent: sent}, 0, nil
+}
+
+// normalPath resolves an escaped path segment by segment: "." and ".."
+// (in any encoding: "%2e%2E") per RFC 3986 5.2.4, and empty segments
+// ("//") merged, as nginx and Envoy merge them; a dot segment with
+// parameters ("..;x") is a dot segment, as Java servers read it. A
+// trailing slash stays.
+// Each kept segment keeps the caller's encoding.
+func normalPath(escaped string, allowEncodedSlashes bool) (string, error) {
+	var out []string
+	segs := strings.Split(escaped[1:], "/")
+	trailing := false
+	for i := 0; i < len(segs); i++ {
+		seg := segs[i]
+		dec, err := url.PathUnescape(seg)
+		if err != nil {
+			return "", errBadTarget
+		}
+		if strings.ContainsAny(dec, `/\`) {
+			if !allowEncodedSlashes {
+				return "", errEncodedSlash
+			}
+			// Split on them, re-escaped as decoded: "a%2Fb" is "a/b".
+			parts := strings.FieldsFunc(dec, func(r rune) bool { return r == '/' || r == '\\' })
+			rest := make([]string, 0, len(parts)+len(segs)-i-1)
+			for _, p := range parts {
+				rest = append(rest, url.PathEscape(p))
+			}
+			if strings.HasSuffix(dec, "/") || strings.HasSuffix(dec, `\`) {
+				rest = append(rest, "")
+			}
+			segs = append(append(segs[:i:i], rest...), segs[i+1:]...)
+			i--
+			continue
+		}
+		if name, _, params := strings.Cut(dec, ";"); params && (name == "." || name == "..") {
+			// Java servers drop ";params" and then resolve the dots:
+			// Tomcat serves "/a/..;/b" as "/b", and so does the sidecar.
+			dec = name
+		}
+		last := i == len(segs)-1
+		switch dec {
+		case "", ".":
+			trailing = last
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			trailing = last
+		default:
+			out = append(out, seg)
+			trailing = false
+		}
+	}
+	p := "/" + strings.Join(out, "/")
+	if trailing && len(out) > 0 {
+		p += "/"
+	}
+	return p, nil
+}

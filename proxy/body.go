@@ -1,0 +1,75 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// BoundBodyIdle returns r with a body whose read fails when it waits longer
+// than idle for the next bytes, so that a caller who announces a body and sends it
+// slowly, or not at all, cannot hold the request, and what it holds, for
+// ever. The bound is on each wait, not on the whole body: a large upload
+// that keeps moving is never cut off. Once the body has been read to its
+// end the connection's read deadline is cleared again, as net/http then
+// reads from the connection to notice a caller that goes away.
+func BoundBodyIdle(w http.ResponseWriter, r *http.Request, idle time.Duration) *http.Request {
+	if idle <= 0 || r.Body == nil || r.Body == http.NoBody {
+		return r
+	}
+	b := &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: idle}
+	r = r.WithContext(context.WithValue(r.Context(), idleBodyKey{}, b))
+	r.Body = b
+	return r
+}
+
+type idleBodyKey struct{}
+
+type idleBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+	done bool
+	// deadline is when the read under way times out, in Unix
+	// nanoseconds; 0 once the body is read to its end.
+	deadline atomic.Int64
+}
+
+// bodyStalled reports whether r's body read stalled past its bound. The
+// timed-out read also ends the connection's context, and the proxy may
+// see that (context.Canceled) before the read returns ErrBodyIdle.
+func bodyStalled(r *http.Request) bool {
+	b, ok := r.Context().Value(idleBodyKey{}).(*idleBody)
+	if !ok {
+		return false
+	}
+	d := b.deadline.Load()
+	return d != 0 && time.Now().UnixNano() >= d
+}
+
+// ErrBodyIdle is the error a body read gets when the caller sent nothing
+// for longer than the bound.
+var ErrBodyIdle = errors.New("proxy: the request body stalled")
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	if b.done {
+		return b.ReadCloser.Read(p)
+	}
+	deadline := time.Now().Add(b.idle)
+	b.deadline.Store(deadline.UnixNano())
+	_ = b.rc.SetReadDeadline(deadline)
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case err == io.EOF:
+		b.done = true
+		b.deadline.Store(0)
+		_ = b.rc.SetReadDeadline(time.Time{})
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		err = ErrBodyIdle
+	}
+	return n, err
+}
