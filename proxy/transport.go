@@ -82,7 +82,9 @@ func NewTransport(o TransportOptions) http.RoundTripper {
 }
 
 func newProtocolTransport(o TransportOptions, tlsConf *tls.Config) http.RoundTripper {
-	h1 := newTransport(o, tlsConf, func(ps *http.Protocols) { ps.SetHTTP1(true) })
+	// Cleartext HTTP/1.1 goes over the synchronous client; what it does
+	// not do (TLS, upgrades, 100-continue) over http.Transport.
+	h1 := newH1Client(o, newTransport(o, tlsConf, func(ps *http.Protocols) { ps.SetHTTP1(true) }))
 	h2 := newTransport(o, tlsConf, func(ps *http.Protocols) {
 		ps.SetHTTP2(true)
 		ps.SetUnencryptedHTTP2(true)
@@ -157,13 +159,16 @@ func closeIdle(rt http.RoundTripper) {
 }
 
 // autoTransport is ProtocolAuto.
-type autoTransport struct{ h1, h2, alpn *http.Transport }
+type autoTransport struct {
+	h1       *h1Client
+	h2, alpn *http.Transport
+}
 
 func (t *autoTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.pick(r).RoundTrip(r)
 }
 
-func (t *autoTransport) pick(r *http.Request) *http.Transport {
+func (t *autoTransport) pick(r *http.Request) http.RoundTripper {
 	switch {
 	case r.URL.Scheme == "https":
 		return t.alpn
