@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -47,6 +48,7 @@ func (c *Config) buildInbound(p *problems) {
 		ForwardToken:    in.ForwardToken,
 		AccessLog:       c.General.AccessLog, AllowInsecureHTTP: c.General.AllowInsecureHTTP,
 		RequireATJWT: in.RequireATJWT, AllowEncodedSlashes: in.AllowEncodedSlash, BodyIdleTimeout: c.General.BodyIdleTimeout,
+		RequireDPoP: in.RequireDPoP, TrustForwarded: in.TrustForwarded, Resource: in.Resource,
 		ClientCerts: inbound.ClientCertPolicy{
 			Required: in.ClientCAFile != "", AllowedSANs: in.ClientAllowedSANs, RequireBoundTokens: in.RequireBoundTokens,
 		},
@@ -71,7 +73,7 @@ func (c *Config) rules(p *problems) *reload.File[*rules.Set] {
 		}
 		return reload.Static(set)
 	}
-	return loadFile(p, Prefix+"INBOUND_RULES_FILE", in.RulesFile, func(name, path string) (*reload.File[*rules.Set], error) {
+	f := loadFile(p, Prefix+"INBOUND_RULES_FILE", in.RulesFile, func(name, path string) (*reload.File[*rules.Set], error) {
 		return reload.Load(name, func() (*rules.Set, error) {
 			set, err := rules.Load(path)
 			if err != nil {
@@ -80,6 +82,10 @@ func (c *Config) rules(p *problems) *reload.File[*rules.Set] {
 			return set.WithDefaults(defaults)
 		}, path)
 	})
+	if f != nil {
+		c.Watched = append(c.Watched, f)
+	}
+	return f
 }
 
 // inboundTLS is the inbound listener's TLS, nil for plain HTTP.
@@ -90,14 +96,17 @@ func (c *Config) inboundTLS(p *problems) *tls.Config {
 		return nil
 	}
 	cert := loadKeyPair(p, v+"TLS_", in.TLSCertFile, in.TLSKeyFile)
-	var clientCAs *x509.CertPool
-	if pool := loadFile(p, v+"CLIENT_CA_FILE", in.ClientCAFile, proxy.LoadCertPool); pool != nil {
-		clientCAs = pool.Current()
-	}
+	clientCAs := loadFile(p, v+"CLIENT_CA_FILE", in.ClientCAFile, proxy.LoadCABundle)
 	if cert == nil {
 		return nil
 	}
 	c.Watched = append(c.Watched, cert)
+	if clientCAs != nil {
+		c.Watched = append(c.Watched, clientCAs)
+		if c.InboundOptions != nil {
+			c.InboundOptions.ClientCerts.Trusted = func(chains [][]*x509.Certificate) bool { return clientCAs.Current().Trusts(chains) }
+		}
+	}
 	conf := proxy.ServerTLS(cert, clientCAs)
 	if clientCAs != nil {
 		// Chains are verified in the handshake; a missing certificate is
@@ -127,21 +136,55 @@ func (c *Config) buildOutbound(p *problems) {
 		ClientID: out.ClientID, TokenURL: out.TokenURL, Issuer: out.Issuer,
 		TokenTimeout: out.TokenTimeout, AllowInsecureHTTP: c.General.AllowInsecureHTTP,
 		BodyIdleTimeout: c.General.BodyIdleTimeout, ReadyRequiresTokens: out.ReadyRequiresTokens,
+		AccessLog: c.General.AccessLog,
 	}
 	opts.ClientAuth = c.clientAuth(p)
-	opts.TLS = c.outboundTLS(p)
+	if out.DPoP {
+		opts.DPoP = c.dpopKey(p)
+	}
+	opts.TLS, opts.RootCAs = c.outboundTLS(p)
 	c.Listeners = append(c.Listeners, Listener{Name: "outbound", Addr: out.Listen})
 	for _, r := range c.Routes {
 		u := r.URL
 		opts.Routes = append(opts.Routes, outbound.RouteOptions{
 			Name: r.Name, URL: &u, Audience: r.Audience, Resource: r.Resource, Scopes: r.Scopes, Listen: r.Listen,
-			Protocol: r.Protocol.Protocol, Timeout: r.Timeout,
+			Protocol: r.Protocol.Protocol, Timeout: r.Timeout, Grant: r.Grant.Grant, Actor: r.Actor,
 		})
 		if r.Listen != "" {
 			c.Listeners = append(c.Listeners, Listener{Name: "route " + r.Name, Addr: r.Listen, Route: r.Name})
 		}
 	}
 	c.OutboundOptions = opts
+}
+
+// dpopKey is the outbound DPoP key: the key file's, or one made now. The
+// file is read once: a new key would leave every token bound to the old
+// one useless, so it takes effect at the next start.
+func (c *Config) dpopKey(p *problems) *outbound.DPoPKey {
+	const v = Prefix + "OUTBOUND_DPOP_KEY_FILE"
+	if c.Outbound.DPoPKeyFile == "" {
+		k, err := outbound.NewDPoPKey()
+		if err != nil {
+			p.add(Prefix+"OUTBOUND_DPOP", "making a key: %v", err)
+		}
+		return k
+	}
+	b, err := os.ReadFile(c.Outbound.DPoPKeyFile)
+	if err != nil {
+		p.add(v, "%v", err)
+		return nil
+	}
+	key, alg, err := parsePrivateKey(b)
+	if err != nil {
+		p.add(v, "%s: %v", c.Outbound.DPoPKeyFile, err)
+		return nil
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		p.add(v, "%s: the key cannot sign", c.Outbound.DPoPKeyFile)
+		return nil
+	}
+	return &outbound.DPoPKey{Key: signer, Alg: alg}
 }
 
 // clientAuth is the token requests' client authentication, its files read.
@@ -170,22 +213,22 @@ func (c *Config) clientAuth(p *problems) outbound.ClientAuth {
 }
 
 // outboundTLS is the TLS for upstreams and the token endpoint, nil for
-// Go's defaults.
-func (c *Config) outboundTLS(p *problems) *tls.Config {
+// Go's defaults, and the CA bundle to trust, nil for the system roots.
+func (c *Config) outboundTLS(p *problems) (conf *tls.Config, roots *reload.File[*x509.CertPool]) {
 	out := c.Outbound
 	const v = Prefix + "OUTBOUND_"
 	if out.TLSCAFile == "" && out.TLSCertFile == "" {
-		return nil
+		return nil, nil
 	}
-	var roots *x509.CertPool
-	if pool := loadFile(p, v+"TLS_CA_FILE", out.TLSCAFile, proxy.LoadCertPool); pool != nil {
-		roots = pool.Current()
+	roots = loadFile(p, v+"TLS_CA_FILE", out.TLSCAFile, proxy.LoadCertPool)
+	if roots != nil {
+		c.Watched = append(c.Watched, roots)
 	}
 	cert := loadKeyPair(p, v+"TLS_", out.TLSCertFile, out.TLSKeyFile)
 	if cert != nil {
 		c.Watched = append(c.Watched, cert)
 	}
-	return proxy.ClientTLS(roots, cert)
+	return proxy.ClientTLS(nil, cert), roots
 }
 
 // loadFile loads path with load when it is set, recording a failure

@@ -14,6 +14,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/outbound"
 )
 
@@ -39,6 +40,8 @@ type Config struct {
 	Listeners []Listener
 	// Watched are the files to re-read when they change.
 	Watched []reload.Checker
+	// Tracing is what the OTEL_* variables ask for.
+	Tracing tracing.Settings
 }
 
 // Listener is one port to serve.
@@ -89,6 +92,9 @@ type Inbound struct {
 	RequireATJWT       bool           `env:"REQUIRE_AT_JWT" envDefault:"false"`
 	AllowEncodedSlash  bool           `env:"ALLOW_ENCODED_SLASHES" envDefault:"false"`
 	CaseInsensitive    bool           `env:"CASE_INSENSITIVE_PATHS" envDefault:"false"`
+	RequireDPoP        bool           `env:"REQUIRE_DPOP" envDefault:"false"`
+	TrustForwarded     bool           `env:"TRUST_FORWARDED" envDefault:"false"`
+	Resource           string         `env:"RESOURCE"`
 	RulesFile          string         `env:"RULES_FILE"`
 	TokenCacheSize     int            `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
 	Introspect         IntrospectMode `env:"INTROSPECT" envDefault:"opaque"`
@@ -132,6 +138,8 @@ type Outbound struct {
 	TLSKeyFile          string        `env:"TLS_KEY_FILE"`
 	TokenTimeout        time.Duration `env:"TOKEN_TIMEOUT" envDefault:"10s"`
 	ReadyRequiresTokens bool          `env:"READY_REQUIRES_TOKENS" envDefault:"false"`
+	DPoP                bool          `env:"DPOP" envDefault:"false"`
+	DPoPKeyFile         string        `env:"DPOP_KEY_FILE"`
 }
 
 // Enabled reports whether the outbound direction runs.
@@ -148,6 +156,8 @@ type Route struct {
 	Listen   string        `env:"LISTEN"`
 	Protocol Protocol      `env:"PROTOCOL" envDefault:"auto"`
 	Timeout  time.Duration `env:"TIMEOUT" envDefault:"60s"`
+	Grant    Grant         `env:"GRANT" envDefault:"client_credentials"`
+	Actor    bool          `env:"ACTOR" envDefault:"false"`
 }
 
 // RoutePrefix returns the variable prefix of route name, e.g.
@@ -197,6 +207,14 @@ func Load(environ map[string]string) (*Config, error) {
 		c.Routes = append(c.Routes, r)
 	}
 	errs.unknown(environ, c.Outbound.Routes)
+	var terrs []error
+	c.Tracing, terrs = tracing.Parse(environ)
+	for _, err := range terrs {
+		var ve *tracing.VarError
+		if errors.As(err, &ve) {
+			errs.add(ve.Var, "%v", ve.Err)
+		}
+	}
 	// Validate even after parse errors, so that every problem is reported
 	// at once; a variable that failed to parse is not judged again.
 	parsed := len(errs)

@@ -74,6 +74,8 @@ func TestEachBadVariableIsNamed(t *testing.T) {
 		{"a bad listen address", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_LISTEN": "8000"}), `AUTHSIDECAR_INBOUND_LISTEN: "8000" is not a host:port address`},
 		{"a bad admin address", inboundEnv(map[string]string{"AUTHSIDECAR_ADMIN_LISTEN": "x"}), `AUTHSIDECAR_ADMIN_LISTEN: "x" is not a host:port address`},
 		{"a non-http issuer", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_ISSUERS": "idp.example.com"}), `AUTHSIDECAR_INBOUND_ISSUERS: "idp.example.com" is not an http(s) URL`},
+		{"an issuer with a query", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_ISSUERS": "https://idp.example.com/realms/a?tenant=x"}), `AUTHSIDECAR_INBOUND_ISSUERS: "https://idp.example.com/realms/a?tenant=[redacted]" has a query or fragment`},
+		{"an outbound issuer with a fragment", outboundEnv(map[string]string{"AUTHSIDECAR_OUTBOUND_TOKEN_URL": "", "AUTHSIDECAR_OUTBOUND_ISSUER": "https://idp.example.com/#x"}), `AUTHSIDECAR_OUTBOUND_ISSUER: "https://idp.example.com/" has a query or fragment`},
 		{"no audiences", map[string]string{"AUTHSIDECAR_INBOUND_ISSUERS": "https://a"}, "AUTHSIDECAR_INBOUND_AUDIENCES: is required when AUTHSIDECAR_INBOUND_ISSUERS is set"},
 		{"HMAC allowed", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_ALGORITHMS": "RS256,HS256"}), `AUTHSIDECAR_INBOUND_ALGORITHMS: "HS256" is not accepted`},
 		{"none allowed", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_ALGORITHMS": "none"}), `AUTHSIDECAR_INBOUND_ALGORITHMS: "none" is not accepted`},

@@ -21,6 +21,17 @@ func (c *Config) Write(w io.Writer) error {
 	for _, r := range c.Routes {
 		writeSection(&b, RoutePrefix(r.Name), r)
 	}
+	// The OTEL_* variables themselves are not shown: headers may carry
+	// the collector's credentials.
+	if c.Tracing.Enabled {
+		sampler := c.Tracing.SamplerName
+		if sampler == "" {
+			sampler = "parentbased_always_on"
+		}
+		fmt.Fprintf(&b, "# tracing: on, OTLP over %s, sampler %s\n", c.Tracing.Protocol, sampler)
+	} else {
+		b.WriteString("# tracing: off\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -206,3 +206,61 @@ func with(m map[string]string, k, v string) map[string]string {
 	}
 	return out
 }
+
+func TestABadOTELVariableStopsTheStart(t *testing.T) {
+	got := problems(t, inboundEnv(map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_alwayson"}))
+	if len(got) != 1 || !strings.HasPrefix(got[0], "OTEL_TRACES_SAMPLER: ") {
+		t.Errorf("problems %q, want one naming OTEL_TRACES_SAMPLER", got)
+	}
+	cfg, err := config.Load(inboundEnv(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}))
+	if err != nil || !cfg.Tracing.Enabled || cfg.Tracing.Protocol != "grpc" {
+		t.Fatalf("Load: %v %+v, want tracing on over grpc", err, cfg.Tracing)
+	}
+	var out strings.Builder
+	if err := cfg.Write(&out); err != nil || !strings.Contains(out.String(), "# tracing: on, OTLP over grpc, sampler parentbased_always_on\n") {
+		t.Errorf("check prints %q", out.String())
+	}
+}
+
+func TestTheResourceIdentifierIsAnHTTPSURL(t *testing.T) {
+	for value, want := range map[string]string{
+		"http://payments.example":       "AUTHSIDECAR_INBOUND_RESOURCE: \"http://payments.example\" ",
+		"https://payments.example/#top": "AUTHSIDECAR_INBOUND_RESOURCE: \"https://payments.example/\" is not a resource identifier",
+		"payments":                      "AUTHSIDECAR_INBOUND_RESOURCE: \"payments\" is not a resource identifier",
+	} {
+		got := problems(t, inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_RESOURCE": value}))
+		if len(got) != 1 || !strings.HasPrefix(got[0], want) {
+			t.Errorf("%s: %q, want %s…", value, got, want)
+		}
+	}
+	if _, err := config.Load(inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_RESOURCE": "https://payments.example"})); err != nil {
+		t.Errorf("an https resource: %v", err)
+	}
+}
+
+func TestATokenExchangeRouteNeedsInbound(t *testing.T) {
+	got := problems(t, outboundEnv(map[string]string{"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET": "s",
+		"AUTHSIDECAR_ROUTE_PAYMENTS_GRANT": "token-exchange"}))
+	if len(got) != 1 || !strings.HasPrefix(got[0], "AUTHSIDECAR_ROUTE_PAYMENTS_GRANT: token-exchange exchanges the token of the caller inbound verified") {
+		t.Errorf("problems %q", got)
+	}
+	got = problems(t, outboundEnv(map[string]string{"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET": "s", "AUTHSIDECAR_ROUTE_PAYMENTS_ACTOR": "true"}))
+	if len(got) != 1 || !strings.HasPrefix(got[0], "AUTHSIDECAR_ROUTE_PAYMENTS_ACTOR: is for token-exchange routes only") {
+		t.Errorf("problems %q", got)
+	}
+	got = problems(t, outboundEnv(map[string]string{"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET": "s", "AUTHSIDECAR_ROUTE_PAYMENTS_GRANT": "token_exchange"}))
+	if len(got) != 1 || !strings.HasPrefix(got[0], `AUTHSIDECAR_ROUTE_PAYMENTS_GRANT: want client_credentials or token-exchange, got "token_exchange"`) {
+		t.Errorf("problems %q", got)
+	}
+	got = problems(t, outboundEnv(map[string]string{"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET": "s", "AUTHSIDECAR_OUTBOUND_DPOP_KEY_FILE": "/dev/null"}))
+	if len(got) != 1 || !strings.HasPrefix(got[0], "AUTHSIDECAR_OUTBOUND_DPOP_KEY_FILE: is the key of outbound DPoP, which is off") {
+		t.Errorf("problems %q", got)
+	}
+}
+
+func TestAResourceIdentifierCannotBreakTheChallengeQuoting(t *testing.T) {
+	got := problems(t, inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_RESOURCE": `https://payments.example/?x="y"`}))
+	if len(got) != 1 || !strings.Contains(got[0], "has a quote, a backslash or a control character") {
+		t.Errorf("problems %q", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/authsidecar/authsidecar/outbound"
 	"github.com/authsidecar/authsidecar/proxy"
 )
 
@@ -185,4 +186,15 @@ func (p *Protocol) UnmarshalText(b []byte) error {
 	}
 	p.Protocol = v
 	return nil
+}
+
+// Grant is AUTHSIDECAR_ROUTE_<NAME>_GRANT.
+type Grant struct{ outbound.Grant }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (g *Grant) UnmarshalText(b []byte) error {
+	grants := []outbound.Grant{outbound.GrantClientCredentials, outbound.GrantTokenExchange}
+	i, err := choose(b, grants[0].String(), grants[1].String())
+	g.Grant = grants[i]
+	return err
 }

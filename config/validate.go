@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/authsidecar/authsidecar/discovery"
+	"github.com/authsidecar/authsidecar/outbound"
 )
 
 var routeName = regexp.MustCompile(`^[a-z0-9-]+$`)
@@ -45,6 +46,7 @@ func (c *Config) validate(p *problems, environ map[string]string) {
 		implied := c.Outbound.chooseAuthMethod(environ)
 		c.Outbound.validate(p, implied, insecure)
 		c.validateRoutes(p)
+		c.validateDPoP(p)
 	}
 }
 
@@ -70,6 +72,7 @@ func (in *Inbound) validate(p *problems, insecure bool) {
 	checkHTTPURL(p, v+"UPSTREAM", &in.Upstream)
 	for _, iss := range in.Issuers {
 		checkIdentityURL(p, v+"ISSUERS", iss, insecure)
+		checkIssuer(p, v+"ISSUERS", iss)
 	}
 	if in.JWKSURL != "" {
 		if len(in.Issuers) > 1 {
@@ -103,6 +106,9 @@ func (in *Inbound) validate(p *problems, insecure bool) {
 		p.add(v+"TLS_KEY_FILE", "%sTLS_CERT_FILE and %sTLS_KEY_FILE must be set together", v, v)
 	}
 	in.validateIntrospection(p, insecure)
+	if in.Resource != "" {
+		checkResource(p, v+"RESOURCE", in.Resource, insecure)
+	}
 	if in.UpstreamTimeout < 0 {
 		p.add(v+"UPSTREAM_TIMEOUT", "must not be negative (0: no bound), got %s", in.UpstreamTimeout)
 	}
@@ -188,6 +194,9 @@ func (out Outbound) validate(p *problems, impliedAuth, insecure bool) {
 		checkIdentityURL(p, v+"ISSUER", out.Issuer, insecure)
 	default:
 		checkIdentityURL(p, v+"TOKEN_URL", out.TokenURL, insecure)
+	}
+	if out.Issuer != "" {
+		checkIssuer(p, v+"ISSUER", out.Issuer)
 	}
 	if out.ClientID == "" {
 		p.add(v+"CLIENT_ID", "is required when %sROUTES is set", v)
@@ -281,6 +290,13 @@ func (out Outbound) checkUnusedCredentials(p *problems, implied bool) {
 	}
 }
 
+// validateDPoP checks the outbound DPoP settings.
+func (c *Config) validateDPoP(p *problems) {
+	if c.Outbound.DPoPKeyFile != "" && !c.Outbound.DPoP {
+		p.add(Prefix+"OUTBOUND_DPOP_KEY_FILE", "is the key of outbound DPoP, which is off: set %sOUTBOUND_DPOP=true", Prefix)
+	}
+}
+
 func (c *Config) validateRoutes(p *problems) {
 	for _, r := range c.Routes {
 		if !validRouteName(r.Name) {
@@ -292,6 +308,12 @@ func (c *Config) validateRoutes(p *problems) {
 		} else {
 			checkHTTPURL(p, v+"URL", &r.URL)
 		}
+		if r.Grant.Grant == outbound.GrantTokenExchange && !c.Inbound.Enabled() {
+			p.add(v+"GRANT", "token-exchange exchanges the token of the caller inbound verified: it needs inbound in the same process (%sINBOUND_ISSUERS)", Prefix)
+		}
+		if r.Actor && r.Grant.Grant != outbound.GrantTokenExchange {
+			p.add(v+"ACTOR", "is for token-exchange routes only; route %q's grant is %s", r.Name, r.Grant)
+		}
 		if r.Timeout < 0 {
 			p.add(v+"TIMEOUT", "must not be negative (0: no bound), got %s", r.Timeout)
 		}
@@ -301,6 +323,24 @@ func (c *Config) validateRoutes(p *problems) {
 				p.add(v+"LISTEN", "%q is not a loopback address; set %sOUTBOUND_ALLOW_REMOTE=true if that is intended", r.Listen, Prefix)
 			}
 		}
+	}
+}
+
+// checkResource checks a resource identifier (RFC 9728 1.2): an https URL
+// without a fragment (http on loopback, or with ALLOW_INSECURE_HTTP).
+func checkResource(p *problems, variable, s string, insecure bool) {
+	u, err := url.Parse(s)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || u.User != nil {
+		p.add(variable, "%q is not a resource identifier: want an absolute https URL without a fragment", redactURL(s))
+		return
+	}
+	if strings.ContainsAny(s, "\"\\") || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		// It is quoted in every challenge's resource_metadata.
+		p.add(variable, "%q has a quote, a backslash or a control character", redactURL(s))
+		return
+	}
+	if err := discovery.SecureURL(s, insecure); err != nil {
+		p.add(variable, "%q %v", redactURL(s), err)
 	}
 }
 
@@ -321,6 +361,13 @@ func checkHTTPURL(p *problems, variable string, u *url.URL) {
 func checkIdentityURL(p *problems, variable, s string, insecure bool) {
 	if err := discovery.SecureURL(s, insecure); err != nil {
 		p.add(variable, "%q %v", redactURL(s), err)
+	}
+}
+
+// checkIssuer holds an issuer to discovery.CheckIssuer.
+func checkIssuer(p *problems, variable, issuer string) {
+	if err := discovery.CheckIssuer(issuer); err != nil {
+		p.add(variable, "%q %v", redactURL(issuer), err)
 	}
 }
 

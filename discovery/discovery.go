@@ -19,6 +19,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/internal/flight"
 	"github.com/authsidecar/authsidecar/internal/redact"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 )
 
 // MaxBodyBytes bounds a metadata or key set document; real ones are a few KiB.
@@ -55,6 +56,10 @@ func Fetch(ctx context.Context, client *http.Client, issuer string) (*Metadata, 
 // served by one issuer could hand out another's keys; and every endpoint
 // it lists must pass SecureURL, and be HTTPS when the issuer is.
 func (c *Client) Metadata(ctx context.Context, issuer string) (*Metadata, error) {
+	if err := CheckIssuer(issuer); err != nil {
+		return nil, fmt.Errorf("discovery: issuer %q %w", redact.URL(issuer), err)
+	}
+	ctx = tracing.WithOperation(ctx, tracing.OpDiscovery)
 	var errs []error
 	for _, u := range wellKnownURLs(issuer) {
 		md, err := c.fetch(ctx, u)
@@ -63,7 +68,7 @@ func (c *Client) Metadata(ctx context.Context, issuer string) (*Metadata, error)
 			continue
 		}
 		if md.Issuer != issuer {
-			return nil, fmt.Errorf("discovery: %s: issuer is %q, want %q", redact.URL(u), md.Issuer, issuer)
+			return nil, fmt.Errorf("discovery: %s: issuer is %q, want %q", redact.URL(u), redact.URL(md.Issuer), redact.URL(issuer))
 		}
 		if err := c.checkEndpoints(md); err != nil {
 			return nil, err
@@ -74,7 +79,7 @@ func (c *Client) Metadata(ctx context.Context, issuer string) (*Metadata, error)
 }
 
 func (c *Client) checkEndpoints(md *Metadata) error {
-	https := strings.HasPrefix(md.Issuer, "https://")
+	https := isHTTPS(md.Issuer)
 	for _, e := range []struct{ name, url string }{
 		{"jwks_uri", md.JWKSURI},
 		{"token_endpoint", md.TokenEndpoint},
@@ -84,12 +89,30 @@ func (c *Client) checkEndpoints(md *Metadata) error {
 			continue
 		}
 		err := SecureURL(e.url, c.AllowInsecureHTTP)
-		if err == nil && https && !c.AllowInsecureHTTP && !strings.HasPrefix(e.url, "https://") {
+		if err == nil && https && !c.AllowInsecureHTTP && !isHTTPS(e.url) {
 			err = errors.New("is not https, while the issuer is")
 		}
 		if err != nil {
-			return fmt.Errorf("discovery: issuer %q: %s %q %w", md.Issuer, e.name, redact.URL(e.url), err)
+			return fmt.Errorf("discovery: issuer %q: %s %q %w", redact.URL(md.Issuer), e.name, redact.URL(e.url), err)
 		}
+	}
+	return nil
+}
+
+// isHTTPS reports whether u's scheme is https, in any case: "HTTPS://" is
+// https to a URL parser, and so to whoever configured it.
+func isHTTPS(u string) bool {
+	scheme, _, ok := strings.Cut(u, "://")
+	return ok && strings.EqualFold(scheme, "https")
+}
+
+// CheckIssuer refuses an issuer identifier with a query or a fragment,
+// which an issuer never has (OpenID Connect Discovery 4.3, RFC 8414
+// section 2): its well-known URLs are the issuer with a path added, and
+// with a query or fragment in the way they would name another resource.
+func CheckIssuer(issuer string) error {
+	if strings.ContainsAny(issuer, "?#") {
+		return errors.New("has a query or fragment, which an issuer identifier never has")
 	}
 	return nil
 }
@@ -100,7 +123,8 @@ func (c *Client) checkEndpoints(md *Metadata) error {
 // without a host, is refused.
 func SecureURL(raw string, allowInsecure bool) error {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Scheme != "https" && u.Scheme != "http" {
+	// Hostname, not Host: "http://:" has a Host, ":", and dials this machine.
+	if err != nil || u.Hostname() == "" || u.Scheme != "https" && u.Scheme != "http" {
 		return errors.New("is not an http(s) URL")
 	}
 	if u.Scheme == "https" || allowInsecure || isLoopbackHost(u.Hostname()) {

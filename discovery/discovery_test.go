@@ -3,6 +3,7 @@ package discovery_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -146,9 +147,56 @@ func TestSecureURL(t *testing.T) {
 		{"ftp://idp.example.com", true, false},
 		{"idp.example.com", true, false},
 		{"https://", false, false},
+		{"http://:", true, false}, // found by FuzzMetadata: a Host, ":", but no host name
+		{"https://:443/x", false, false},
+		{"http://[]:80", true, false},
 	} {
 		if err := discovery.SecureURL(tc.url, tc.insecure); (err == nil) != tc.ok {
 			t.Errorf("SecureURL(%q, %v) = %v, want ok %v", tc.url, tc.insecure, err, tc.ok)
 		}
+	}
+}
+
+func TestMetadataRefusesAnIssuerWithAQueryOrFragment(t *testing.T) {
+	for _, issuer := range []string{"https://idp.example.com/realms/a?tenant=x", "https://idp.example.com/#a", "https://idp.example.com?"} {
+		asked := 0
+		client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			asked++
+			return nil, fmt.Errorf("asked %s", r.URL)
+		})}
+		_, err := (&discovery.Client{HTTP: client}).Metadata(context.Background(), issuer)
+		if err == nil || !strings.Contains(err.Error(), "has a query or fragment, which an issuer identifier never has") || asked != 0 {
+			t.Errorf("%s: error %v after %d requests, want it refused before any", issuer, err, asked)
+		}
+	}
+}
+
+func TestErrorsDoNotShowTheIssuersPassword(t *testing.T) {
+	for _, doc := range []string{
+		`{"issuer":"https://idp.example.com/realms/a","jwks_uri":"https://idp.example.com/keys"}`,
+		// Another issuer that carries the password too (found by the
+		// fuzzer: the document's copy of the issuer, one byte off).
+		`{"issuer":"https://user:s3cret@idp.example.com/realms/b","jwks_uri":"https://idp.example.com/keys"}`,
+		`{"issuer":"https://user:s3cret@idp.example.com/realms/a","jwks_uri":"ftp://idp.example.com/keys"}`,
+	} {
+		client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader(doc)), Request: r}, nil
+		})}
+		_, err := (&discovery.Client{HTTP: client}).Metadata(context.Background(), "https://user:s3cret@idp.example.com/realms/a")
+		if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "user:[redacted]@") {
+			t.Errorf("error = %v, want one that names the issuer with its password redacted", err)
+		}
+	}
+}
+
+func TestAnUpperCaseHTTPSIssuerIsHeldToHTTPS(t *testing.T) {
+	const issuer = "HTTPS://idp.example.com"
+	client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		doc := `{"issuer":"` + issuer + `","jwks_uri":"http://127.0.0.1/keys"}`
+		return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader(doc)), Request: r}, nil
+	})}
+	_, err := (&discovery.Client{HTTP: client}).Metadata(context.Background(), issuer)
+	if err == nil || !strings.Contains(err.Error(), "is not https, while the issuer is") {
+		t.Errorf("error = %v, want the plain-HTTP jwks_uri refused", err)
 	}
 }

@@ -126,6 +126,13 @@ func (i *IDP) Revoke(t testing.TB, clientID, secret, token string) {
 // status and body.
 func (i *IDP) postForm(t testing.TB, u, clientID, secret string, form url.Values) (int, []byte) {
 	t.Helper()
+	return i.do(t, i.formRequest(t, u, clientID, secret, form))
+}
+
+// formRequest is a POST of form to u, authenticated as the client the way
+// it is registered (see FetchToken).
+func (i *IDP) formRequest(t testing.TB, u, clientID, secret string, form url.Values) *http.Request {
+	t.Helper()
 	style, params, err := i.clientAuth(clientID, &secret)
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +154,58 @@ func (i *IDP) postForm(t testing.TB, u, clientID, secret string, form url.Values
 	if style == oauth2.AuthStyleInHeader {
 		req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(secret))
 	}
-	return i.do(t, req)
+	return req
+}
+
+// IDPTokenResponse is a token endpoint answer, success or error.
+type IDPTokenResponse struct {
+	Status int
+	Header http.Header // DPoP-Nonce, among others
+	Raw    map[string]any
+
+	AccessToken      string `json:"access_token"`
+	TokenType        string `json:"token_type"`
+	IssuedTokenType  string `json:"issued_token_type"`
+	ExpiresIn        int    `json:"expires_in"`
+	Scope            string `json:"scope"`
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description"`
+}
+
+func (r *IDPTokenResponse) String() string {
+	if r.Error != "" {
+		return fmt.Sprintf("status %d, error %q (%s)", r.Status, r.Error, r.ErrorDescription)
+	}
+	return fmt.Sprintf("status %d, token_type %q, expires_in %d, scope %q", r.Status, r.TokenType, r.ExpiresIn, r.Scope)
+}
+
+// TokenRequest posts form (grant_type and the grant's parameters) to the
+// token endpoint, authenticated as the client the way it is registered
+// (see FetchToken), with dpop as the DPoP header unless empty. It fails the
+// test only when there is no HTTP answer or the body is not JSON.
+func (i *IDP) TokenRequest(t testing.TB, clientID, secret string, form url.Values, dpop string) *IDPTokenResponse {
+	t.Helper()
+	req := i.formRequest(t, i.TokenURL(), clientID, secret, form)
+	if dpop != "" {
+		req.Header.Set("DPoP", dpop)
+	}
+	resp, err := i.client.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, err := readAllLimited(resp.Body)
+	if err != nil {
+		t.Fatalf("POST %s: reading body: %v", req.URL, err)
+	}
+	out := &IDPTokenResponse{Status: resp.StatusCode, Header: resp.Header}
+	if err := json.Unmarshal(body, out); err != nil {
+		t.Fatalf("POST %s: status %d, %v in %s", req.URL, resp.StatusCode, err, body)
+	}
+	if err := json.Unmarshal(body, &out.Raw); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // GetJSON fetches a provider URL path (such as "/jwks") and decodes it.

@@ -32,6 +32,27 @@ type IDPConfig struct {
 	// Keys are the provider's signing keys; for each key type the first one
 	// signs. Nil means one RSA and one EC P-256 key, generated.
 	Keys []*IDPKey
+	// DPoP configures RFC 9449 sender-constrained tokens; the zero value is
+	// oidc-provider's default (on, no nonces, replayed proofs refused).
+	DPoP IDPDPoP
+}
+
+// IDPDPoP configures oidc-provider's features.dPoP. With DPoP on, any
+// client's token request that carries a valid DPoP proof gets a DPoP-bound
+// token (token_type DPoP, cnf.jkt); IDPClient.DPoPBound makes the proof
+// mandatory for one client.
+type IDPDPoP struct {
+	// Disabled turns DPoP off: proofs are ignored, tokens are Bearer.
+	Disabled bool
+	// Nonces makes the provider hand out DPoP-Nonce values (a DPoP-Nonce
+	// header on every answer to a request with a proof) and accept proofs
+	// carrying them. Without it a proof with a nonce is refused.
+	Nonces bool
+	// RequireNonce refuses proofs without a valid nonce with 400
+	// use_dpop_nonce and a DPoP-Nonce header to retry with. Implies Nonces.
+	RequireNonce bool
+	// AllowReplay accepts a proof jti more than once.
+	AllowReplay bool
 }
 
 // IDPClient is an OAuth client registered with the provider.
@@ -47,6 +68,13 @@ type IDPClient struct {
 	// JWKS holds the keys whose public halves verify the client's
 	// private_key_jwt assertions.
 	JWKS []*IDPKey
+	// DPoPBound (dpop_bound_access_tokens) refuses the client's token
+	// requests without a DPoP proof: 400 invalid_grant.
+	DPoPBound bool
+	// TokenExchange lets the client use the RFC 8693 token exchange grant
+	// (urn:ietf:params:oauth:grant-type:token-exchange) besides client
+	// credentials.
+	TokenExchange bool
 }
 
 // IDPResource is a resource server, named by its resource indicator.
@@ -258,17 +286,28 @@ func writeIDPConfig(path string, cfg IDPConfig) error {
 		Format   string `json:"format"`
 		Audience string `json:"audience,omitempty"`
 	}
+	type dpop struct {
+		Enabled      bool `json:"enabled"`
+		Nonces       bool `json:"nonces"`
+		RequireNonce bool `json:"requireNonce"`
+		AllowReplay  bool `json:"allowReplay"`
+	}
 	out := struct {
 		Keys            []jose.JSONWebKey   `json:"keys"`
 		Clients         []map[string]any    `json:"clients"`
 		Resources       map[string]resource `json:"resources"`
 		DefaultResource string              `json:"defaultResource,omitempty"`
 		AccessTokenTTL  int                 `json:"accessTokenTTL,omitempty"`
+		DPoP            dpop                `json:"dpop"`
 	}{
 		Clients:         []map[string]any{},
 		Resources:       map[string]resource{},
 		DefaultResource: cfg.DefaultResource,
 		AccessTokenTTL:  int(cfg.AccessTokenTTL / time.Second),
+		DPoP: dpop{
+			Enabled: !cfg.DPoP.Disabled, Nonces: cfg.DPoP.Nonces || cfg.DPoP.RequireNonce,
+			RequireNonce: cfg.DPoP.RequireNonce, AllowReplay: cfg.DPoP.AllowReplay,
+		},
 	}
 	for _, k := range cfg.Keys {
 		out.Keys = append(out.Keys, k.PrivateJWK())
@@ -299,12 +338,19 @@ func clientMetadata(c IDPClient) map[string]any {
 	if method == "" {
 		method = "client_secret_basic"
 	}
+	grants := []string{"client_credentials"}
+	if c.TokenExchange {
+		grants = append(grants, tokenExchangeGrant)
+	}
 	m := map[string]any{
 		"client_id":                  c.ID,
-		"grant_types":                []string{"client_credentials"},
+		"grant_types":                grants,
 		"response_types":             []string{},
 		"redirect_uris":              []string{},
 		"token_endpoint_auth_method": method,
+	}
+	if c.DPoPBound {
+		m["dpop_bound_access_tokens"] = true
 	}
 	if len(c.Scopes) > 0 {
 		m["scope"] = strings.Join(c.Scopes, " ")

@@ -23,13 +23,23 @@ type claims struct {
 	AZP       string       `json:"azp"`
 	AppID     string       `json:"appid"`
 	CID       string       `json:"cid"`
-	// Cnf binds the token to a client certificate (RFC 8705).
+	// Cnf binds the token to a client certificate (RFC 8705) or to a
+	// DPoP key (RFC 9449 6).
 	Cnf *struct {
 		X5tS256 string `json:"x5t#S256"`
+		JKT     string `json:"jkt"`
 	} `json:"cnf"`
 	// Typ is the payload's own typ claim: Keycloak marks its ID tokens
 	// "ID" and its refresh tokens "Refresh".
 	Typ string `json:"typ"`
+}
+
+// dpopThumbprint is the cnf.jkt of a DPoP-bound token.
+func (c *claims) dpopThumbprint() string {
+	if c.Cnf == nil {
+		return ""
+	}
+	return c.Cnf.JKT
 }
 
 func (c *claims) certThumbprint() string {
@@ -48,15 +58,20 @@ func (c *claims) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return err
 	}
-	fields := map[string]any{
-		"iss": &c.Issuer, "sub": &c.Subject, "aud": &c.Audience, "exp": &c.Expiry, "nbf": &c.NotBefore,
-		"iat": &c.IssuedAt, "scope": &c.Scope, "scp": &c.Scp, "client_id": &c.ClientID, "azp": &c.AZP,
-		"appid": &c.AppID, "cid": &c.CID, "cnf": &c.Cnf, "typ": &c.Typ,
+	// In a fixed order, so that a payload with two bad claims is always
+	// refused naming the same one.
+	fields := []struct {
+		name string
+		dst  any
+	}{
+		{"iss", &c.Issuer}, {"sub", &c.Subject}, {"aud", &c.Audience}, {"exp", &c.Expiry}, {"nbf", &c.NotBefore},
+		{"iat", &c.IssuedAt}, {"scope", &c.Scope}, {"scp", &c.Scp}, {"client_id", &c.ClientID}, {"azp", &c.AZP},
+		{"appid", &c.AppID}, {"cid", &c.CID}, {"cnf", &c.Cnf}, {"typ", &c.Typ},
 	}
-	for name, dst := range fields {
-		if v, ok := raw[name]; ok {
-			if err := json.Unmarshal(v, dst); err != nil {
-				return fmt.Errorf("claim %q: %w", name, err)
+	for _, f := range fields {
+		if v, ok := raw[f.name]; ok {
+			if err := json.Unmarshal(v, f.dst); err != nil {
+				return fmt.Errorf("claim %q: %w", f.name, err)
 			}
 		}
 	}
@@ -88,6 +103,7 @@ func (c *claims) scopes() []string {
 	return c.Scp
 }
 
+// splitScopes splits on the space character alone (RFC 6749 section 3.3).
 func splitScopes(s string) []string {
 	var out []string
 	for f := range strings.SplitSeq(s, " ") {

@@ -29,6 +29,11 @@ type ClientCertPolicy struct {
 	AllowedSANs []string
 	// RequireBoundTokens refuses tokens without a cnf.x5t#S256 claim.
 	RequireBoundTokens bool
+	// Trusted, when set, tells whether chains verified at a connection's
+	// handshake are still trusted by the client CA bundle in force: a
+	// connection kept open across a change of the bundle is held to the
+	// new one at each request.
+	Trusted func(chains [][]*x509.Certificate) bool
 }
 
 // clientCert returns the verified client certificate of r, if any.
@@ -39,8 +44,12 @@ func clientCert(r *http.Request) *x509.Certificate {
 	return r.TLS.VerifiedChains[0][0]
 }
 
-// check applies the certificate requirements to r's connection.
-func (p ClientCertPolicy) check(cert *x509.Certificate) *rejection {
+// check applies the certificate requirements to r's connection, whose
+// verified certificate is cert.
+func (p ClientCertPolicy) check(r *http.Request, cert *x509.Certificate) *rejection {
+	if cert != nil && p.Trusted != nil && !p.Trusted(r.TLS.VerifiedChains) {
+		return reject(reasonClientNotAllowed, "the client certificate's CA is no longer in the client CA bundle")
+	}
 	if cert == nil {
 		if p.Required {
 			return reject(reasonClientNotAllowed, "no client certificate")

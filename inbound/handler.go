@@ -11,8 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/rules"
@@ -28,7 +31,7 @@ const (
 )
 
 // realm names the protection space in WWW-Authenticate.
-const realm = `Bearer realm="authsidecar"`
+const realm = `realm="authsidecar"`
 
 // handler is the inbound http.Handler: every request is judged by the
 // rules, and only an allowed one is proxied to the app.
@@ -41,10 +44,14 @@ type handler struct {
 	encodedSlashes bool
 	bodyIdle       time.Duration
 	accessLog      bool
-	proxy          *httputil.ReverseProxy
-	log            *slog.Logger
-	results        map[string]resultMetrics
-	reasons        map[string]prometheus.Counter
+	tracer         *tracing.Tracing // nil: tracing is off
+	dpop           *dpopChecker
+	// resource, when set, is the protected-resource metadata (RFC 9728).
+	resource *resourceMetadata
+	proxy    *httputil.ReverseProxy
+	log      *slog.Logger
+	results  map[string]resultMetrics
+	reasons  map[string]prometheus.Counter
 }
 
 type resultMetrics struct {
@@ -70,92 +77,169 @@ func newHandler(h *handler, m *metrics.Metrics) *handler {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// Before anything else, so that the access log and every log line
+	// carry the id the app will see.
+	proxy.EnsureRequestID(r.Header)
+	var span trace.Span
+	if h.tracer != nil {
+		r, span = h.tracer.Start(r, trace.SpanKindServer, "inbound")
+	}
 	sw := proxy.NewStatusWriter(w)
 	defer sw.Release()
-	result := h.serve(sw, r)
+	o := h.serve(sw, r)
 	if sw.UpstreamFailed() {
-		result = metrics.ResultUpstreamError
+		o.result = metrics.ResultUpstreamError
 	}
-	m := h.results[result]
+	upstreamStatus := 0
+	if code := sw.ErrorCode(); code == "" {
+		if o.forwarded {
+			upstreamStatus = sw.Status()
+		}
+	} else if o.reason == "" {
+		o.reason = code
+	}
+	m := h.results[o.result]
 	m.count.Inc()
 	elapsed := time.Since(start)
 	m.duration.Observe(elapsed.Seconds())
+	if span != nil {
+		tracing.End(span, r, sw.Status(), tracing.ResultKey.String(o.result), tracing.ReasonKey.String(o.reason),
+			tracing.ClientIDKey.String(o.clientID), tracing.UpstreamStatusKey.Int(upstreamStatus))
+	}
 	if h.accessLog {
-		h.log.Info("request", "direction", "inbound", "method", r.Method, "path", r.URL.Path,
-			"status", sw.Status(), "result", result, "duration_ms", float64(elapsed.Microseconds())/1000,
-			"request_id", r.Header.Get(proxy.RequestIDHeader))
+		proxy.LogAccess(r.Context(), h.log, r, proxy.Access{
+			Direction: "inbound", Status: sw.Status(), Result: o.result, Reason: o.reason,
+			ClientID: o.clientID, UpstreamStatus: upstreamStatus, Duration: elapsed,
+		})
 	}
 }
 
-// serve answers r and returns its result label.
-func (h *handler) serve(w http.ResponseWriter, r *http.Request) string {
+// outcome is what became of a request: its result label, the rejection
+// reason of a refusal, the verified caller's client id, and whether it
+// was passed to the app.
+type outcome struct {
+	result, reason, clientID string
+	forwarded                bool
+}
+
+// serve answers r.
+func (h *handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 	t, status, err := normalize(r, h.encodedSlashes)
 	if err != nil {
-		h.log.Debug("request refused before any token check", "method", r.Method, "error", err.Error())
+		h.log.DebugContext(r.Context(), "request refused before any token check", "method", r.Method, "error", err.Error())
 		proxy.WriteError(w, r, status, "invalid_request", err.Error())
-		return metrics.ResultBadRequest
+		return outcome{result: metrics.ResultBadRequest}
 	}
 	setTarget(r, t)
+	if h.resource != nil && t.path == h.resource.path {
+		h.resource.serve(w, r, h.rules.Current())
+		return outcome{result: metrics.ResultPublic}
+	}
+	at := h.dpop.addressedOf(r) // before X-Forwarded-* are removed
 	stripCallerHeaders(r.Header)
-	proxy.EnsureRequestID(r.Header)
 	cert := clientCert(r)
-	if rej := h.clientCerts.check(cert); rej != nil {
-		return h.refuse(w, r, rej)
+	if rej := h.clientCerts.check(r, cert); rej != nil {
+		return h.refuse(w, r, rej, nil, "")
 	}
 	if cert != nil {
 		setCertHeaders(r.Header, cert)
 	}
 	judged := h.match(r, t)
 	if judged.public() {
-		h.servePublic(w, r, cert)
-		return metrics.ResultPublic
+		return h.servePublic(w, r, cert, at, t)
 	}
-	raw, err := bearerToken(r.Header)
+	raw, scheme, err := accessToken(r.Header)
 	if err != nil {
 		reason := reasonMalformed
 		if errors.Is(err, errNoToken) {
 			reason = reasonMissing
 		}
-		return h.refuse(w, r, &rejection{reason: reason, detail: err.Error()})
+		return h.refuse(w, r, &rejection{reason: reason, detail: err.Error()}, nil, "")
 	}
 	id, err := h.verifier.verify(r.Context(), raw)
 	if err != nil {
 		var rej *rejection
 		if errors.As(err, &rej) {
-			return h.refuse(w, r, rej)
+			return h.refuse(w, r, rej, nil, scheme)
 		}
 		return h.unavailable(w, r, err)
 	}
-	if rej := h.clientCerts.checkBinding(id, cert); rej != nil {
-		return h.refuse(w, r, rej)
+	if rej := h.checkSender(r, at, t, scheme, raw, id, cert); rej != nil {
+		return h.refuse(w, r, rej, id, scheme)
 	}
 	if rej := judged.authorize(id, r, t); rej != nil {
-		return h.refuse(w, r, rej)
+		return h.refuse(w, r, rej, id, scheme)
 	}
+	h.pass(r, id, raw)
+	h.forward(w, r)
+	return outcome{result: metrics.ResultAllowed, clientID: id.clientID, forwarded: true}
+}
+
+// checkSender checks that the token came from the one it was issued to,
+// when it says who that is: the client certificate of a certificate-bound
+// token (RFC 8705), the DPoP proof of a DPoP-bound one (RFC 9449), which
+// must come as "DPoP <token>"; and that a token sent as DPoP is bound, and
+// with REQUIRE_DPOP that every token is.
+func (h *handler) checkSender(r *http.Request, at addressed, t target, scheme, raw string, id *identity, cert *x509.Certificate) *rejection {
+	if rej := h.clientCerts.checkBinding(id, cert); rej != nil {
+		return rej
+	}
+	switch {
+	case id.dpopThumbprint != "" && scheme != schemeDPoP:
+		return dpopRefusal("the token is bound to a DPoP key: send it as DPoP with a proof", "a DPoP-bound token sent as %s", scheme)
+	case id.dpopThumbprint != "":
+		return h.dpop.check(r, at, t, raw, id.dpopThumbprint)
+	case scheme == schemeDPoP:
+		return dpopRefusal("the token is not bound to a DPoP key", "a bearer token sent as DPoP")
+	case h.dpop.require:
+		return dpopRefusal("a DPoP-bound token is required", "a bearer token where DPoP is required")
+	}
+	return nil
+}
+
+// pass gives the app what it is told of an allowed caller: the identity
+// headers, the token's handle with token exchange on, and the token
+// itself only with FORWARD_TOKEN. A DPoP proof never: it is spent here,
+// and the app, or whoever reads its logs, could otherwise replay it to
+// another replica within its lifetime.
+func (h *handler) pass(r *http.Request, id *identity, raw string) {
 	setIdentityHeaders(r.Header, id)
+	h.handOff(r, id, raw)
+	r.Header.Del("DPoP")
 	if !h.forwardToken {
 		r.Header.Del("Authorization")
 	}
-	h.forward(w, r)
-	return metrics.ResultAllowed
 }
 
 // servePublic passes a request on a public path. A token it carries is
 // checked all the same: a valid one gives the app the caller's identity
 // (and is forwarded with FORWARD_TOKEN), any other is removed, so that
 // only a verified token ever reaches the app.
-func (h *handler) servePublic(w http.ResponseWriter, r *http.Request, cert *x509.Certificate) {
-	if raw, err := bearerToken(r.Header); err == nil {
-		if id, err := h.verifier.verify(r.Context(), raw); err == nil && h.clientCerts.checkBinding(id, cert) == nil {
-			setIdentityHeaders(r.Header, id)
-			if h.forwardToken {
-				h.forward(w, r)
-				return
-			}
+func (h *handler) servePublic(w http.ResponseWriter, r *http.Request, cert *x509.Certificate, at addressed, t target) outcome {
+	o := outcome{result: metrics.ResultPublic, forwarded: true}
+	if raw, scheme, err := accessToken(r.Header); err == nil {
+		if id, err := h.verifier.verify(r.Context(), raw); err == nil && h.checkSender(r, at, t, scheme, raw, id, cert) == nil {
+			h.pass(r, id, raw)
+			o.clientID = id.clientID
+			h.forward(w, r)
+			return o
 		}
 	}
 	r.Header.Del("Authorization")
+	r.Header.Del("DPoP")
 	h.forward(w, r)
+	return o
+}
+
+// handOff gives the app the handle of the caller's token, for its calls
+// through a token-exchange route, when token exchange is on.
+func (h *handler) handOff(r *http.Request, id *identity, raw string) {
+	if id.handle == "" {
+		return
+	}
+	now := h.verifier.clock.Now()
+	h.verifier.handoff.Keep(id.handle, raw, id.expiry.Add(h.verifier.skew), now)
+	r.Header[handoff.Header] = []string{id.handle}
 }
 
 func (h *handler) forward(w http.ResponseWriter, r *http.Request) {
@@ -224,45 +308,92 @@ func (j judgement) authorize(id *identity, r *http.Request, t target) *rejection
 // failing closed. Keys not loaded yet are logged at debug only, since
 // /readyz and the key set's own fetch errors already say so, and every
 // request during the warm-up would repeat it.
-func (h *handler) unavailable(w http.ResponseWriter, r *http.Request, err error) string {
+func (h *handler) unavailable(w http.ResponseWriter, r *http.Request, err error) outcome {
+	ctx := r.Context()
+	o := outcome{result: metrics.ResultUnavailable}
 	switch {
-	case r.Context().Err() != nil:
+	case ctx.Err() != nil:
 		w.WriteHeader(499) // the caller left; nobody reads the answer
-		return metrics.ResultUnavailable
+		o.reason = "caller_gone"
+		return o
 	case errors.Is(err, errIntrospectionBusy):
-		h.log.Debug("token introspection busy", "error", err.Error())
-		w.Header().Set("Retry-After", "1")
+		h.log.DebugContext(ctx, "token introspection busy", "error", err.Error())
 		proxy.WriteError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the token cannot be introspected now")
 	case errors.Is(err, errIntrospectionUnavailable):
-		h.log.Warn("token introspection unavailable", "error", err.Error())
+		h.log.WarnContext(ctx, "token introspection unavailable", "error", err.Error())
 		proxy.WriteError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the token cannot be introspected now")
 	default:
-		h.log.Debug("token not verifiable now", "error", err.Error())
+		h.log.DebugContext(ctx, "token not verifiable now", "error", err.Error())
 		proxy.WriteError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the issuer's keys are not loaded yet")
 	}
-	return metrics.ResultUnavailable
+	return o
 }
 
-// refuse answers a refused request as RFC 6750 section 3 says.
-func (h *handler) refuse(w http.ResponseWriter, r *http.Request, rej *rejection) string {
+// refuse answers a refused request as RFC 6750 section 3 (and RFC 9449 7.1
+// for DPoP) says; id is the caller when the token was verified before the
+// refusal, scheme the Authorization scheme its token came with.
+func (h *handler) refuse(w http.ResponseWriter, r *http.Request, rej *rejection, id *identity, scheme string) outcome {
 	h.reasons[rej.reason].Inc()
-	h.log.Debug("request refused", "reason", rej.reason, "detail", rej.detail,
+	h.log.DebugContext(r.Context(), "request refused", "reason", rej.reason, "detail", rej.detail,
 		"method", r.Method, "path", r.URL.Path, "request_id", r.Header.Get(proxy.RequestIDHeader))
+	o := outcome{reason: rej.reason}
+	if id != nil {
+		o.clientID = id.clientID
+	}
+	desc := rej.description()
 	switch rej.reason {
 	case reasonMissing:
-		w.Header().Set("WWW-Authenticate", realm)
-		proxy.WriteError(w, r, http.StatusUnauthorized, "invalid_request", rej.description())
-		return metrics.ResultUnauthn
+		h.challenge(w, "", "")
+		proxy.WriteError(w, r, http.StatusUnauthorized, "invalid_request", desc)
+		o.result = metrics.ResultUnauthn
 	case reasonInsufficientScope:
-		w.Header().Set("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+strings.Join(rej.missingScopes, " ")+`"`)
-		proxy.WriteError(w, r, http.StatusForbidden, "insufficient_scope", rej.description())
-		return metrics.ResultForbidden
+		h.challenge(w, scheme, `error="insufficient_scope", scope="`+strings.Join(rej.missingScopes, " ")+`"`)
+		proxy.WriteError(w, r, http.StatusForbidden, "insufficient_scope", desc)
+		o.result = metrics.ResultForbidden
 	case reasonClientNotAllowed:
-		proxy.WriteError(w, r, http.StatusForbidden, "access_denied", rej.description())
-		return metrics.ResultForbidden
+		proxy.WriteError(w, r, http.StatusForbidden, "access_denied", desc)
+		o.result = metrics.ResultForbidden
+	case reasonInvalidDPoPProof:
+		h.challenge(w, schemeDPoP, `error="invalid_dpop_proof", error_description="`+desc+`"`)
+		proxy.WriteError(w, r, http.StatusUnauthorized, "invalid_dpop_proof", desc)
+		o.result = metrics.ResultUnauthn
 	default:
-		w.Header().Set("WWW-Authenticate", realm+`, error="invalid_token", error_description="`+rej.description()+`"`)
-		proxy.WriteError(w, r, http.StatusUnauthorized, "invalid_token", rej.description())
-		return metrics.ResultUnauthn
+		h.challenge(w, scheme, `error="invalid_token", error_description="`+desc+`"`)
+		proxy.WriteError(w, r, http.StatusUnauthorized, "invalid_token", desc)
+		o.result = metrics.ResultUnauthn
+	}
+	return o
+}
+
+// challenge sets the WWW-Authenticate challenges of a refusal: Bearer,
+// unless REQUIRE_DPOP; DPoP (with the algorithms a proof may use) when
+// DPoP is required or concerned; params (error="…") on the challenge of
+// scheme, or of Bearer when scheme is "". Each names the protected-resource
+// metadata when there is some (RFC 9728 5.1).
+func (h *handler) challenge(w http.ResponseWriter, scheme, params string) {
+	if scheme == "" {
+		scheme = schemeBearer
+	}
+	if h.dpop.require {
+		scheme = schemeDPoP
+	}
+	var meta string
+	if h.resource != nil {
+		meta = `, resource_metadata="` + h.resource.url + `"`
+	}
+	hdr := w.Header()
+	if scheme == schemeDPoP {
+		v := schemeDPoP + " " + realm + `, algs="` + h.dpop.algNames + `"`
+		if scheme == schemeDPoP && params != "" {
+			v += ", " + params
+		}
+		hdr.Add("WWW-Authenticate", v+meta)
+	}
+	if !h.dpop.require {
+		v := schemeBearer + " " + realm
+		if scheme == schemeBearer && params != "" {
+			v += ", " + params
+		}
+		hdr.Add("WWW-Authenticate", v+meta)
 	}
 }

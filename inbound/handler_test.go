@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/idptest"
 	"github.com/authsidecar/authsidecar/internal/reload"
 	"github.com/authsidecar/authsidecar/metrics"
@@ -95,6 +97,14 @@ type fixtureOptions struct {
 	// when set, is the app's answer.
 	upstreamTimeout time.Duration
 	respond         http.HandlerFunc
+	// logger, with accessLog, gets an access-log line per request.
+	logger    *slog.Logger
+	accessLog bool
+	handoff   *handoff.Store
+	// requireDPoP, trustForwarded and resource are
+	// AUTHSIDECAR_INBOUND_REQUIRE_DPOP, …_TRUST_FORWARDED and …_RESOURCE.
+	requireDPoP, trustForwarded bool
+	resource                    string
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture { return newFixtureWith(t, o) }
@@ -123,6 +133,12 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 		AllowEncodedSlashes: o.allowEncodedSlashes,
 		BodyIdleTimeout:     o.bodyIdle,
 		UpstreamTimeout:     o.upstreamTimeout,
+		Logger:              o.logger,
+		AccessLog:           o.accessLog,
+		Handoff:             o.handoff,
+		RequireDPoP:         o.requireDPoP,
+		TrustForwarded:      o.trustForwarded,
+		Resource:            o.resource,
 		Metrics:             metrics.New(f.reg, "test"),
 		IdentityClient:      &http.Client{Timeout: 5 * time.Second},
 		Transport:           o.transport,
@@ -466,29 +482,6 @@ func TestRequestBodyIsStreamedToTheApp(t *testing.T) {
 	if resp.StatusCode != 200 || len(f.app.body) != 1 || f.app.body[0] != body {
 		t.Fatalf("status %d; app got %d bodies, want the 3 MiB body once", resp.StatusCode, len(f.app.body))
 	}
-}
-
-func FuzzHandlerNeverLetsForgeriesThrough(f *testing.F) {
-	fx := newFixtureTB(f)
-	valid := fx.token(f, nil)
-	for _, seed := range []string{valid, tamper(valid), unsigned(fx.idp.Claims(audience, nil)), "a.b.c", valid + "x"} {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, tok string) {
-		resp, _ := fx.do(t, "/", http.Header{"Authorization": {"Bearer " + tok}})
-		if resp.StatusCode == 200 {
-			seen := fx.app.requests()
-			last := seen[len(seen)-1]
-			if last.Header.Get("X-Auth-Subject") != "svc-orders" {
-				t.Fatalf("token %q let through with subject %q", tok, last.Header.Get("X-Auth-Subject"))
-			}
-			// Only the valid token itself (base64 may have equivalent
-			// spellings of its last character) may pass.
-			if len(tok) != len(valid) || tok[:len(tok)-1] != valid[:len(valid)-1] {
-				t.Fatalf("token %q, not the valid one, let through", tok)
-			}
-		}
-	})
 }
 
 func TestIdentityHeadersResistHopByHopAndUnderscoreTricks(t *testing.T) {

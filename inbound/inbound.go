@@ -16,7 +16,9 @@ import (
 
 	"github.com/authsidecar/authsidecar/discovery"
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/internal/ttlcache"
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
@@ -68,6 +70,14 @@ type Options struct {
 	// BodyIdleTimeout ends a request whose body the caller stops sending
 	// for longer; 0: no bound.
 	BodyIdleTimeout time.Duration
+	// RequireDPoP refuses tokens that are not DPoP-bound (RFC 9449).
+	RequireDPoP bool
+	// TrustForwarded takes the scheme and host a DPoP proof's htu must
+	// name from X-Forwarded-Proto and X-Forwarded-Host.
+	TrustForwarded bool
+	// Resource, when set, is the resource identifier: inbound serves its
+	// protected-resource metadata (RFC 9728) and names it in challenges.
+	Resource string
 	// AllowInsecureHTTP accepts plain-HTTP identity-provider endpoints
 	// learnt from discovery on hosts that are not loopback; see
 	// discovery.Client.
@@ -76,6 +86,11 @@ type Options struct {
 	Metrics *metrics.Metrics // nil: a registry of its own
 	Logger  *slog.Logger     // nil: discard
 	Clock   clock.Clock      // nil: the real clock
+	// Tracer traces requests and identity-provider calls; nil: off.
+	Tracer *tracing.Tracing
+	// Handoff, when set, keeps each verified caller's token for token
+	// exchange and gives the app its handle in X-Auth-Context.
+	Handoff *handoff.Store
 	// IdentityClient talks to the identity providers; nil: a client
 	// bounded to 10 s that ignores proxy settings in the environment.
 	IdentityClient *http.Client
@@ -107,7 +122,12 @@ func New(opts Options) (*Inbound, error) {
 	}
 	hc := opts.IdentityClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second, Transport: proxy.NewTransport(proxy.ProtocolAuto, 5*time.Second, 10*time.Second, nil)}
+		hc = &http.Client{Timeout: 10 * time.Second, Transport: proxy.NewTransport(proxy.TransportOptions{DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 10 * time.Second})}
+	}
+	if opts.Tracer != nil {
+		traced := *hc
+		traced.Transport = opts.Tracer.Transport(hc.Transport)
+		hc = &traced
 	}
 	idp := &discovery.Client{HTTP: hc, AllowInsecureHTTP: opts.AllowInsecureHTTP}
 	m.InitInbound()
@@ -118,13 +138,27 @@ func New(opts Options) (*Inbound, error) {
 		ruleSet = reload.Static[*rules.Set](nil)
 	}
 	v.requireATJWT = opts.RequireATJWT
+	v.handoff = opts.Handoff
+	dpop := &dpopChecker{
+		algNames: strings.Join(opts.Algorithms, " "), skew: opts.ClockSkew, clock: clk,
+		seen: newReplayCache(dpopReplayEntries, dpopReplayPerKey), require: opts.RequireDPoP, trustForwarded: opts.TrustForwarded,
+		encodedSlashes: opts.AllowEncodedSlashes,
+	}
+	if u, err := url.Parse(opts.Resource); err == nil && opts.Resource != "" {
+		dpop.origin = &addressed{scheme: u.Scheme, host: u.Host}
+	}
+	for _, a := range opts.Algorithms {
+		dpop.algs = append(dpop.algs, jose.SignatureAlgorithm(a))
+	}
 	in.handler = newHandler(&handler{
 		verifier: v, rules: ruleSet, clientCerts: opts.ClientCerts, forwardToken: opts.ForwardToken,
 		encodedSlashes: opts.AllowEncodedSlashes, bodyIdle: opts.BodyIdleTimeout, accessLog: opts.AccessLog, log: logger,
+		tracer: opts.Tracer, dpop: dpop,
+		resource: newResourceMetadata(opts.Resource, opts.Issuers, opts.Algorithms, opts.RequireDPoP),
 	}, m)
 	transport := opts.Transport
 	if transport == nil {
-		transport = proxy.NewTransport(opts.UpstreamProtocol, 5*time.Second, opts.UpstreamTimeout, nil)
+		transport = proxy.NewTransport(proxy.TransportOptions{Protocol: opts.UpstreamProtocol, DialTimeout: 5 * time.Second, ResponseHeaderTimeout: opts.UpstreamTimeout})
 	}
 	in.handler.proxy = proxy.NewReverseProxy(opts.Upstream, proxy.ReverseProxyOptions{
 		Transport: transport, KeepHost: true, Logger: logger,

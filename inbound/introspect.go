@@ -19,6 +19,7 @@ import (
 	"github.com/authsidecar/authsidecar/internal/flight"
 	"github.com/authsidecar/authsidecar/internal/redact"
 	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/internal/ttlcache"
 	"github.com/authsidecar/authsidecar/metrics"
 )
@@ -105,9 +106,14 @@ func parseIntrospection(body []byte) (*introspection, error) {
 	if err := a.claims.UnmarshalJSON(body); err != nil {
 		return nil, err
 	}
-	for name, dst := range map[string]*string{"token_type": &a.tokenType, "token_use": &a.tokenUse} {
-		if v, ok := fields[name]; ok && json.Unmarshal(v, dst) != nil {
-			return nil, fmt.Errorf("%s is not a string", name)
+	// In a fixed order, as the claims are: an answer with both wrong is
+	// always refused naming the same one.
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"token_type", &a.tokenType}, {"token_use", &a.tokenUse}} {
+		if v, ok := fields[f.name]; ok && json.Unmarshal(v, f.dst) != nil {
+			return nil, fmt.Errorf("%s is not a string", f.name)
 		}
 	}
 	return a, nil
@@ -232,7 +238,7 @@ func (in *introspector) call(ctx context.Context, raw string) (*introspection, e
 			form.Set("client_secret", secret)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, *endpoint, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(tracing.WithOperation(ctx, tracing.OpIntrospection), http.MethodPost, *endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", redact.URL(*endpoint), err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/flight"
 	"github.com/authsidecar/authsidecar/internal/redact"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 )
 
 // Errors a key set reports, told apart by the verifier to name the reason
@@ -216,7 +217,7 @@ func (ks *keySet) fetchOnce(ctx context.Context) error {
 		}
 		u = md.JWKSURI
 	}
-	body, err := ks.client.Get(ctx, u)
+	body, err := ks.client.Get(tracing.WithOperation(ctx, tracing.OpJWKS), u)
 	if err != nil {
 		return err
 	}
@@ -238,6 +239,9 @@ func (ks *keySet) fetchOnce(ctx context.Context) error {
 //   - keys for another use: "use" other than "sig", or "key_ops" (RFC 7517
 //     4.3) without "verify";
 //   - RSA keys under 2048 bits (RFC 7518 3.3), which can be factored;
+//   - keys whose "alg" names no asymmetric signature algorithm (an
+//     encryption key such as RSA-OAEP), which would only make an issuer
+//     look ready whose keys can verify nothing;
 //   - keys that do not parse, or that go-jose finds invalid.
 //
 // A key that does not parse does not spoil the others.
@@ -276,7 +280,8 @@ func usableKey(raw json.RawMessage) (jose.JSONWebKey, bool) {
 	if json.Unmarshal(raw, &ops) != nil || k.UnmarshalJSON(raw) != nil {
 		return k, false
 	}
-	if ops.KeyOps != nil && !slices.Contains(*ops.KeyOps, "verify") || k.Use != "" && k.Use != "sig" {
+	if ops.KeyOps != nil && !slices.Contains(*ops.KeyOps, "verify") || k.Use != "" && k.Use != "sig" ||
+		k.Algorithm != "" && !signatureAlg(k.Algorithm) {
 		return k, false
 	}
 	if _, symmetric := k.Key.([]byte); symmetric || !k.Valid() {
@@ -287,6 +292,15 @@ func usableKey(raw json.RawMessage) (jose.JSONWebKey, bool) {
 		return k, false
 	}
 	return k, true
+}
+
+// signatureAlg reports whether a key's alg is an asymmetric JWS algorithm.
+func signatureAlg(alg string) bool {
+	switch jose.SignatureAlgorithm(alg) {
+	case jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512, jose.ES256, jose.ES384, jose.ES512, jose.EdDSA:
+		return true
+	}
+	return false
 }
 
 // VerifySignature implements oidc.KeySet: it returns the payload of jwt if

@@ -2,11 +2,17 @@ package inbound_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/clock"
@@ -157,5 +163,47 @@ func TestJWKSDropsSymmetricAndEncryptionKeys(t *testing.T) {
 	f.idp.SetJWKS(`{"keys":[{"kty":"oct","kid":"k","k":"c2VjcmV0"},{"kty":"EC","use":"enc","kid":"e","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`)
 	if err := f.in.LoadKeys(context.Background()); err == nil {
 		t.Fatal("a JWKS with no usable signing key was accepted")
+	}
+}
+
+func TestJWKSKeepsEachKeyThatCanVerifyAndIgnoresTheRest(t *testing.T) {
+	f := newFixture(t, fixtureOptions{skipWarmUp: true})
+	short, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shortKey := idptest.Key{ID: "short", Alg: jose.RS256, Private: short}
+	good := idptest.NewECKey(t, "good")
+	jwk := func(k jose.JSONWebKey) string {
+		b, err := json.Marshal(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	encOps := strings.Replace(jwk(f.key.Public()), `"kid":"key-1"`, `"kid":"key-1","key_ops":["encrypt"]`, 1)
+	f.idp.SetJWKS(`{"keys":[` + strings.Join([]string{
+		`{"kty":"OKP","crv":"X25519","x":"hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo","kid":"x25519"}`,
+		`{"kty":"AKP-NEW","kid":"future","pub":"AAAA"}`,
+		`{}`,
+		jwk(shortKey.Public()),
+		encOps,
+		jwk(good.Public()),
+	}, ",") + `]}`)
+	if err := f.in.LoadKeys(context.Background()); err != nil {
+		t.Fatalf("a JWKS with one good key among keys the sidecar cannot use: %v", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		key    idptest.Key
+		status int
+	}{
+		{"the good key", good, 200},
+		{"an RSA key of 1024 bits", shortKey, 401},
+		{"a key whose key_ops lack verify", f.key, 401},
+	} {
+		if resp, body := f.do(t, "/", bearer(idptest.Sign(t, tc.key, f.idp.Claims(audience, nil)))); resp.StatusCode != tc.status {
+			t.Errorf("%s: status %d %s, want %d", tc.name, resp.StatusCode, body, tc.status)
+		}
 	}
 }

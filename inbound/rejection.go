@@ -47,6 +47,7 @@ var descriptions = map[string]string{
 	reasonInactive:            "the token is not active",
 	reasonCertificateMismatch: "the token is bound to another client certificate",
 	reasonWrongTokenType:      "the token is not an access token",
+	reasonInvalidDPoPProof:    "the DPoP proof is invalid",
 }
 
 // rejection is a refused request: why, and the detail for the debug log.
@@ -56,17 +57,25 @@ type rejection struct {
 	detail string
 	// missingScopes lists what an insufficient_scope refusal lacks.
 	missingScopes []string
+	// say, when set, is told the caller instead of the reason's
+	// description: fixed words, never anything from the request.
+	say string
 }
 
 func (r *rejection) Error() string {
 	if r.detail == "" {
-		return "inbound: " + descriptions[r.reason]
+		return "inbound: " + r.description()
 	}
-	return "inbound: " + descriptions[r.reason] + ": " + r.detail
+	return "inbound: " + r.description() + ": " + r.detail
 }
 
 // description is the text shown to the caller.
-func (r *rejection) description() string { return descriptions[r.reason] }
+func (r *rejection) description() string {
+	if r.say != "" {
+		return r.say
+	}
+	return descriptions[r.reason]
+}
 
 func reject(reason, format string, args ...any) *rejection {
 	return &rejection{reason: reason, detail: fmt.Sprintf(format, args...)}

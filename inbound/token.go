@@ -14,26 +14,39 @@ var errNoToken = errors.New("inbound: no bearer token")
 // errMalformedHeader means an Authorization header that is not one bearer token.
 var errMalformedHeader = errors.New("inbound: authorization header is not a bearer token")
 
-// bearerToken returns the token of the request's one Authorization header,
-// which must use the Bearer scheme (RFC 6750 section 2.1). It returns
-// errNoToken when there is no header, and an error for anything else that
-// is not exactly one well-formed bearer token.
-func bearerToken(h http.Header) (string, error) {
+// The Authorization schemes of access tokens.
+const (
+	schemeBearer = "Bearer" // RFC 6750
+	schemeDPoP   = "DPoP"   // RFC 9449 7.1: a DPoP-bound token, with a proof
+)
+
+// accessToken returns the token of the request's one Authorization header
+// and its scheme, Bearer or DPoP. It returns errNoToken when there is no
+// header, and an error for anything else that is not exactly one
+// well-formed token of either scheme.
+func accessToken(h http.Header) (token, scheme string, err error) {
 	values := h.Values("Authorization")
 	switch len(values) {
 	case 0:
-		return "", errNoToken
+		return "", "", errNoToken
 	case 1:
-		return parseBearer(values[0])
+		if tok, err := parseScheme(values[0], "dpop "); err == nil {
+			return tok, schemeDPoP, nil
+		}
+		tok, err := parseBearer(values[0])
+		return tok, schemeBearer, err
 	default:
-		return "", errMalformedHeader
+		return "", "", errMalformedHeader
 	}
 }
 
 // parseBearer parses an Authorization header value "Bearer <token68>".
 // The scheme is case-insensitive; the token must be non-empty token68.
-func parseBearer(v string) (string, error) {
-	const scheme = "bearer "
+func parseBearer(v string) (string, error) { return parseScheme(v, "bearer ") }
+
+// parseScheme parses "<scheme> <token68>", scheme given lower case with
+// its space.
+func parseScheme(v, scheme string) (string, error) {
 	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
 		return "", errMalformedHeader
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/ttlcache"
 )
 
@@ -27,12 +28,17 @@ type identity struct {
 	claims []byte
 	// certThumbprint is the cnf.x5t#S256 of a certificate-bound token.
 	certThumbprint string
+	// dpopThumbprint is the cnf.jkt of a DPoP-bound token.
+	dpopThumbprint string
 	// headers are the X-Auth-* values, built once per verified token
 	// rather than per request: a cached identity serves many requests.
 	headers identityHeaders
 	// introspected is set when the authorization server vouched for the
 	// token, which then needs no second introspection.
 	introspected bool
+	// handle stands for the token in X-Auth-Context when token exchange
+	// is on (see handoff).
+	handle string
 }
 
 func newIdentity(c *claims, payload []byte) *identity {
@@ -45,6 +51,7 @@ func newIdentity(c *claims, payload []byte) *identity {
 		expiry:         c.Expiry.Time,
 		claims:         payload,
 		certThumbprint: c.certThumbprint(),
+		dpopThumbprint: c.dpopThumbprint(),
 	}
 	id.headers = newIdentityHeaders(id)
 	return id
@@ -57,10 +64,13 @@ type verifier struct {
 	audiences []string
 	algs      map[string]bool
 	skew      time.Duration
-	clock     clock.Clock
-	cache     *ttlcache.Cache[*cacheEntry]
-	intro     *introspector // nil: off
-	introAll  bool
+	// handoff, when token exchange is on, keeps callers' tokens for the
+	// outbound direction.
+	handoff  *handoff.Store
+	clock    clock.Clock
+	cache    *ttlcache.Cache[*cacheEntry]
+	intro    *introspector // nil: off
+	introAll bool
 	// requireATJWT accepts only typ at+jwt (RFC 9068).
 	requireATJWT bool
 	hits         prometheus.Counter
@@ -153,6 +163,10 @@ func (v *verifier) verifyJWT(ctx context.Context, raw string) (*identity, error)
 		return nil, err
 	}
 	id := newIdentity(c, payload)
+	if err := checkCarriable(id); err != nil {
+		return nil, err
+	}
+	v.attachHandle(id, raw)
 	v.cache.Put(raw, &cacheEntry{identity: id, claims: c, keys: iss.keys, generation: generation},
 		c.Expiry.Add(v.skew), v.clock.Now())
 	return id, nil
@@ -202,8 +216,34 @@ func (v *verifier) verifyOpaque(ctx context.Context, raw string) (*identity, err
 		return nil, err
 	}
 	id := newIdentity(&c, a.raw)
+	if err := checkCarriable(id); err != nil {
+		return nil, err
+	}
 	id.introspected = true
+	v.attachHandle(id, raw)
 	return id, nil
+}
+
+// checkCarriable refuses an identity whose X-Auth-* values no header can
+// carry: a control character other than tab (RFC 9110 section 5.5). Sent
+// on, it would fail every request at the transport to the app, a 502
+// counted against the app for what is a malformed token.
+func checkCarriable(id *identity) error {
+	for _, v := range append([]string{id.subject, id.clientID}, id.scopes...) {
+		for i := 0; i < len(v); i++ {
+			if b := v[i]; b < 0x20 && b != '\t' || b == 0x7f {
+				return reject(reasonMalformed, "a control character in an identity claim")
+			}
+		}
+	}
+	return nil
+}
+
+// attachHandle gives id the handle of its token, when token exchange is on.
+func (v *verifier) attachHandle(id *identity, raw string) {
+	if v.handoff != nil {
+		id.handle = v.handoff.Handle(raw)
+	}
 }
 
 // checkActive asks the authorization server whether a locally valid JWT

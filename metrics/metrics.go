@@ -140,7 +140,7 @@ var InboundResults = []string{ResultAllowed, ResultPublic, ResultUnauthn, Result
 // RejectionReasons are the values of the inbound "reason" label.
 var RejectionReasons = []string{"missing", "malformed", "bad_signature", "unknown_key", "expired", "not_yet_valid",
 	"wrong_issuer", "wrong_audience", "disallowed_algorithm", "insufficient_scope", "client_not_allowed", "inactive", "certificate_mismatch",
-	"wrong_token_type"}
+	"wrong_token_type", "invalid_dpop_proof"}
 
 // InitInbound starts every inbound series at zero, so that a dashboard
 // shows a flat line instead of no data before the first refusal.

@@ -94,8 +94,10 @@ type Cache struct {
 
 // entry is one fetched token. Only expired changes once it is stored.
 type entry struct {
-	tok       *oauth2.Token
-	header    string // "Bearer <token>", built once, not per request
+	tok    *oauth2.Token
+	header string // "Bearer <token>" or "DPoP <token>", built once, not per request
+	// dpop: the token is DPoP-bound, and every call needs a proof.
+	dpop      bool
 	expiry    time.Time
 	refreshAt time.Time
 	// expired is set by a timer at expiry. The hot path reads only it;

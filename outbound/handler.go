@@ -20,8 +20,8 @@ const unknownRouteLabel = "_unknown"
 
 // newSharedHandler serves the shared outbound listener: /<route>/rest?query
 // goes to the route's base URL with /<route> stripped and the query kept.
-func newSharedHandler(routes []*Route, m *metrics.Metrics, logger *slog.Logger) http.Handler {
-	h := &sharedHandler{byName: make(map[string]*Route, len(routes)), log: logger}
+func newSharedHandler(routes []*Route, m *metrics.Metrics, logger *slog.Logger, obs *observer) http.Handler {
+	h := &sharedHandler{byName: make(map[string]*Route, len(routes)), log: logger, obs: obs}
 	for _, r := range routes {
 		h.byName[r.Name] = r
 		h.names = append(h.names, r.Name)
@@ -38,35 +38,42 @@ type sharedHandler struct {
 	// that a sidecar whose app never errs does not show a zero series.
 	requests *prometheus.CounterVec
 	log      *slog.Logger
+	obs      *observer
 }
 
 func (h *sharedHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	h.obs.observe(w, req, h.serve)
+}
+
+// serve answers req on w and returns the route it called, "" for none.
+func (h *sharedHandler) serve(w *proxy.StatusWriter, req *http.Request) string {
 	if refuseMethod(w, req) {
-		return
+		return ""
 	}
 	// A Host that names a route wins: that is how a gRPC client, whose
 	// method path cannot carry a route, reaches one
 	// (grpc.WithAuthority("payments")).
 	if r := h.byName[routeOfHost(req.Host)]; r != nil {
 		r.serve(w, req, req.URL.EscapedPath())
-		return
+		return r.Name
 	}
 	name, rest := splitRoute(req.URL.EscapedPath())
 	if r := h.byName[name]; r != nil {
 		r.serve(w, req, rest)
-		return
+		return r.Name
 	}
 	h.requests.WithLabelValues(unknownRouteLabel, "404").Inc()
 	const maxShown = 64 // the name comes from the app: keep the answer small
 	if len(name) > maxShown {
 		name = name[:maxShown] + "…"
 	}
-	h.log.Debug("call to an unknown route", "route", name)
+	h.log.DebugContext(req.Context(), "call to an unknown route", "route", name)
 	proxy.WriteErrorBody(w, req, http.StatusNotFound, proxy.ErrorBody{
 		Error:       "unknown_route",
 		Description: "no route named " + strconv.Quote(name) + "; the first path segment must name one of the known routes",
 		Routes:      h.names,
 	})
+	return ""
 }
 
 // routeOfHost is the route a Host header names: "payments" or

@@ -193,6 +193,13 @@ func (ts *tokenServer) valid(tok string) bool {
 	return ts.issued[tok]
 }
 
+// allForms returns every request's parameters, in order.
+func (ts *tokenServer) allForms() []url.Values {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return append([]url.Values(nil), ts.forms...)
+}
+
 func (ts *tokenServer) lastForm() url.Values {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -245,8 +252,14 @@ func (ts *tokenServer) checkRequest(r *http.Request) (url.Values, error) {
 		return nil, err
 	}
 	form := r.PostForm
-	if got := form.Get("grant_type"); got != "client_credentials" {
-		ts.t.Errorf("grant_type = %q, want client_credentials", got)
+	switch got := form.Get("grant_type"); got {
+	case "client_credentials":
+	case grantTokenExchange:
+		if form.Get("subject_token") == "" || form.Get("subject_token_type") != tokenTypeAccess {
+			ts.t.Errorf("token exchange with subject_token %q of type %q", form.Get("subject_token"), form.Get("subject_token_type"))
+		}
+	default:
+		ts.t.Errorf("grant_type = %q, want client_credentials or token exchange", got)
 	}
 	ts.mu.Lock()
 	style, want, authenticate := ts.style, ts.secret, ts.authenticate
@@ -379,9 +392,18 @@ type harness struct {
 // direction on clock (nil: real time), logging at debug level.
 func build(t *testing.T, environ map[string]string, clock *fakeClock) *harness {
 	t.Helper()
+	return buildWith(t, environ, clock, nil)
+}
+
+// buildWith is build with the options changed by change first.
+func buildWith(t *testing.T, environ map[string]string, clock *fakeClock, change func(*Options)) *harness {
+	t.Helper()
 	opts, err := loadOptions(environ)
 	if err != nil {
 		t.Fatalf("config.Load: %v", err)
+	}
+	if change != nil {
+		change(opts)
 	}
 	h := &harness{reg: prometheus.NewRegistry(), log: &syncBuffer{}, clock: clock}
 	h.m = metrics.New(h.reg, "test")

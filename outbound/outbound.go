@@ -3,6 +3,7 @@ package outbound
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,7 +16,11 @@ import (
 
 	"github.com/authsidecar/authsidecar/discovery"
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/redact"
+	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
+	"github.com/authsidecar/authsidecar/internal/ttlcache"
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
 )
@@ -38,6 +43,9 @@ type Options struct {
 	// TLS is for upstreams and the token endpoint: trusted CAs and the
 	// client certificate. nil: the system roots and no certificate.
 	TLS *tls.Config
+	// RootCAs, when set, are the trusted CAs in place of TLS.RootCAs,
+	// followed as the file changes.
+	RootCAs *reload.File[*x509.CertPool]
 	// AllowInsecureHTTP accepts a plain-HTTP token endpoint learnt from
 	// discovery on a host that is not loopback; see discovery.Client.
 	AllowInsecureHTTP bool
@@ -47,10 +55,22 @@ type Options struct {
 	// ReadyRequiresTokens makes Checks report every route without a
 	// valid token, for /readyz.
 	ReadyRequiresTokens bool
+	// Handoff holds the callers' tokens that inbound verified, for the
+	// token-exchange routes; required when there is one.
+	Handoff *handoff.Store
+	// DPoP, when set, is the key tokens are bound to (RFC 9449): every
+	// token request carries a proof, and every call with a DPoP-bound
+	// token a fresh one.
+	DPoP *DPoPKey
+
+	// AccessLog logs one line per call at info level.
+	AccessLog bool
 
 	Metrics *metrics.Metrics // nil: a registry of its own
 	Logger  *slog.Logger     // nil: discard
 	Clock   clock.Clock      // nil: the real clock
+	// Tracer traces calls and token requests; nil: off.
+	Tracer *tracing.Tracing
 	// TokenClient sends discovery and token requests. nil: a client
 	// bounded by TokenTimeout that does not follow redirects with the
 	// client's credentials.
@@ -79,7 +99,26 @@ type RouteOptions struct {
 	// Timeout bounds the wait for the upstream's response headers (past it
 	// 504 upstream_timeout); 0: no bound.
 	Timeout time.Duration
+	// Grant is how the route gets its tokens.
+	Grant Grant
+	// Actor, with GrantTokenExchange, sends the route's own
+	// client-credentials token as actor_token.
+	Actor bool
 }
+
+// Grant is how a route gets its tokens.
+type Grant int
+
+const (
+	// GrantClientCredentials: one token per route, the service's own.
+	GrantClientCredentials Grant = iota
+	// GrantTokenExchange: per caller, the caller's token exchanged
+	// (RFC 8693), to call on its behalf.
+	GrantTokenExchange
+)
+
+// String is the grant as AUTHSIDECAR_ROUTE_<NAME>_GRANT spells it.
+func (g Grant) String() string { return [...]string{"client_credentials", "token-exchange"}[g] }
 
 // Outbound is the outbound direction: its routes, their token caches and
 // the handler of the shared listener.
@@ -109,8 +148,22 @@ func New(opts Options) (*Outbound, error) {
 	}
 	tokenClient, discoveryClient := opts.TokenClient, opts.TokenClient
 	if tokenClient == nil {
-		tokenClient, discoveryClient = newTokenClients(opts.TokenTimeout, opts.TLS)
+		tokenClient, discoveryClient = newTokenClients(opts.TokenTimeout, opts.TLS, opts.RootCAs)
 	}
+	if opts.Tracer != nil {
+		tokenClient, discoveryClient = traced(opts.Tracer, tokenClient), traced(opts.Tracer, discoveryClient)
+	}
+	var dpop *dpopSigner
+	if opts.DPoP != nil {
+		var err error
+		if dpop, err = newDPoPSigner(opts.DPoP, opts.Clock); err != nil {
+			return nil, err
+		}
+		withProofs := *tokenClient
+		withProofs.Transport = &dpopTokenTransport{base: transportOf(tokenClient), d: dpop}
+		tokenClient = &withProofs
+	}
+	obs := &observer{log: opts.Logger, accessLog: opts.AccessLog, tracer: opts.Tracer}
 	endpoint := func(context.Context) (string, error) { return opts.TokenURL, nil }
 	if opts.TokenURL == "" {
 		idp := &discovery.Client{HTTP: discoveryClient, AllowInsecureHTTP: opts.AllowInsecureHTTP}
@@ -120,24 +173,47 @@ func New(opts Options) (*Outbound, error) {
 	for _, rc := range opts.Routes {
 		transport := opts.Transport
 		if transport == nil {
-			transport = proxy.NewTransport(rc.Protocol, upstreamDialTimeout, rc.Timeout, opts.TLS)
+			transport = proxy.NewTransport(proxy.TransportOptions{
+				Protocol: rc.Protocol, DialTimeout: upstreamDialTimeout, ResponseHeaderTimeout: rc.Timeout,
+				TLS: opts.TLS, RootCAs: opts.RootCAs,
+			})
 		}
 		src := &clientCredentials{
 			clientID: opts.ClientID, auth: opts.ClientAuth, endpoint: endpoint,
 			scopes: rc.Scopes, params: tokenParams(rc), client: tokenClient,
-			timeout: opts.TokenTimeout, clock: opts.Clock,
+			timeout: opts.TokenTimeout, clock: opts.Clock, dpop: dpop != nil,
 		}
-		cache := NewCache(src, CacheOptions{
-			Route: rc.Name, Metrics: opts.Metrics, Logger: opts.Logger, Clock: opts.Clock,
-			defaultLifetime: opts.defaultLifetime, FetchTimeout: opts.TokenTimeout,
-			MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff,
-		})
+		var cache *Cache
+		if rc.Grant != GrantTokenExchange || rc.Actor {
+			cache = NewCache(src, CacheOptions{
+				Route: rc.Name, Metrics: opts.Metrics, Logger: opts.Logger, Clock: opts.Clock,
+				defaultLifetime: opts.defaultLifetime, FetchTimeout: opts.TokenTimeout,
+				MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff,
+			})
+		}
 		r := newRoute(rc, cache, transport, opts.Metrics, opts.Logger)
-		r.bodyIdle = opts.BodyIdleTimeout
+		r.bodyIdle, r.obs, r.dpop = opts.BodyIdleTimeout, obs, dpop
+		r.retry.dpop = dpop
+		if rc.Grant == GrantTokenExchange {
+			r.exchange, r.handoff = newExchanger(rc.Name, src, cache, opts), opts.Handoff
+		}
 		o.routes = append(o.routes, r)
 	}
-	o.handler = newSharedHandler(o.routes, opts.Metrics, opts.Logger)
+	o.handler = newSharedHandler(o.routes, opts.Metrics, opts.Logger, obs)
 	return o, nil
+}
+
+// newExchanger returns the token exchange of route, with src's client
+// and parameters, and actor's tokens as actor_token when actor is set.
+func newExchanger(route string, src *clientCredentials, actor *Cache, opts Options) *exchanger {
+	m := opts.Metrics
+	return &exchanger{
+		route: route, src: src, actor: actor, cache: ttlcache.New[exchanged](exchangeCacheSize),
+		clock: opts.Clock, timeout: opts.TokenTimeout, log: opts.Logger.With("route", route),
+		fetchOK:  m.TokenFetches.WithLabelValues(route, "success"),
+		fetchErr: m.TokenFetches.WithLabelValues(route, "error"),
+		fetchDur: m.TokenFetchDuration.WithLabelValues(route),
+	}
 }
 
 func (o *Options) check() error {
@@ -149,6 +225,9 @@ func (o *Options) check() error {
 		errs = append(errs, errors.New("outbound: want a token URL or an issuer, not both or neither"))
 	}
 	for _, r := range o.Routes {
+		if r.Grant == GrantTokenExchange && o.Handoff == nil {
+			errs = append(errs, fmt.Errorf("outbound: route %q: token exchange needs the callers' tokens from inbound (Options.Handoff)", r.Name))
+		}
 		if r.URL == nil || (r.URL.Scheme != "http" && r.URL.Scheme != "https") || r.URL.Host == "" {
 			errs = append(errs, fmt.Errorf("outbound: route %q: the upstream URL is not an http(s) URL", r.Name))
 		}
@@ -181,7 +260,9 @@ func (o *Outbound) Checks() map[string]func() error {
 	checks := map[string]func() error{}
 	if o.readyRequiresTokens {
 		for _, r := range o.routes {
-			checks["route "+r.Name] = r.cache.ready
+			if r.exchange == nil { // a token-exchange route has tokens only for callers
+				checks["route "+r.Name] = r.cache.ready
+			}
 		}
 	}
 	return checks
@@ -192,7 +273,9 @@ func (o *Outbound) Checks() map[string]func() error {
 func (o *Outbound) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, r := range o.routes {
-		wg.Go(func() { r.cache.run(ctx) })
+		if r.cache != nil {
+			wg.Go(func() { r.cache.run(ctx) })
+		}
 	}
 	wg.Wait()
 }
@@ -217,14 +300,29 @@ func discoveredEndpoint(iss *discovery.Issuer) func(context.Context) (string, er
 // newTokenClients returns the client for token requests, which must not
 // follow redirects (a 307 would resend client_secret_post's body to
 // wherever it points), and the one for discovery, which may.
-func newTokenClients(timeout time.Duration, tlsConf *tls.Config) (token, discovery *http.Client) {
-	t := proxy.NewTransport(proxy.ProtocolAuto, 5*time.Second, timeout, tlsConf)
+func newTokenClients(timeout time.Duration, tlsConf *tls.Config, roots *reload.File[*x509.CertPool]) (token, discovery *http.Client) {
+	t := proxy.NewTransport(proxy.TransportOptions{DialTimeout: 5 * time.Second, ResponseHeaderTimeout: timeout, TLS: tlsConf, RootCAs: roots})
 	token = &http.Client{
 		Transport:     t,
 		Timeout:       timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return token, &http.Client{Transport: t, Timeout: timeout}
+}
+
+// transportOf is c's transport, http.DefaultTransport when it has none.
+func transportOf(c *http.Client) http.RoundTripper {
+	if c.Transport != nil {
+		return c.Transport
+	}
+	return http.DefaultTransport
+}
+
+// traced is c with a span around each request.
+func traced(t *tracing.Tracing, c *http.Client) *http.Client {
+	traced := *c
+	traced.Transport = t.Transport(c.Transport)
+	return &traced
 }
 
 // redactURL is redact.URL, for error messages.

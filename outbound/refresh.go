@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -86,13 +87,14 @@ func (c *Cache) fetchNow(ctx context.Context) (*entry, error) {
 		e, err = c.newEntry(tok, fetchedAt)
 	}
 	c.fetchDur.Observe(time.Since(began).Seconds())
-	c.finish(e, err, fetchedAt)
+	c.finish(ctx, e, err, fetchedAt)
 	c.wake()
 	return e, err
 }
 
-// finish records the outcome of a fetch begun at fetchedAt.
-func (c *Cache) finish(e *entry, err error, fetchedAt time.Time) {
+// finish records the outcome of a fetch begun at fetchedAt; ctx is the
+// fetch's, for the log's trace ids.
+func (c *Cache) finish(ctx context.Context, e *entry, err error, fetchedAt time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -101,7 +103,7 @@ func (c *Cache) finish(e *entry, err error, fetchedAt time.Time) {
 		c.failedAt = c.opts.Clock.Now()
 		c.retryAt = c.retryTime(c.failedAt)
 		c.fetchErr.Inc()
-		c.log.Warn("token fetch failed", "error", err.Error(), "failures", c.failures,
+		c.log.WarnContext(ctx, "token fetch failed", "error", err.Error(), "failures", c.failures,
 			"retry_at", c.retryAt.Format(time.RFC3339Nano))
 		return
 	}
@@ -115,7 +117,7 @@ func (c *Cache) finish(e *entry, err error, fetchedAt time.Time) {
 	}
 	c.fetchOK.Inc()
 	c.expiry.Set(float64(e.expiry.UnixMilli()) / 1e3)
-	c.log.Debug("token fetched", "expires_at", e.expiry.Format(time.RFC3339), "refresh_at", e.refreshAt.Format(time.RFC3339))
+	c.log.DebugContext(ctx, "token fetched", "expires_at", e.expiry.Format(time.RFC3339), "refresh_at", e.refreshAt.Format(time.RFC3339))
 }
 
 // retryTime is when to try again after c.failures failures in a row; no
@@ -211,20 +213,32 @@ func (e *entry) spread(fetchedAt time.Time, draw float64) {
 }
 
 func (c *Cache) newEntry(tok *oauth2.Token, fetchedAt time.Time) (*entry, error) {
+	return newEntry(tok, fetchedAt, c.opts.defaultLifetime)
+}
+
+// newEntry is the entry of tok fetched at fetchedAt, with lifetime
+// assumed when the endpoint sent no expires_in.
+func newEntry(tok *oauth2.Token, fetchedAt time.Time, lifetime time.Duration) (*entry, error) {
 	if tok == nil || tok.AccessToken == "" {
 		return nil, errors.New("outbound: token endpoint returned no access_token")
 	}
 	expiry := tok.Expiry
 	if expiry.IsZero() {
-		expiry = fetchedAt.Add(c.opts.defaultLifetime)
+		expiry = fetchedAt.Add(lifetime)
 	}
-	lifetime := expiry.Sub(fetchedAt)
+	lifetime = expiry.Sub(fetchedAt)
 	if lifetime <= 0 {
 		return nil, fmt.Errorf("outbound: token endpoint returned a token that expired %s ago", -lifetime)
 	}
+	dpop := strings.EqualFold(tok.TokenType, "dpop")
+	scheme := "Bearer "
+	if dpop {
+		scheme = "DPoP "
+	}
 	return &entry{
 		tok:       tok,
-		header:    "Bearer " + tok.AccessToken,
+		dpop:      dpop,
+		header:    scheme + tok.AccessToken,
 		expiry:    expiry,
 		refreshAt: expiry.Add(-lifetime / refreshFraction),
 	}, nil

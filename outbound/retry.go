@@ -7,15 +7,17 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // retryTransport sends a call once more with a new token when the
 // upstream answers 401 to the first and the body can be replayed. It sits
 // under ReverseProxy, which keeps streaming both ways.
 type retryTransport struct {
-	base  http.RoundTripper
-	cache *Cache
-	log   *slog.Logger
+	base http.RoundTripper
+	log  *slog.Logger
+	dpop *dpopSigner // nil: DPoP is off
 }
 
 var errNoToken = errors.New("outbound: refusing to send a call without a token")
@@ -28,33 +30,87 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, errNoToken
 	}
+	if a.signErr != nil {
+		return nil, a.signErr
+	}
 	resp, err := t.base.RoundTrip(req)
-	if err != nil || !refusedToken(resp, a.grpc) {
+	if err != nil {
 		return resp, err
 	}
-	if !t.cache.refused(a.entry.tok) {
-		t.log.Debug("upstream refused the token; a token was dropped less than refusalCooldown ago, not retried")
+	if a.entry.dpop && t.dpop.remember(req.URL, resp) && upstreamAskedForNonce(resp) {
+		return t.withNonce(req, a, resp)
+	}
+	if !refusedToken(resp, a.grpc) {
+		return resp, nil
+	}
+	ctx := req.Context()
+	if !a.tokens.refused(a.entry.tok) {
+		t.log.DebugContext(ctx, "upstream refused the token; a token was dropped less than refusalCooldown ago, not retried")
 		return resp, nil
 	}
 	body, ok := a.replay()
 	if !ok {
-		t.log.Debug("upstream refused the token; the body cannot be replayed, not retried")
+		t.log.DebugContext(ctx, "upstream refused the token; the body cannot be replayed, not retried")
 		return resp, nil
 	}
-	e, err := t.cache.get(a.ctx)
+	e, err := a.tokens.get(a.ctx)
 	if err != nil {
-		t.log.Debug("upstream answered 401; no new token to retry with", "error", err.Error())
+		t.log.DebugContext(ctx, "upstream answered 401; no new token to retry with", "error", err.Error())
 		return resp, nil // the app sees the upstream's own answer
 	}
 	discard(resp)
+	trace.SpanFromContext(ctx).AddEvent("the upstream refused the token; sent again with a new one")
+	retry, err := t.again(req, e, body)
+	if err != nil {
+		return nil, err
+	}
+	return t.base.RoundTrip(retry)
+}
+
+// withNonce sends req once more, with a proof carrying the nonce the
+// upstream just gave (RFC 9449 9), when its body can be replayed.
+func (t *retryTransport) withNonce(req *http.Request, a *attempt, resp *http.Response) (*http.Response, error) {
+	body, ok := a.replay()
+	if !ok {
+		t.log.DebugContext(req.Context(), "the upstream asked for a DPoP nonce; the body cannot be replayed, not retried")
+		return resp, nil
+	}
+	discard(resp)
+	retry, err := t.again(req, a.entry, body)
+	if err != nil {
+		return nil, err
+	}
+	return t.base.RoundTrip(retry)
+}
+
+// again is req to send once more, with e's token (and a new proof for it)
+// and body.
+func (t *retryTransport) again(req *http.Request, e *entry, body []byte) (*http.Request, error) {
 	retry := req.Clone(req.Context())
-	retry.Header.Set("Authorization", e.header)
+	if err := authorize(retry, e, t.dpop); err != nil {
+		return nil, err
+	}
 	retry.Body, retry.GetBody = nil, nil
 	if body != nil {
 		retry.Body = io.NopCloser(bytes.NewReader(body))
 		retry.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
-	return t.base.RoundTrip(retry)
+	return retry, nil
+}
+
+// authorize puts e's token on r, and for a DPoP-bound token a proof of
+// its own for r's method and URL.
+func authorize(r *http.Request, e *entry, d *dpopSigner) error {
+	r.Header.Set("Authorization", e.header)
+	if !e.dpop {
+		return nil
+	}
+	proof, err := d.proof(r.Method, r.URL, e.tok.AccessToken)
+	if err != nil {
+		return err
+	}
+	r.Header.Set("DPoP", proof)
+	return nil
 }
 
 // refusedToken reports whether resp refuses the call's token: HTTP 401, or,

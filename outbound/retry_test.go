@@ -3,6 +3,7 @@ package outbound
 import (
 	"errors"
 	"io"
+	"math"
 	"strings"
 	"testing"
 
@@ -51,16 +52,20 @@ func TestReplayBody(t *testing.T) {
 func TestCheckToken(t *testing.T) {
 	for _, tc := range []struct {
 		tok  oauth2.Token
+		dpop bool
 		want string
 	}{
-		{oauth2.Token{AccessToken: "abc", TokenType: "Bearer"}, ""},
-		{oauth2.Token{AccessToken: "abc", TokenType: "bearer"}, ""},
-		{oauth2.Token{AccessToken: "abc"}, ""},
-		{oauth2.Token{AccessToken: "abc", TokenType: "DPoP"}, `outbound: token endpoint returned token_type "DPoP", want "Bearer"`},
-		{oauth2.Token{AccessToken: "", TokenType: "Bearer"}, "outbound: token endpoint returned no access_token"},
-		{oauth2.Token{AccessToken: "abc\r\nX-Evil: 1"}, "outbound: token endpoint returned an access_token with characters a header cannot carry"},
+		{oauth2.Token{AccessToken: "abc", TokenType: "Bearer"}, false, ""},
+		{oauth2.Token{AccessToken: "abc", TokenType: "bearer"}, false, ""},
+		{oauth2.Token{AccessToken: "abc"}, false, ""},
+		{oauth2.Token{AccessToken: "abc", TokenType: "DPoP"}, false, `outbound: token endpoint returned token_type "DPoP", want "Bearer"`},
+		{oauth2.Token{AccessToken: "abc", TokenType: "DPoP"}, true, ""},
+		{oauth2.Token{AccessToken: "abc", TokenType: "Bearer"}, true, ""},
+		{oauth2.Token{AccessToken: "abc", TokenType: "MAC"}, true, `outbound: token endpoint returned token_type "MAC", want "Bearer"`},
+		{oauth2.Token{AccessToken: "", TokenType: "Bearer"}, false, "outbound: token endpoint returned no access_token"},
+		{oauth2.Token{AccessToken: "abc\r\nX-Evil: 1"}, false, "outbound: token endpoint returned an access_token with characters a header cannot carry"},
 	} {
-		err := checkToken(&tc.tok)
+		err := checkToken(&tc.tok, tc.dpop)
 		if got := errString(err); got != tc.want {
 			t.Errorf("checkToken(%q, %q) = %q, want %q", tc.tok.AccessToken, tc.tok.TokenType, got, tc.want)
 		}
@@ -78,6 +83,15 @@ func TestExpiresIn(t *testing.T) {
 		{nil, 0, false},
 		{"soon", 0, false},
 		{float64(0), 0, false},
+		// Past maxExpiresIn, a lifetime as a Duration overflowed: 1e10 s to
+		// a token expired long ago, 18446744074 s to one of 290 ms.
+		{float64(1e10), math.MaxInt32, true},
+		{float64(18446744074), math.MaxInt32, true},
+		{"18446744074", math.MaxInt32, true},
+		{float64(1e300), math.MaxInt32, true},
+		{int64(300), 300, true}, // form-encoded, as x/oauth2 parses it
+		{int64(18446744074 / 2), math.MaxInt32, true},
+		{int64(-5), -5, false},
 	} {
 		tok := (&oauth2.Token{AccessToken: "a"}).WithExtra(map[string]any{"expires_in": tc.raw})
 		if got, ok := expiresIn(tok); got != tc.want || ok != tc.wantOK {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
 )
@@ -33,8 +34,16 @@ type Route struct {
 	// none.
 	Listen string
 
-	target   *url.URL
-	cache    *Cache
+	target *url.URL
+	// cache holds the route's client-credentials token: the token of its
+	// calls, or with token exchange the actor token (nil without ACTOR).
+	cache *Cache
+	// exchange, for a token-exchange route, exchanges the token of the
+	// caller, found in handoff by the call's X-Auth-Context.
+	exchange *exchanger
+	handoff  *handoff.Store
+	dpop     *dpopSigner // nil: DPoP is off
+	retry    *retryTransport
 	proxy    *httputil.ReverseProxy
 	requests *prometheus.CounterVec // by code
 	// byCode holds requests' counter for each status code once used, so
@@ -43,6 +52,7 @@ type Route struct {
 	duration prometheus.Observer
 	log      *slog.Logger
 	bodyIdle time.Duration
+	obs      *observer
 }
 
 // newRoute returns the route that forwards to rc.URL with tokens from
@@ -59,8 +69,9 @@ func newRoute(rc RouteOptions, cache *Cache, base http.RoundTripper, m *metrics.
 		duration: m.OutboundDuration.WithLabelValues(rc.Name),
 		log:      logger,
 	}
+	r.retry = &retryTransport{base: base, log: logger}
 	r.proxy = proxy.NewReverseProxy(r.target, proxy.ReverseProxyOptions{
-		Transport: &retryTransport{base: base, cache: cache, log: logger},
+		Transport: r.retry,
 		Rewrite:   r.rewrite,
 		Logger:    logger,
 	})
@@ -71,9 +82,12 @@ func newRoute(rc RouteOptions, cache *Cache, base http.RoundTripper, m *metrics.
 // appended to the upstream's base path unchanged.
 func (r *Route) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if !refuseMethod(w, req) {
-			r.serve(w, req, req.URL.EscapedPath())
-		}
+		r.obs.observe(w, req, func(sw *proxy.StatusWriter, req *http.Request) string {
+			if !refuseMethod(sw, req) {
+				r.serve(sw, req, req.URL.EscapedPath())
+			}
+			return r.Name
+		})
 	})
 }
 
@@ -83,34 +97,48 @@ type attempt struct {
 	// ctx is the app's request's, for a token fetch on retry: the
 	// outgoing request's context carries ReverseProxy's httptrace hooks,
 	// which a shared fetch must not inherit.
-	ctx   context.Context
-	entry *entry
-	rest  string      // escaped path to append to the base path
-	body  *replayBody // nil when the request has no body
+	ctx context.Context
+	// tokens gave entry, and is told when the upstream refuses it.
+	tokens tokens
+	entry  *entry
+	rest   string      // escaped path to append to the base path
+	body   *replayBody // nil when the request has no body
 	// grpc: the upstream says "unauthenticated" with grpc-status 16.
 	grpc bool
+	// signErr is a DPoP proof that could not be made: the call is not sent.
+	signErr error
 }
 
 type attemptKey struct{}
 
 // serve forwards req with rest as its path below the base path. The token
 // is had first: without one the app gets 503 and nothing goes upstream.
-func (r *Route) serve(w http.ResponseWriter, req *http.Request, rest string) {
+func (r *Route) serve(sw *proxy.StatusWriter, req *http.Request, rest string) {
 	start := time.Now()
-	sw := proxy.NewStatusWriter(w)
 	defer func() {
 		r.countCode(sw.Status())
 		r.duration.Observe(time.Since(start).Seconds())
-		sw.Release()
 	}()
-	e, err := r.cache.get(req.Context())
+	var src tokens = r.cache
+	if r.exchange != nil {
+		subject, ok := r.handoff.Token(req.Header.Get(handoff.Header), r.exchange.clock.Now())
+		if !ok {
+			r.log.DebugContext(req.Context(), "a call through a token-exchange route without a valid caller handle")
+			proxy.WriteError(sw, req, http.StatusUnauthorized, "no_caller_token",
+				"route "+strconv.Quote(r.Name)+" calls on behalf of the caller: pass on the "+handoff.Header+
+					" header of the request being served")
+			return
+		}
+		src = callerTokens{x: r.exchange, subject: subject}
+	}
+	e, err := src.get(req.Context())
 	if err != nil {
 		r.refuse(sw, req, err)
 		return
 	}
 	req, cancel := proxy.WithGRPCDeadline(req)
 	defer cancel()
-	ctx := context.WithValue(req.Context(), attemptKey{}, &attempt{ctx: req.Context(), entry: e, rest: rest, grpc: proxy.IsGRPC(req)})
+	ctx := context.WithValue(req.Context(), attemptKey{}, &attempt{ctx: req.Context(), tokens: src, entry: e, rest: rest, grpc: proxy.IsGRPC(req)})
 	r.proxy.ServeHTTP(sw, proxy.BoundBodyIdle(sw, req.WithContext(ctx), r.bodyIdle))
 }
 
@@ -133,7 +161,7 @@ func (r *Route) refuse(w http.ResponseWriter, req *http.Request, err error) {
 		w.WriteHeader(499) // the app left while the token was fetched
 		return
 	}
-	r.log.Debug("no token for the call", "error", err.Error())
+	r.log.DebugContext(req.Context(), "no token for the call", "error", err.Error())
 	proxy.WriteError(w, req, http.StatusServiceUnavailable, "token_unavailable",
 		"no access token could be obtained for route "+strconv.Quote(r.Name)+"; the sidecar's log says why")
 }
@@ -144,7 +172,9 @@ func (r *Route) rewrite(pr *httputil.ProxyRequest) {
 		return // retryTransport refuses to send it
 	}
 	pr.Out.URL.Path, pr.Out.URL.RawPath = joinPath(r.target, a.rest)
-	pr.Out.Header.Set("Authorization", a.entry.header)
+	a.signErr = authorize(pr.Out, a.entry, r.dpop)
+	// The handle of the caller's token never leaves the pod.
+	pr.Out.Header.Del(handoff.Header)
 	if pr.Out.Body != nil {
 		a.body = newReplayBody(pr.Out.Body, maxReplayBytes, pr.Out.ContentLength)
 		pr.Out.Body = a.body

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"time"
 )
@@ -53,9 +54,33 @@ func WriteErrorBody(w http.ResponseWriter, r *http.Request, status int, body Err
 // upstream made, as a ReverseProxy's ModifyResponse: the header says that
 // this sidecar answered, and an app (or a sidecar further on) must not be
 // able to say so in its name.
+// Trailers are stripped too: gRPC clients read a trailers-only answer's
+// status (the sidecar's refusals) as trailers, and could not tell the
+// sidecar's from an upstream's trailer. (1xx answers are stripped by
+// StatusWriter.)
 func StripErrorHeader(resp *http.Response) error {
 	resp.Header.Del(ErrorHeader)
+	if resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil && resp.Body != http.NoBody {
+		delete(resp.Trailer, ErrorHeader)
+		resp.Body = &trailerStripper{ReadCloser: resp.Body, resp: resp}
+	}
 	return nil
+}
+
+// trailerStripper removes ErrorHeader from the trailers once they are in:
+// the transport fills them in as the body ends, before ReverseProxy copies
+// them.
+type trailerStripper struct {
+	io.ReadCloser
+	resp *http.Response
+}
+
+func (t *trailerStripper) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if err != nil {
+		delete(t.resp.Trailer, ErrorHeader)
+	}
+	return n, err
 }
 
 // closeUnreadBody makes an answer to a request whose body was never read

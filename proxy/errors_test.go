@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"testing"
@@ -61,7 +63,7 @@ func TestAnUpstreamCannotSpeakInTheSidecarsName(t *testing.T) {
 		_, _ = io.WriteString(w, "the app is busy")
 	}))
 	t.Cleanup(up.Close)
-	resp, body := throughProxy(t, up.URL, NewTransport(ProtocolAuto, time.Second, 0, nil), nil)
+	resp, body := throughProxy(t, up.URL, NewTransport(TransportOptions{DialTimeout: time.Second}), nil)
 	if resp.StatusCode != 503 || body != "the app is busy" || resp.Header.Get(ErrorHeader) != "" || resp.Header.Get("Retry-After") != "" {
 		t.Errorf("got %d %v %q, want the app's 503 without %s and without Retry-After", resp.StatusCode, resp.Header, body, ErrorHeader)
 	}
@@ -96,7 +98,7 @@ func TestASlowUpstreamIsA504AndAnAbsentOneA502(t *testing.T) {
 		{"gRPC over auto", ProtocolAuto, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			transport := NewTransport(tc.protocol, time.Second, timeout, nil)
+			transport := NewTransport(TransportOptions{Protocol: tc.protocol, DialTimeout: time.Second, ResponseHeaderTimeout: timeout})
 			header := http.Header{}
 			if tc.grpc {
 				header.Set("Content-Type", "application/grpc")
@@ -131,7 +133,7 @@ func TestASlowUpstreamIsA504AndAnAbsentOneA502(t *testing.T) {
 	}
 	closed := ln.Addr().String()
 	ln.Close()
-	resp, _ := throughProxy(t, "http://"+closed+"/", NewTransport(ProtocolAuto, time.Second, timeout, nil), nil)
+	resp, _ := throughProxy(t, "http://"+closed+"/", NewTransport(TransportOptions{DialTimeout: time.Second, ResponseHeaderTimeout: timeout}), nil)
 	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get(ErrorHeader) != "upstream_unavailable" {
 		t.Errorf("nothing listening: %d %v, want 502 upstream_unavailable", resp.StatusCode, resp.Header)
 	}
@@ -159,4 +161,69 @@ func throughProxy(t *testing.T, target string, transport http.RoundTripper, head
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp, string(b)
+}
+
+// TestAnUpstreamCannotSpeakInTheSidecarsNameInTrailersOrEarlyHints: the
+// header is removed from trailers, declared or not (gRPC clients read a
+// trailers-only answer's metadata as trailers), and from a 103.
+func TestAnUpstreamCannotSpeakInTheSidecarsNameInTrailersOrEarlyHints(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Link", "</x>; rel=preload")
+		w.Header().Set(ErrorHeader, "forged_in_103")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		w.Header().Set("Trailer", ErrorHeader+", Grpc-Status")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("body"))
+		w.Header().Set(ErrorHeader, "token_unavailable")
+		w.Header().Set("Grpc-Status", "14")
+		w.Header().Set(http.TrailerPrefix+"x-authsidecar-error", "undeclared")
+	}))
+	t.Cleanup(app.Close)
+	u, _ := url.Parse(app.URL)
+	rp := NewReverseProxy(u, ReverseProxyOptions{})
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := NewStatusWriter(w)
+		defer sw.Release()
+		rp.ServeHTTP(sw, r)
+	}))
+	t.Cleanup(front.Close)
+	var early string
+	req, _ := http.NewRequest(http.MethodGet, front.URL, nil)
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		Got1xxResponse: func(_ int, h textproto.MIMEHeader) error { early = h.Get(ErrorHeader); return nil },
+	}))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if got := resp.Trailer.Get(ErrorHeader); got != "" || resp.Trailer.Get("Grpc-Status") != "14" {
+		t.Errorf("trailers %v: want %s removed and the others kept", resp.Trailer, ErrorHeader)
+	}
+	if early != "" {
+		t.Errorf("the 103 carried %s %q", ErrorHeader, early)
+	}
+}
+
+func TestACallersRequestIDIsKeptOnlyIfItLooksLikeOne(t *testing.T) {
+	for id, kept := range map[string]bool{
+		"5e0c1a3e-7d2b-4c1f-9c3e-0a1b2c3d4e5f": true,
+		"req-42":                               true,
+		strings.Repeat("x", 129):               false,
+		"two words":                            false,
+		"":                                     false,
+	} {
+		h := http.Header{RequestIDHeader: {id}}
+		EnsureRequestID(h)
+		if got := h.Get(RequestIDHeader); (got == id) != kept || len(got) == 0 || len(got) > 128 {
+			t.Errorf("%q: became %q, want kept %v", id, got, kept)
+		}
+	}
+	h := http.Header{RequestIDHeader: {"a", "b"}}
+	EnsureRequestID(h)
+	if len(h.Values(RequestIDHeader)) != 1 {
+		t.Errorf("two ids: %q, want one new", h.Values(RequestIDHeader))
+	}
 }

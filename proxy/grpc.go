@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -99,6 +100,11 @@ func grpcTimeout(v string) (time.Duration, bool) {
 	case 'n':
 		unit = time.Nanosecond
 	default:
+		return 0, false
+	}
+	if n > math.MaxInt64/int64(unit) {
+		// 99999999H is past what a time.Duration holds (292 years):
+		// no deadline at all, not one in the past.
 		return 0, false
 	}
 	return time.Duration(n) * unit, true

@@ -51,7 +51,7 @@ func TestGRPCTimeouts(t *testing.T) {
 			t.Errorf("grpcTimeout(%q) = %v %v, want %v", v, got, ok, want)
 		}
 	}
-	for _, v := range []string{"", "S", "1", "1s", "-1S", "123456789S", "1.5S", " 1S"} {
+	for _, v := range []string{"", "S", "1", "1s", "-1S", "123456789S", "1.5S", " 1S", "99999999H", "3000000H"} {
 		if _, ok := grpcTimeout(v); ok {
 			t.Errorf("grpcTimeout(%q) accepted", v)
 		}
@@ -59,10 +59,10 @@ func TestGRPCTimeouts(t *testing.T) {
 }
 
 func TestProtocolChoice(t *testing.T) {
-	rt := NewTransport(ProtocolAuto, time.Second, 0, nil).(*autoTransport)
+	rt := NewTransport(TransportOptions{DialTimeout: time.Second}).(*autoTransport)
 	for _, tc := range []struct {
 		url, ct string
-		want    *http.Transport
+		want    http.RoundTripper
 	}{
 		{"http://app/x", "application/json", rt.h1},
 		{"http://app/pkg.Svc/M", "application/grpc", rt.h2},
@@ -77,11 +77,12 @@ func TestProtocolChoice(t *testing.T) {
 			t.Errorf("%s %s: picked %p, want %p", tc.url, tc.ct, got, tc.want)
 		}
 	}
-	for p, want := range map[Protocol][2]bool{ProtocolHTTP1: {true, false}, ProtocolH2C: {false, true}} {
-		tr := NewTransport(p, time.Second, 0, nil).(*http.Transport)
-		if tr.Protocols.HTTP1() != want[0] || tr.Protocols.UnencryptedHTTP2() != want[1] {
-			t.Errorf("%s: protocols %v", p, tr.Protocols)
-		}
+	h1 := NewTransport(TransportOptions{Protocol: ProtocolHTTP1, DialTimeout: time.Second}).(*h1Client)
+	if tr := h1.fallback.(*http.Transport); !tr.Protocols.HTTP1() || tr.Protocols.HTTP2() || tr.Protocols.UnencryptedHTTP2() {
+		t.Errorf("http1: the fallback's protocols %v", tr.Protocols)
+	}
+	if tr := NewTransport(TransportOptions{Protocol: ProtocolH2C, DialTimeout: time.Second}).(*http.Transport); tr.Protocols.HTTP1() || !tr.Protocols.UnencryptedHTTP2() {
+		t.Errorf("h2c: protocols %v", tr.Protocols)
 	}
 	for in, want := range map[string]Protocol{"auto": ProtocolAuto, "http1": ProtocolHTTP1, "h2c": ProtocolH2C} {
 		if got, err := ParseProtocol(in); err != nil || got != want {

@@ -115,11 +115,29 @@ func (b *bufferPool) Put(buf []byte) {
 }
 
 // EnsureRequestID keeps the caller's X-Request-Id or sets a new one, so
-// that the sidecar's log lines and the next hop's carry the same id.
+// that the sidecar's log lines and the next hop's carry the same id. A
+// caller's id is kept only if it looks like one: at most maxRequestID
+// visible ASCII characters, else every log line would carry whatever, up
+// to the header cap, a caller put there.
 func EnsureRequestID(h http.Header) {
-	if h.Get(RequestIDHeader) == "" {
+	if !validRequestID(h.Values(RequestIDHeader)) {
 		h.Set(RequestIDHeader, newRequestID())
 	}
+}
+
+// maxRequestID bounds a caller's request id: a UUID is 36 characters.
+const maxRequestID = 128
+
+func validRequestID(values []string) bool {
+	if len(values) != 1 || values[0] == "" || len(values[0]) > maxRequestID {
+		return false
+	}
+	for i := range len(values[0]) {
+		if c := values[0][i]; c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // newRequestID returns 128 random bits in hex. It needs uniqueness, not

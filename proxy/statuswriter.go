@@ -34,7 +34,12 @@ func (w *StatusWriter) Release() {
 }
 
 // WriteHeader records the first final status (or 101) and passes it on.
+// An informational answer (103 Early Hints) the app or upstream sent loses
+// its ErrorHeader, as its final answer does in StripErrorHeader.
 func (w *StatusWriter) WriteHeader(code int) {
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		w.Header().Del(ErrorHeader)
+	}
 	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
 	}

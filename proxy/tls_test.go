@@ -29,11 +29,11 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, err := LoadCertPool("CLIENT_CA_FILE", clientCA.WriteFile(t, dir, "ca"))
+	pool, err := LoadCABundle("CLIENT_CA_FILE", clientCA.WriteFile(t, dir, "ca"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := ServerTLS(cert, pool.Current())
+	conf := ServerTLS(cert, pool)
 	if conf.MinVersion != tls.VersionTLS12 {
 		t.Errorf("MinVersion = %x, want TLS 1.2", conf.MinVersion)
 	}

@@ -2,11 +2,16 @@ package proxy
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/authsidecar/authsidecar/internal/reload"
 )
 
 // Protocol is how the sidecar speaks to the app or an upstream.
@@ -50,23 +55,45 @@ func IsGRPC(r *http.Request) bool {
 	return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')
 }
 
-// NewTransport returns the transport for a sidecar hop that speaks p: a
-// keep-alive pool large enough that concurrent callers reuse connections
-// instead of dialing (net/http keeps only 2 idle connections per host by
-// default), bounded dials, and responseHeaderTimeout for the answer's
-// headers (0: none). It never uses a proxy from the environment: the
-// sidecar is the proxy. tlsConf is for https targets; nil: Go's defaults.
-func NewTransport(p Protocol, dialTimeout, responseHeaderTimeout time.Duration, tlsConf *tls.Config) http.RoundTripper {
-	h1 := newTransport(dialTimeout, responseHeaderTimeout, tlsConf, func(ps *http.Protocols) { ps.SetHTTP1(true) })
-	h2 := newTransport(dialTimeout, responseHeaderTimeout, tlsConf, func(ps *http.Protocols) {
+// TransportOptions configure NewTransport.
+type TransportOptions struct {
+	Protocol    Protocol
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for an answer's headers (past
+	// it the reverse proxy answers 504); 0: no bound.
+	ResponseHeaderTimeout time.Duration
+	// TLS is for https targets; nil: Go's defaults.
+	TLS *tls.Config
+	// RootCAs, when set, are the trusted roots in place of TLS.RootCAs,
+	// followed as the file changes: see rootsTransport.
+	RootCAs *reload.File[*x509.CertPool]
+}
+
+// NewTransport returns the transport for a sidecar hop that speaks
+// o.Protocol: a keep-alive pool large enough that concurrent callers reuse
+// connections instead of dialing (net/http keeps only 2 idle connections
+// per host by default), and bounded dials. It never uses a proxy from the
+// environment: the sidecar is the proxy.
+func NewTransport(o TransportOptions) http.RoundTripper {
+	if o.RootCAs != nil {
+		return &rootsTransport{opts: o}
+	}
+	return newProtocolTransport(o, o.TLS)
+}
+
+func newProtocolTransport(o TransportOptions, tlsConf *tls.Config) http.RoundTripper {
+	// Cleartext HTTP/1.1 goes over the synchronous client; what it does
+	// not do (TLS, upgrades, 100-continue) over http.Transport.
+	h1 := newH1Client(o, newTransport(o, tlsConf, func(ps *http.Protocols) { ps.SetHTTP1(true) }))
+	h2 := newTransport(o, tlsConf, func(ps *http.Protocols) {
 		ps.SetHTTP2(true)
 		ps.SetUnencryptedHTTP2(true)
 	})
-	alpn := newTransport(dialTimeout, responseHeaderTimeout, tlsConf, func(ps *http.Protocols) {
+	alpn := newTransport(o, tlsConf, func(ps *http.Protocols) {
 		ps.SetHTTP1(true)
 		ps.SetHTTP2(true)
 	})
-	switch p {
+	switch o.Protocol {
 	case ProtocolHTTP1:
 		return h1
 	case ProtocolH2C:
@@ -75,14 +102,73 @@ func NewTransport(p Protocol, dialTimeout, responseHeaderTimeout time.Duration, 
 	return &autoTransport{h1: h1, h2: h2, alpn: alpn}
 }
 
+// rootsTransport follows a CA bundle that changes. crypto/tls takes the
+// roots from the configuration, and http.Transport keeps its
+// configuration for life, so a new bundle gets a new transport, made by
+// the first request that sees it; the old one's idle connections are
+// closed, and its requests in flight finish on it. Checking for a new
+// bundle is one atomic load per request.
+type rootsTransport struct {
+	opts TransportOptions
+	mu   sync.Mutex // serializes making a transport
+	cur  atomic.Pointer[rootsGeneration]
+}
+
+type rootsGeneration struct {
+	roots *x509.CertPool
+	rt    http.RoundTripper
+}
+
+func (t *rootsTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return t.current().RoundTrip(r)
+}
+
+func (t *rootsTransport) current() http.RoundTripper {
+	roots := t.opts.RootCAs.Current()
+	if g := t.cur.Load(); g != nil && g.roots == roots {
+		return g.rt
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if g := t.cur.Load(); g != nil && g.roots == roots {
+		return g.rt
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.opts.TLS != nil {
+		conf = t.opts.TLS.Clone()
+	}
+	conf.RootCAs = roots
+	g := &rootsGeneration{roots: roots, rt: newProtocolTransport(t.opts, conf)}
+	if old := t.cur.Swap(g); old != nil {
+		closeIdle(old.rt)
+	}
+	return g.rt
+}
+
+// CloseIdleConnections closes the current transport's idle connections.
+func (t *rootsTransport) CloseIdleConnections() {
+	if g := t.cur.Load(); g != nil {
+		closeIdle(g.rt)
+	}
+}
+
+func closeIdle(rt http.RoundTripper) {
+	if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // autoTransport is ProtocolAuto.
-type autoTransport struct{ h1, h2, alpn *http.Transport }
+type autoTransport struct {
+	h1       *h1Client
+	h2, alpn *http.Transport
+}
 
 func (t *autoTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.pick(r).RoundTrip(r)
 }
 
-func (t *autoTransport) pick(r *http.Request) *http.Transport {
+func (t *autoTransport) pick(r *http.Request) http.RoundTripper {
 	switch {
 	case r.URL.Scheme == "https":
 		return t.alpn
@@ -99,10 +185,16 @@ func (t *autoTransport) CloseIdleConnections() {
 	t.alpn.CloseIdleConnections()
 }
 
-func newTransport(dialTimeout, responseHeaderTimeout time.Duration, tlsConf *tls.Config, protocols func(*http.Protocols)) *http.Transport {
-	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+// newTransport returns one http.Transport of the protocols set by
+// protocols. Each gets its own copy of tlsConf: http.Transport writes its
+// ALPN list into the configuration it is given.
+func newTransport(o TransportOptions, tlsConf *tls.Config, protocols func(*http.Protocols)) *http.Transport {
+	dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
 	ps := new(http.Protocols)
 	protocols(ps)
+	if tlsConf != nil {
+		tlsConf = tlsConf.Clone()
+	}
 	return &http.Transport{
 		Proxy:                 nil,
 		DialContext:           dialer.DialContext,
@@ -113,6 +205,6 @@ func newTransport(dialTimeout, responseHeaderTimeout time.Duration, tlsConf *tls
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: responseHeaderTimeout,
+		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
 	}
 }

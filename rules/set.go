@@ -1,5 +1,7 @@
 package rules
 
+import "slices"
+
 // Set is a compiled rules file. It is safe for concurrent use.
 type Set struct {
 	rules []*Rule
@@ -172,4 +174,29 @@ func asciiLower(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// Scopes lists, sorted and once each, every scope some rule requires: the
+// scopes a client may need, for protected-resource metadata (RFC 9728).
+func (s *Set) Scopes() []string {
+	if s == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	all := make([]*Rule, 0, len(s.rules)+1)
+	all = append(append(all, s.rules...), s.fallback)
+	for _, r := range all {
+		if r == nil {
+			continue
+		}
+		for _, sc := range r.Scopes {
+			if !seen[sc] {
+				seen[sc] = true
+				out = append(out, sc)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -56,7 +56,7 @@ func BenchmarkFlushInterval(b *testing.B) {
 	}{{"as-shipped(-1)", -1}, {"zero", 0}} {
 		b.Run(c.name, func(b *testing.B) {
 			rp := proxy.NewReverseProxy(target, proxy.ReverseProxyOptions{
-				Transport: proxy.NewTransport(proxy.ProtocolHTTP1, 5*time.Second, 0, nil), KeepHost: true,
+				Transport: proxy.NewTransport(proxy.TransportOptions{Protocol: proxy.ProtocolHTTP1, DialTimeout: 5 * time.Second}), KeepHost: true,
 			})
 			rp.FlushInterval = c.flush
 			var writes atomic.Int64

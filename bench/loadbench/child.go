@@ -88,7 +88,7 @@ func BareProxy(upstream *url.URL, opts BareOptions) http.Handler {
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
 		},
-		Transport:     proxy.NewTransport(proxy.ProtocolHTTP1, 5*time.Second, 0, nil),
+		Transport:     proxy.NewTransport(proxy.TransportOptions{Protocol: proxy.ProtocolHTTP1, DialTimeout: 5 * time.Second}),
 		FlushInterval: opts.FlushInterval,
 	}
 	if opts.BufferPool {

@@ -1,7 +1,8 @@
 // A real, independent OAuth 2.0 / OpenID Connect provider for authsidecar's
 // end-to-end tests: node-oidc-provider (OpenID Certified), configured for
 // machine-to-machine use only (client credentials, resource indicators,
-// introspection, revocation).
+// introspection, revocation, DPoP), plus an RFC 8693 token exchange grant
+// of our own (token_exchange.mjs).
 //
 // Environment:
 //   IDP_PORT        TCP port on 127.0.0.1 to listen on; 0 (default) picks one.
@@ -11,7 +12,25 @@
 //
 // Once listening it prints exactly one line to stdout:
 //   {"issuer":"http://127.0.0.1:PORT","port":PORT}
-// Everything else (oidc-provider notices, errors) goes to stderr.
+// Everything else (oidc-provider notices, errors, one
+// "idp: token-exchange {...}" line per exchange) goes to stderr.
+//
+// Test endpoint (not OAuth; no authentication):
+//   GET /test/exchanges -> {"count": n, "failures": m, "last": {...},
+//                           "recent": [{...}, ...]}
+//   count: token exchanges that issued a token since this process started
+//   (a restart resets it); failures: exchanges the grant handler refused
+//   (requests refused earlier, e.g. by client authentication, are in
+//   neither). Each record (last, and up to 100 in recent, oldest first) is
+//   {"at", "client_id", "resource", "audience", "scope",
+//    "subject_token_type", "actor_token_type", "requested_token_type",
+//    "dpop" (a DPoP header was sent), "result" ("issued" or the error code),
+//    "error_description"?, "error_detail"? (the reason oidc-provider does
+//    not tell the client, e.g. for invalid_grant), and when issued:
+//    "subject_sub", "subject_client_id", "actor_sub", "issued_aud",
+//    "issued_scope", "issued_token_type" ("Bearer" | "DPoP"), "jkt",
+//    "expires_in"};
+//   never a token or a secret.
 //
 // Configuration file:
 //   {
@@ -37,13 +56,80 @@
 //     },
 //     "defaultResource": "https://api.example", // optional: used when a
 //                                             // request names no resource
-//     "accessTokenTTL": 300                   // default lifetime, seconds
+//     "accessTokenTTL": 300,                  // default lifetime, seconds
+//     "dpop": {                               // RFC 9449, features.dPoP
+//       "enabled": true,                      // default true (as oidc-provider)
+//       "nonces": false,                      // issue DPoP-Nonce values
+//                                             // (a random nonceSecret per run)
+//       "requireNonce": false,                // refuse proofs without a nonce:
+//                                             // 400 use_dpop_nonce + DPoP-Nonce
+//                                             // (implies nonces)
+//       "allowReplay": false                  // accept a reused proof jti
+//     }
 //   }
+// Client metadata this provider acts on beyond oidc-provider's own:
+//   "dpop_bound_access_tokens": true   the client's token requests (client
+//                                      credentials and token exchange) must
+//                                      carry a DPoP proof (else 400
+//                                      invalid_grant)
+//   "grant_types": [..., "urn:ietf:params:oauth:grant-type:token-exchange"]
+//                                      the client may exchange tokens
+//
+// DPoP (oidc-provider 9.13): a token request with a valid "DPoP" proof
+// header gets a token bound to the proof's key, by any client: the JWT gets
+// "cnf": {"jkt": "<RFC 7638 SHA-256 thumbprint, base64url>"} and the
+// response token_type "DPoP". Proof algs: ES256, Ed25519, EdDSA. htu must
+// be the token endpoint URL as addressed (built from the Host header;
+// query and fragment ignored, compared after WHATWG URL normalisation);
+// iat within 300 s of now when the proof has no nonce (with a valid nonce
+// iat is not checked); ath is not checked at the token endpoint. Refusals:
+// 400 invalid_dpop_proof, except a jti seen before from the same client
+// within 300 s and a DPoP-bound client's request without a proof: 400
+// invalid_grant ("grant request is invalid"). With nonces on, every answer
+// to a request with a proof carries a DPoP-Nonce header (the nonce to use
+// next, accepted for about 3 minutes); with them off, a proof carrying a
+// nonce is refused (invalid_dpop_proof).
+//
+// Token exchange (RFC 8693), grant_type
+// urn:ietf:params:oauth:grant-type:token-exchange, client authentication as
+// for client credentials. Parameters:
+//   subject_token        required: a JWT access token of this provider
+//                        (signed by one of its keys, iss, typ at+jwt, not
+//                        expired; any audience, any client; cnf is not
+//                        checked) - otherwise 400 invalid_grant
+//   subject_token_type   required: urn:ietf:params:oauth:token-type:access_token
+//   actor_token          optional: same checks, and it must have been issued
+//                        to the exchanging client (client_id) - otherwise
+//                        400 invalid_grant
+//   actor_token_type     required with actor_token: ..:token-type:access_token
+//   resource | audience  the target: a resource indicator, or (audience) an
+//                        indicator or a resource's "audience"; both may be
+//                        sent if they name the same resource; neither: the
+//                        default resource. Unknown: 400 invalid_target;
+//                        none and no default: 400 invalid_request
+//   scope                requested scopes: checked against the client's
+//                        allow list (400 invalid_scope), then limited to
+//                        what the resource accepts (not to the subject
+//                        token's scopes, which are for another resource)
+//   requested_token_type optional: only ..:token-type:access_token
+// Other missing or unsupported values: 400 invalid_request. Answer:
+//   {"access_token", "issued_token_type":
+//    "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer"
+//    or "DPoP" (with a DPoP proof), "expires_in", "scope"?}
+// The token is the client credentials JWT below for the exchanging client
+// and target resource (client_id = the exchanging client, aud, scope, cnf
+// with DPoP) except: sub = the subject token's sub; with an actor token,
+// "act": {"sub": <actor token's sub>} and, when the subject token had an
+// act (a delegation chain), that act nested inside: {"sub", "act": {...}};
+// without an actor token there is no act (a previous chain is not carried
+// on); exp is at most the subject token's exp. For an "opaque" resource the
+// same sub and act show in introspection.
 //
 // A JWT access token for the client credentials grant looks like this
 // (oidc-provider 9.13, RFC 9068 profile; checked by the Go smoke tests):
 //   header:  {"alg":"RS256"|"ES256","typ":"at+jwt","kid":"<kid>"}
 //   payload: {"jti","sub","iat","exp","scope","client_id","iss","aud"}
+//            plus "cnf": {"jkt"} when DPoP-bound
 //   where sub == client_id (no end user), aud == the resource indicator (a
 //   string, not an array), scope is the space-separated granted scopes that
 //   the resource accepts (absent when none), and there is no nbf.
@@ -56,6 +142,10 @@ import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
 
 import Provider, { errors } from 'oidc-provider';
+
+import {
+  ExchangeLog, customizeJWT, extraTokenClaims, registerTokenExchange,
+} from './token_exchange.mjs';
 
 // oidc-provider prints its notices with console.info (stdout); stdout is
 // reserved for the one ready line the Go harness parses.
@@ -83,6 +173,7 @@ const keys = cfg.keys ?? [];
 if (keys.length === 0) fail('config has no "keys"');
 const resources = cfg.resources ?? {};
 const defaultTTL = cfg.accessTokenTTL ?? 300;
+const dpop = cfg.dpop ?? {};
 
 const clients = (cfg.clients ?? []).map((c) => ({
   grant_types: ['client_credentials'],
@@ -132,6 +223,12 @@ server.listen(port, '127.0.0.1', () => {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      dPoP: {
+        enabled: dpop.enabled ?? true,
+        nonceSecret: dpop.nonces || dpop.requireNonce ? randomBytes(32) : undefined,
+        requireNonce: () => dpop.requireNonce === true,
+        allowReplay: dpop.allowReplay === true,
+      },
       introspection: {
         enabled: true,
         // Any authenticated confidential client (a resource server) may
@@ -150,6 +247,8 @@ server.listen(port, '127.0.0.1', () => {
         getResourceServerInfo: async (_ctx, indicator) => resourceServerInfo(indicator),
       },
     },
+    extraTokenClaims,
+    formats: { customizers: { jwt: customizeJWT } },
     ttl: {
       AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? defaultTTL,
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? defaultTTL,
@@ -161,10 +260,27 @@ server.listen(port, '127.0.0.1', () => {
   // (bad secret, bad scope) are answered to the caller and logged briefly.
   provider.on('server_error', (_ctx, err) => console.error('idp: server_error:', err));
   for (const ev of ['grant.error', 'introspection.error', 'revocation.error']) {
-    provider.on(ev, (_ctx, err) => console.error(`idp: ${ev}: ${err.name}: ${err.message}${err.error_description ? ` (${err.error_description})` : ''}`));
+    provider.on(ev, (_ctx, err) => console.error(`idp: ${ev}: ${err.name}: ${err.message}${err.error_description ? ` (${err.error_description})` : ''}${err.error_detail ? `: ${err.error_detail}` : ''}`));
   }
 
-  server.on('request', provider.callback());
+  const exchanges = new ExchangeLog();
+  registerTokenExchange(provider, {
+    keys,
+    resources,
+    resourceInfo: async (indicator) => resourceServerInfo(indicator),
+    defaultResource: cfg.defaultResource,
+    log: exchanges,
+  });
+
+  const callback = provider.callback();
+  server.on('request', (req, res) => {
+    if (req.method === 'GET' && req.url === '/test/exchanges') {
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify(exchanges));
+      return;
+    }
+    callback(req, res);
+  });
   process.stdout.write(`${JSON.stringify({ issuer, port: actualPort })}\n`);
 });
 

@@ -16,7 +16,9 @@ import (
 	"github.com/authsidecar/authsidecar/config"
 	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/reload"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/outbound"
 	"github.com/authsidecar/authsidecar/proxy"
@@ -28,6 +30,7 @@ type sidecar struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	ready   *metrics.Readiness
+	tracer  *tracing.Tracing // nil: tracing is off
 	servers []*proxy.Server
 	// background runs until the context ends: key refresh, token
 	// prefetch, file watching.
@@ -42,6 +45,14 @@ func Run(ctx context.Context, cfg *config.Config, version string, logOut io.Writ
 	reg := metrics.NewRegistry()
 	s := &sidecar{cfg: cfg, log: newLogger(cfg.General, logOut), ready: metrics.NewReadiness(),
 		metrics: metrics.New(reg, version)}
+	if cfg.Tracing.Enabled {
+		t, err := tracing.New(ctx, cfg.Tracing, version)
+		if err != nil {
+			return err
+		}
+		s.tracer, s.log = t, tracing.Logger(s.log)
+		defer s.flushTraces()
+	}
 	handlers, err := s.build()
 	if err != nil {
 		return err
@@ -66,9 +77,10 @@ func Run(ctx context.Context, cfg *config.Config, version string, logOut io.Writ
 // returns the handler of each listener by name.
 func (s *sidecar) build() (map[string]http.Handler, error) {
 	handlers := map[string]http.Handler{}
+	callers := s.handoff()
 	if o := s.cfg.InboundOptions; o != nil {
 		opts := *o
-		opts.Metrics, opts.Logger = s.metrics, s.log
+		opts.Metrics, opts.Logger, opts.Tracer, opts.Handoff = s.metrics, s.log, s.tracer, callers
 		in, err := inbound.New(opts)
 		if err != nil {
 			return nil, err
@@ -81,7 +93,7 @@ func (s *sidecar) build() (map[string]http.Handler, error) {
 	}
 	if o := s.cfg.OutboundOptions; o != nil {
 		opts := *o
-		opts.Metrics, opts.Logger = s.metrics, s.log
+		opts.Metrics, opts.Logger, opts.Tracer, opts.Handoff = s.metrics, s.log, s.tracer, callers
 		out, err := outbound.New(opts)
 		if err != nil {
 			return nil, err
@@ -98,6 +110,35 @@ func (s *sidecar) build() (map[string]http.Handler, error) {
 	watcher := reload.NewWatcher(clock.Real, s.onReload, s.cfg.Watched...)
 	s.background = append(s.background, watcher.Run)
 	return handlers, nil
+}
+
+// handoffSize bounds the callers' tokens kept for token exchange: as many
+// as the inbound token cache holds, one per caller seen within its
+// token's lifetime.
+const handoffSize = 10_000
+
+// handoff is the store through which inbound hands callers' tokens to the
+// token-exchange routes; nil when there is none.
+func (s *sidecar) handoff() *handoff.Store {
+	in, out := s.cfg.InboundOptions, s.cfg.OutboundOptions
+	if in == nil || out == nil {
+		return nil
+	}
+	for _, r := range out.Routes {
+		if r.Grant == outbound.GrantTokenExchange {
+			return handoff.New(max(in.TokenCacheSize, handoffSize))
+		}
+	}
+	return nil
+}
+
+// flushTraces exports the spans still buffered: those of the drain too.
+func (s *sidecar) flushTraces() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.tracer.Shutdown(ctx); err != nil {
+		s.log.Warn("spans not exported at shutdown", "error", err.Error())
+	}
 }
 
 // onReload logs and counts the re-read of a changed file.
