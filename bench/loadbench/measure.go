@@ -51,6 +51,9 @@ func (b *bench) load(ctx context.Context, name string, rate float64) (*measureme
 		mode = fmt.Sprintf("open loop at %.0f req/s", rate)
 	}
 	b.logf("%-20s %s: %v warm-up, %v timed", name, mode, b.opts.Warmup, b.opts.Duration)
+	if c.spans != nil {
+		b.startSpans()
+	}
 	if n := len(c.http.Tokens); n > 1 && rate <= 0 {
 		// One pass over every token first, so that the timed part sees
 		// the steady state of many callers, not each token's first sight.
