@@ -47,6 +47,7 @@ func run() int {
 		retries     = flag.Int("retry-contended", 0, "run a case again, up to this many times, when other work on the machine competed with it")
 		timeout     = flag.Duration("timeout", 15*time.Minute, "bound on the whole run")
 		asJSON      = flag.Bool("json", false, "print the report as JSON instead of a table")
+		jsonFile    = flag.String("json-file", "", "also write the report as JSON to this file")
 		serveApp    = flag.Bool("serve-app", false, "only serve the app (on -listen) until stdin closes")
 		serveBare   = flag.Bool("serve-bare-proxy", false, "only serve the bare proxy to -upstream (on -listen) until stdin closes")
 		serveGRPC   = flag.Bool("serve-grpc-app", false, "only serve the gRPC app (on -listen) until stdin closes")
@@ -106,6 +107,12 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
 		return 1
 	}
+	if *jsonFile != "" {
+		if err := writeJSONFile(*jsonFile, report); err != nil {
+			fmt.Fprintln(os.Stderr, "loadbench:", err)
+			return 1
+		}
+	}
 	if *asJSON {
 		err = report.WriteJSON(os.Stdout)
 	} else {
@@ -131,4 +138,16 @@ func serveRole(app, bare, grpcApp, grpcBare bool) string {
 		return loadbench.RoleGRPCBareProxy
 	}
 	return ""
+}
+
+func writeJSONFile(name string, r *loadbench.Report) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if err := r.WriteJSON(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
