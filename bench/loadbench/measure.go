@@ -164,7 +164,7 @@ func (b *bench) summarize(name string, rate float64, ms []*measurement) *CaseRes
 	total := &Result{Hist: NewHistogram()}
 	var cpu cpuSnapshot
 	var hits, lookups float64
-	var perRound []float64
+	var perRound, busy, cores []float64
 	var spans int64
 	for _, m := range ms {
 		total.OK += m.res.OK
@@ -184,6 +184,8 @@ func (b *bench) summarize(name string, rate float64, ms []*measurement) *CaseRes
 			lookups += m.lookups
 		}
 		perRound = append(perRound, m.res.RPS())
+		u := cpuUse(cpuSnapshot{}, m.cpu, m.res, m.hasProxy)
+		busy, cores = append(busy, u.MachineBusy), append(cores, u.CoresBusy)
 		spans += m.spans
 	}
 	c := newCaseResult(name, b.title(name), total)
@@ -194,7 +196,7 @@ func (b *bench) summarize(name string, rate float64, ms []*measurement) *CaseRes
 		c.CacheHitRatio, c.CacheLookups = hits/lookups, lookups
 	}
 	if len(ms) > 1 {
-		c.RoundsRPS = perRound
+		c.RoundsRPS, c.RoundsMachineBusy, c.RoundsCoresBusy = perRound, busy, cores
 	}
 	if name == CaseInboundRS256Traced {
 		c.SpansExported = spans

@@ -96,8 +96,12 @@ type CaseResult struct {
 	// sidecar exports the metric).
 	CacheHitRatio float64 `json:"cache_hit_ratio,omitempty"`
 	CacheLookups  float64 `json:"cache_lookups,omitempty"`
-	// RoundsRPS is each round's throughput, when there were several.
-	RoundsRPS []float64 `json:"rounds_rps,omitempty"`
+	// RoundsRPS is each round's throughput, when there were several, and
+	// RoundsMachineBusy and RoundsCoresBusy each round's CPUUse figures:
+	// which rounds other work contended.
+	RoundsRPS         []float64 `json:"rounds_rps,omitempty"`
+	RoundsMachineBusy []float64 `json:"rounds_machine_cores_busy,omitempty"`
+	RoundsCoresBusy   []float64 `json:"rounds_cores_busy,omitempty"`
 	// SpansExported is how many spans reached the span sink for the
 	// timed part's requests, and SpansPerRequest that over the requests
 	// sent (traced case): 1 means none was dropped.
@@ -272,8 +276,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		if len(c.RoundsRPS) > 1 {
 			b.WriteString("; rps per round:")
-			for _, x := range c.RoundsRPS {
+			for i, x := range c.RoundsRPS {
 				fmt.Fprintf(&b, " %.0f", x)
+				if i < len(c.RoundsMachineBusy) && i < len(c.RoundsCoresBusy) &&
+					(CPUUse{MachineBusy: c.RoundsMachineBusy[i], CoresBusy: c.RoundsCoresBusy[i]}).Contended() {
+					b.WriteString("*")
+				}
 			}
 		}
 		b.WriteString("\n")
