@@ -22,7 +22,7 @@ import (
 // Environment variables that turn the loadbench executable (or a test
 // binary that calls ChildMain) into one of the benchmark's servers.
 const (
-	EnvRole     = "LOADBENCH_ROLE" // "app" or "bare-proxy"
+	EnvRole     = "LOADBENCH_ROLE" // one of the Role* constants
 	EnvListen   = "LOADBENCH_LISTEN"
 	EnvUpstream = "LOADBENCH_UPSTREAM"
 	// EnvBufferPool set to 1 gives the bare proxy a pool of copy buffers.
@@ -35,12 +35,16 @@ const (
 const (
 	RoleApp       = "app"
 	RoleBareProxy = "bare-proxy"
+	// RoleGRPCApp is grpc-go's server with internal/grpctest's echo.
+	RoleGRPCApp = "grpc-app"
+	// RoleGRPCBareProxy is an h2c httputil.ReverseProxy to the gRPC app.
+	RoleGRPCBareProxy = "grpc-bare-proxy"
 )
 
 // AppBody is what the app answers, with status 200.
 const AppBody = "hello from the app\n"
 
-// ChildMain serves as the app or the bare proxy and exits when EnvRole is
+// ChildMain serves as one of the benchmark's servers and exits when EnvRole is
 // set; otherwise it returns at once. Call it first thing in main (and in
 // TestMain), so that the benchmark can start its servers by running its
 // own executable again.
@@ -123,18 +127,9 @@ func (p *copyBuffers) Put(b []byte) {
 // "listening ADDR" on ready, and serves until stop reaches EOF (the parent
 // closed the pipe or died).
 func Serve(role, listen, upstream string, bare BareOptions, stop io.Reader, ready io.Writer) error {
-	var h http.Handler
-	switch role {
-	case RoleApp:
-		h = AppHandler()
-	case RoleBareProxy:
-		u, err := url.Parse(upstream)
-		if err != nil || u.Host == "" {
-			return fmt.Errorf("bad upstream %q", upstream)
-		}
-		h = BareProxy(u, bare)
-	default:
-		return fmt.Errorf("unknown role %q", role)
+	srv, err := server(role, upstream, bare)
+	if err != nil {
+		return err
 	}
 	if listen == "" {
 		listen = "127.0.0.1:0"
@@ -143,12 +138,15 @@ func Serve(role, listen, upstream string, bare BareOptions, stop io.Reader, read
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	if _, err := fmt.Fprintf(ready, "listening %s\n", ln.Addr()); err != nil {
+		_ = ln.Close()
 		return err
 	}
+	if srv == nil {
+		return serveGRPCApp(ln, stop)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
 	go func() {
 		_, _ = io.Copy(io.Discard, stop)
 		errc <- nil
@@ -161,11 +159,35 @@ func Serve(role, listen, upstream string, bare BareOptions, stop io.Reader, read
 	return err
 }
 
+// server returns the http.Server of role; nil for the gRPC app, which is
+// grpc-go's own server.
+func server(role, upstream string, bare BareOptions) (*http.Server, error) {
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	switch role {
+	case RoleApp:
+		srv.Handler = AppHandler()
+	case RoleBareProxy, RoleGRPCBareProxy:
+		u, err := url.Parse(upstream)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("bad upstream %q", upstream)
+		}
+		srv.Handler = BareProxy(u, bare)
+		if role == RoleGRPCBareProxy {
+			srv.Handler, srv.Protocols = GRPCBareProxy(u, bare), h2cServerProtocols()
+		}
+	case RoleGRPCApp:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("unknown role %q", role)
+	}
+	return srv, nil
+}
+
 // Process is a child process of the benchmark.
 type Process struct {
 	Name string
 	Cmd  *exec.Cmd
-	// Addr is where it listens, for the app and the bare proxy.
+	// Addr is where it listens, for the apps and the bare proxies.
 	Addr  string
 	stdin io.WriteCloser
 	done  chan struct{}
@@ -297,11 +319,12 @@ func FreePort() (string, error) {
 }
 
 // ChildEnv is the environment for a child: ours without AUTHSIDECAR_*,
-// LOADBENCH_* or GOMAXPROCS (set explicitly when asked), plus extra.
+// OTEL_* (tracing is on only where a case asks for it), LOADBENCH_* or
+// GOMAXPROCS (set explicitly when asked), plus extra.
 func ChildEnv(gomaxprocs int, extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "AUTHSIDECAR_") || strings.HasPrefix(kv, "LOADBENCH_") || strings.HasPrefix(kv, "GOMAXPROCS=") {
+		if strings.HasPrefix(kv, "AUTHSIDECAR_") || strings.HasPrefix(kv, "OTEL_") || strings.HasPrefix(kv, "LOADBENCH_") || strings.HasPrefix(kv, "GOMAXPROCS=") {
 			continue
 		}
 		env = append(env, kv)

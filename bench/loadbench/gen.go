@@ -60,55 +60,77 @@ func NewClient(workers int, timeout time.Duration) *http.Client {
 	}
 }
 
-// worker sends requests for one goroutine, reusing one *http.Request (net/http
-// allows it once the previous response body is closed).
+// caller makes one request and reads its answer to the end; a non-nil
+// error says why it did not succeed. Each worker has its own.
+type caller func() error
+
+// worker sends requests for one goroutine through its caller.
 type worker struct {
-	client  *http.Client
-	target  Target
-	req     *http.Request
-	next    int // index into target.Tokens
-	stride  int
+	call    caller
 	hist    *Histogram
 	ok      uint64
 	failed  uint64
 	failure string
 }
 
-func newWorker(ctx context.Context, client *http.Client, t Target, id, workers int) (*worker, error) {
+// httpCaller returns the caller of worker id for t: it reuses one
+// *http.Request (net/http allows it once the previous response body is
+// closed) and walks the tokens with a stride of workers.
+func httpCaller(ctx context.Context, client *http.Client, t Target, id, workers int) (caller, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL, nil)
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{client: client, target: t, req: req, stride: workers, hist: NewHistogram()}
+	next := 0
 	if len(t.Tokens) > 0 {
-		w.next = id % len(t.Tokens)
+		next = id % len(t.Tokens)
 	}
-	return w, nil
+	return func() error {
+		if n := len(t.Tokens); n > 0 {
+			req.Header["Authorization"] = []string{"Bearer " + t.Tokens[next]}
+			next = (next + workers) % n
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch {
+		case err != nil:
+			return fmt.Errorf("reading the body: %w", err)
+		case resp.StatusCode/100 != 2:
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}, nil
+}
+
+// newWorkers makes n workers, worker i calling through mk(i).
+func newWorkers(n int, mk func(id int) (caller, error)) ([]*worker, error) {
+	ws := make([]*worker, n)
+	for i := range ws {
+		c, err := mk(i)
+		if err != nil {
+			return nil, err
+		}
+		ws[i] = &worker{call: c, hist: NewHistogram()}
+	}
+	return ws, nil
+}
+
+func httpWorkers(ctx context.Context, client *http.Client, t Target, n int) ([]*worker, error) {
+	return newWorkers(n, func(id int) (caller, error) { return httpCaller(ctx, client, t, id, n) })
 }
 
 // do sends one request and records its latency measured from start.
 func (w *worker) do(start time.Time) {
-	if n := len(w.target.Tokens); n > 0 {
-		w.req.Header["Authorization"] = []string{"Bearer " + w.target.Tokens[w.next]}
-		w.next = (w.next + w.stride) % n
-	}
-	resp, err := w.client.Do(w.req)
-	if err != nil {
+	if err := w.call(); err != nil {
 		w.fail(err.Error())
 		return
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	lat := time.Since(start)
-	switch {
-	case err != nil:
-		w.fail("reading the body: " + err.Error())
-	case resp.StatusCode/100 != 2:
-		w.fail(fmt.Sprintf("status %d", resp.StatusCode))
-	default:
-		w.ok++
-		w.hist.Record(lat)
-	}
+	w.ok++
+	w.hist.Record(time.Since(start))
 }
 
 func (w *worker) fail(msg string) {
@@ -138,14 +160,15 @@ func merge(workers []*worker, elapsed time.Duration) *Result {
 func ClosedLoop(ctx context.Context, client *http.Client, t Target, workers int, d time.Duration, maxRequests int64) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	ws := make([]*worker, workers)
-	for i := range ws {
-		w, err := newWorker(ctx, client, t, i, workers)
-		if err != nil {
-			return nil, err
-		}
-		ws[i] = w
+	ws, err := httpWorkers(ctx, client, t, workers)
+	if err != nil {
+		return nil, err
 	}
+	return closedLoop(ctx, ws, d, maxRequests)
+}
+
+// closedLoop runs ws closed loop for d or maxRequests, within ctx.
+func closedLoop(ctx context.Context, ws []*worker, d time.Duration, maxRequests int64) (*Result, error) {
 	var budget atomic.Int64
 	budget.Store(maxRequests)
 	var wg sync.WaitGroup
@@ -178,18 +201,19 @@ func OpenLoop(ctx context.Context, client *http.Client, t Target, workers int, r
 	}
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	ws := make([]*worker, workers)
-	for i := range ws {
-		w, err := newWorker(ctx, client, t, i, workers)
-		if err != nil {
-			return nil, err
-		}
-		ws[i] = w
+	ws, err := httpWorkers(ctx, client, t, workers)
+	if err != nil {
+		return nil, err
 	}
+	return openLoop(ctx, ws, rate, d)
+}
+
+// openLoop runs ws open loop at rate for d, within ctx.
+func openLoop(ctx context.Context, ws []*worker, rate float64, d time.Duration) (*Result, error) {
 	total := int64(rate * d.Seconds())
 	// Room for a quarter second of arrivals (at least one per worker): past
 	// that the generator is hopelessly behind and drops.
-	queue := make(chan time.Time, max(int(rate/4), workers))
+	queue := make(chan time.Time, max(int(rate/4), len(ws)))
 	var wg sync.WaitGroup
 	for _, w := range ws {
 		wg.Go(func() {

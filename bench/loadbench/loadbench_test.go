@@ -3,21 +3,125 @@ package loadbench
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"math"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authsidecar/authsidecar/config"
+	"github.com/authsidecar/authsidecar/internal/sidecar"
 )
 
-// TestMain lets the test binary serve as the app or the bare proxy when
-// the smoke test starts it as a child.
+// TestMain lets the test binary serve as one of the benchmark's servers,
+// or as a stand-in for the sidecar binary, when a test starts it as a
+// child.
 func TestMain(m *testing.M) {
+	if os.Getenv(EnvRole) == roleSidecar {
+		os.Exit(serveSidecar())
+	}
 	ChildMain()
 	os.Exit(m.Run())
 }
 
-// TestSmoke runs every case for a second against a freshly built sidecar.
-// It costs about half a minute of both CPUs, so it runs only when asked:
+// roleSidecar makes the test binary a stand-in for the sidecar binary:
+// the sidecar assembled by internal/sidecar.Run, as cmd/authsidecar
+// assembles it, from the process's environment. It saves the tests a
+// build of the binary.
+const roleSidecar = "test-sidecar"
+
+func serveSidecar() int {
+	if len(os.Args) > 1 && os.Args[1] == "version" {
+		fmt.Println("authsidecar test-stand-in")
+		return 0
+	}
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	cfg, err := config.Load(env)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test sidecar:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := sidecar.Run(ctx, cfg, "test-stand-in", os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "test sidecar:", err)
+		return 1
+	}
+	return 0
+}
+
+// TestGRPCAndTracedCases runs the gRPC cases and the traced case, with
+// their baselines, for a fraction of a second each, against the test
+// binary standing in for the sidecar binary (so no build): every call
+// succeeds, each case is measured against its own bare proxy, and the
+// traced sidecar exports one span per request.
+func TestGRPCAndTracedCases(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts six processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	self, err := Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	r, err := Run(ctx, Options{
+		Sidecar: self[0], SidecarEnv: []string{EnvRole + "=" + roleSidecar}, Self: self,
+		Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, Concurrency: 4, GRPCConns: 2, Tokens: 1,
+		Cases: []string{CaseBare, CaseInboundRS256Traced, CaseGRPCDirect, CaseGRPCBare, CaseGRPCInbound}, Log: &log,
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	checkCases(t, r, []string{CaseBare, CaseInboundRS256Traced, CaseGRPCDirect, CaseGRPCBare, CaseGRPCInbound})
+	if c := r.find(CaseGRPCInbound); c != nil && c.CacheLookups == 0 {
+		t.Errorf("grpc-inbound: no verified-token cache lookups in the gRPC sidecar's metrics")
+	}
+	if r.Settings.GRPCConns != 2 {
+		t.Errorf("settings say %d gRPC connections, want 2", r.Settings.GRPCConns)
+	}
+	if t.Failed() {
+		t.Log(log.String())
+	}
+}
+
+// checkCases checks that r has exactly the cases names, in that order,
+// each with answers and no failure, its ratio to its own protocol's bare
+// proxy, and, for the traced case, one span exported per request.
+func checkCases(t *testing.T, r *Report, names []string) {
+	t.Helper()
+	var got []string
+	for _, c := range r.Cases {
+		got = append(got, c.Name)
+	}
+	if strings.Join(got, ",") != strings.Join(names, ",") {
+		t.Fatalf("cases %q, want %q", got, names)
+	}
+	for _, c := range r.Cases {
+		if c.OK == 0 || c.Failed > 0 || c.P99Micros <= 0 || c.RatioToBare <= 0 {
+			t.Errorf("case %s: ok %d failed %d (%s) p99 %vµs ratio %v", c.Name, c.OK, c.Failed, c.FirstFailure, c.P99Micros, c.RatioToBare)
+		}
+		if want := baseline(c.Name); c.Baseline != want || (c.Name == want && c.RatioToBare != 1) {
+			t.Errorf("case %s: baseline %q, ratio %v; want %q", c.Name, c.Baseline, c.RatioToBare, want)
+		}
+		if c.Name == CaseInboundRS256Traced && (math.Abs(c.SpansPerRequest-1) > 0.01 || c.SpansExported == 0) {
+			t.Errorf("traced: %d spans exported, %.4f per request, want 1", c.SpansExported, c.SpansPerRequest)
+		}
+	}
+}
+
+// TestSmoke runs every case for a second against a freshly built sidecar
+// binary. It costs about half a minute of both CPUs, so it runs only when
+// asked:
 //
 //	AUTHSIDECAR_LOADBENCH=1 go test -run TestSmoke -v ./bench/loadbench/
 func TestSmoke(t *testing.T) {
@@ -42,14 +146,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
-	if len(r.Cases) != len(AllCases) {
-		t.Fatalf("%d cases, want %d", len(r.Cases), len(AllCases))
-	}
-	for _, c := range r.Cases {
-		if c.OK == 0 || c.Failed > 0 || c.P99Micros <= 0 || c.RatioToBare <= 0 {
-			t.Errorf("case %s: ok %d failed %d (%s) p99 %vµs ratio %v", c.Name, c.OK, c.Failed, c.FirstFailure, c.P99Micros, c.RatioToBare)
-		}
-	}
+	checkCases(t, r, AllCases)
 	if r.OpenLoop == nil || len(r.OpenLoop.Cases) != 2 || r.OpenLoop.Cases[1].OK == 0 {
 		t.Errorf("no half-rate comparison: %+v", r.OpenLoop)
 	}
@@ -63,7 +160,7 @@ func TestSmoke(t *testing.T) {
 	if err := r.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"bare-proxy", "inbound-rs256-mix", "rps vs bare", "sidecar memory"} {
+	for _, want := range []string{"bare-proxy", "inbound-rs256-mix", "grpc-inbound", "spans exported per request", "rps vs bare", "sidecar memory"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("the table lacks %q:\n%s", want, table.String())
 		}

@@ -56,10 +56,12 @@ func busyOver(window time.Duration) (float64, error) {
 	return (after - before).Seconds() / window.Seconds(), nil
 }
 
-func sidecarVersion(binary string) string {
+func sidecarVersion(binary string, env []string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, "version").Output()
+	cmd := exec.CommandContext(ctx, binary, "version")
+	cmd.Env = env
+	out, err := cmd.Output()
 	if err != nil {
 		return "unknown"
 	}
@@ -81,7 +83,7 @@ func (b *bench) measureIdleMemory() error {
 	if b.opts.IdleConns <= 0 {
 		return nil
 	}
-	conns, err := openIdleConns(b.inAddr, b.opts.IdleConns, b.tokRS[0])
+	conns, err := openIdleConns(b.sidecar.in, b.opts.IdleConns, b.tokRS[0])
 	defer func() {
 		for _, c := range conns {
 			_ = c.Close()
@@ -154,12 +156,15 @@ func BuildSidecar(ctx context.Context, dir string) (string, error) {
 // builds without the cache).
 const cacheMetric = "authsidecar_inbound_token_cache_requests_total"
 
-// cacheLookups reads the sidecar's verified-token cache hits and misses
-// from its /metrics.
-func (b *bench) cacheLookups() (hits, misses float64, err error) {
+// cacheLookups reads sc's verified-token cache hits and misses from its
+// /metrics.
+func (b *bench) cacheLookups(sidecar *sidecarProc) (hits, misses float64, err error) {
+	if sidecar == nil {
+		return 0, 0, errors.New("no sidecar")
+	}
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	defer client.CloseIdleConnections()
-	resp, err := client.Get("http://" + b.admin + "/metrics")
+	resp, err := client.Get("http://" + sidecar.admin + "/metrics")
 	if err != nil {
 		return 0, 0, err
 	}

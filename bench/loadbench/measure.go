@@ -2,23 +2,21 @@ package loadbench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
-	"strings"
 	"time"
 )
 
 // cpuSnapshot is the CPU time of the three processes at one moment.
 type cpuSnapshot struct{ gen, proxy, app, machine time.Duration }
 
-func (b *bench) cpu(proxy *Process) cpuSnapshot {
+func (b *bench) cpu(c caseSpec) cpuSnapshot {
 	var s cpuSnapshot
 	s.gen, _ = SelfCPU()
-	if proxy != nil {
-		s.proxy, _ = ProcessCPU(proxy.PID())
+	if c.proxy != nil {
+		s.proxy, _ = ProcessCPU(c.proxy.PID())
 	}
-	s.app, _ = ProcessCPU(b.app.PID())
+	s.app, _ = ProcessCPU(c.app.PID())
 	s.machine, _ = MachineBusy()
 	return s
 }
@@ -31,67 +29,114 @@ type measurement struct {
 	// hits and lookups of the verified-token cache; lookups < 0 when the
 	// sidecar does not say.
 	hits, lookups float64
+	// spans reached the sink for the requests of the run (traced case).
+	spans int64
 }
 
 // load runs one measured load of name: warm-up, then the timed part, open
 // loop at rate when rate > 0, else closed loop.
 func (b *bench) load(ctx context.Context, name string, rate float64) (*measurement, error) {
-	t, proxy := b.caseTarget(name)
+	c := b.caseSpec(name)
 	workers := b.opts.Concurrency
 	if rate > 0 {
 		workers = b.opts.OpenWorkers
 	}
-	client := NewClient(workers, 10*time.Second)
-	defer client.CloseIdleConnections()
-	run := func(d time.Duration) (*Result, error) {
-		if rate > 0 {
-			return OpenLoop(ctx, client, t, workers, rate, d)
-		}
-		return ClosedLoop(ctx, client, t, workers, d, b.opts.MaxRequests)
+	run, closeConns, err := b.runner(ctx, c, workers, rate)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	defer closeConns()
 	mode := "closed loop"
 	if rate > 0 {
 		mode = fmt.Sprintf("open loop at %.0f req/s", rate)
 	}
-	b.logf("%-18s %s: %v warm-up, %v timed", name, mode, b.opts.Warmup, b.opts.Duration)
-	if n := len(t.Tokens); n > 1 && rate <= 0 {
+	b.logf("%-20s %s: %v warm-up, %v timed", name, mode, b.opts.Warmup, b.opts.Duration)
+	if c.spans != nil {
+		b.startSpans()
+	}
+	if n := len(c.http.Tokens); n > 1 && rate <= 0 {
 		// One pass over every token first, so that the timed part sees
 		// the steady state of many callers, not each token's first sight.
-		if _, err := ClosedLoop(ctx, client, t, workers, time.Minute, int64(n)); err != nil {
+		if _, err := run(time.Minute, int64(n)); err != nil {
 			return nil, fmt.Errorf("%s first pass over the tokens: %w", name, err)
 		}
 	}
+	var warmedUp int64
 	if b.opts.Warmup > 0 {
-		if _, err := run(b.opts.Warmup); err != nil {
+		w, err := run(b.opts.Warmup, b.opts.MaxRequests)
+		if err != nil {
 			return nil, fmt.Errorf("%s warm-up: %w", name, err)
 		}
+		warmedUp = int64(w.OK + w.Failed)
+	}
+	if c.spans != nil {
+		// The warm-up's spans in, so that the timed part's are counted alone.
+		b.spansBase = c.spans.WaitSpans(ctx, b.spansBase+warmedUp, spanQuiet)
 	}
 	runtime.GC()
 	time.Sleep(100 * time.Millisecond)
-	before := b.cpu(proxy)
-	hits0, misses0, cacheErr0 := b.cacheLookups()
-	res, err := run(b.opts.Duration)
-	after := b.cpu(proxy)
-	hits1, misses1, cacheErr1 := b.cacheLookups()
+	before := b.cpu(c)
+	hits0, misses0, cacheErr0 := b.cacheLookups(c.cache)
+	res, err := run(b.opts.Duration, b.opts.MaxRequests)
+	var spans int64
+	if c.spans != nil && err == nil {
+		// Read the CPU once the last span is in: the traced sidecar's
+		// CPU then includes exporting every span of the timed part.
+		n := c.spans.WaitSpans(ctx, b.spansBase+int64(res.OK+res.Failed), spanQuiet)
+		spans, b.spansBase = n-b.spansBase, n
+	}
+	after := b.cpu(c)
+	hits1, misses1, cacheErr1 := b.cacheLookups(c.cache)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	select {
-	case <-b.sidecar.Exited():
-		return nil, errors.New("the sidecar exited during the run")
-	default:
+	for _, sc := range b.sidecars() {
+		select {
+		case <-sc.Exited():
+			return nil, fmt.Errorf("%s exited during the run", sc.Name)
+		default:
+		}
 	}
 	if res.Failed > 0 {
 		b.logf("%s: %d failed requests, first: %s", name, res.Failed, res.FirstFailure)
 	}
-	m := &measurement{res: res, hasProxy: proxy != nil, lookups: -1, cpu: cpuSnapshot{
+	m := &measurement{res: res, hasProxy: c.proxy != nil, lookups: -1, spans: spans, cpu: cpuSnapshot{
 		gen: after.gen - before.gen, proxy: after.proxy - before.proxy,
 		app: after.app - before.app, machine: after.machine - before.machine,
 	}}
-	if strings.HasPrefix(name, "inbound") && cacheErr0 == nil && cacheErr1 == nil {
+	if c.cache != nil && cacheErr0 == nil && cacheErr1 == nil {
 		m.hits, m.lookups = hits1-hits0, (hits1-hits0)+(misses1-misses0)
 	}
 	return m, nil
+}
+
+// runner returns how to run case c for d (or at most max requests) with
+// workers, and what to close after; it makes the case's client.
+func (b *bench) runner(ctx context.Context, c caseSpec, workers int, rate float64) (run func(d time.Duration, max int64) (*Result, error), closeConns func(), err error) {
+	if c.grpcAddr == "" {
+		client := NewClient(workers, 10*time.Second)
+		return func(d time.Duration, max int64) (*Result, error) {
+			if rate > 0 {
+				return OpenLoop(ctx, client, c.http, workers, rate, d)
+			}
+			return ClosedLoop(ctx, client, c.http, workers, d, max)
+		}, client.CloseIdleConnections, nil
+	}
+	conns, err := DialGRPC(c.grpcAddr, b.opts.GRPCConns)
+	if err != nil {
+		return nil, nil, err
+	}
+	t := GRPCTarget{Conns: conns, Token: c.grpcToken}
+	if err := checkGRPC(ctx, t); err != nil {
+		CloseGRPC(conns)
+		return nil, nil, err
+	}
+	return func(d time.Duration, max int64) (*Result, error) {
+		if rate > 0 {
+			return GRPCOpenLoop(ctx, t, workers, rate, d)
+		}
+		return GRPCClosedLoop(ctx, t, workers, d, max)
+	}, func() { CloseGRPC(conns) }, nil
 }
 
 // contended reports whether other work kept the machine busy during m.
@@ -119,7 +164,8 @@ func (b *bench) summarize(name string, rate float64, ms []*measurement) *CaseRes
 	total := &Result{Hist: NewHistogram()}
 	var cpu cpuSnapshot
 	var hits, lookups float64
-	var perRound []float64
+	var perRound, busy, cores []float64
+	var spans int64
 	for _, m := range ms {
 		total.OK += m.res.OK
 		total.Failed += m.res.Failed
@@ -138,15 +184,25 @@ func (b *bench) summarize(name string, rate float64, ms []*measurement) *CaseRes
 			lookups += m.lookups
 		}
 		perRound = append(perRound, m.res.RPS())
+		u := cpuUse(cpuSnapshot{}, m.cpu, m.res, m.hasProxy)
+		busy, cores = append(busy, u.MachineBusy), append(cores, u.CoresBusy)
+		spans += m.spans
 	}
 	c := newCaseResult(name, b.title(name), total)
+	c.Baseline = baseline(name)
 	c.Rate = rate
 	c.CPU = cpuUse(cpuSnapshot{}, cpu, total, ms[0].hasProxy)
 	if lookups > 0 {
 		c.CacheHitRatio, c.CacheLookups = hits/lookups, lookups
 	}
 	if len(ms) > 1 {
-		c.RoundsRPS = perRound
+		c.RoundsRPS, c.RoundsMachineBusy, c.RoundsCoresBusy = perRound, busy, cores
+	}
+	if name == CaseInboundRS256Traced {
+		c.SpansExported = spans
+		if n := total.OK + total.Failed; n > 0 {
+			c.SpansPerRequest = float64(spans) / float64(n)
+		}
 	}
 	return c
 }

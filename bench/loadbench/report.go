@@ -35,6 +35,7 @@ type Settings struct {
 	AppGOMAXPROCS  int     `json:"app_gomaxprocs,omitempty"`
 	ProxyGOMAXPROC int     `json:"proxy_gomaxprocs,omitempty"`
 	Concurrency    int     `json:"concurrency"`
+	GRPCConns      int     `json:"grpc_connections"`
 	OpenWorkers    int     `json:"open_loop_workers"`
 	DurationSec    float64 `json:"duration_seconds"`
 	WarmupSec      float64 `json:"warmup_seconds"`
@@ -53,7 +54,7 @@ func settingsOf(o Options) Settings {
 	return Settings{
 		NumCPU: runtime.NumCPU(), GenGOMAXPROCS: runtime.GOMAXPROCS(0),
 		AppGOMAXPROCS: o.AppProcs, ProxyGOMAXPROC: o.ProxyProcs,
-		Concurrency: o.Concurrency, OpenWorkers: o.OpenWorkers,
+		Concurrency: o.Concurrency, GRPCConns: o.GRPCConns, OpenWorkers: o.OpenWorkers,
 		DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(),
 		Tokens: o.Tokens, BareBufferPool: o.Bare.BufferPool, BareFlush: o.Bare.FlushInterval.String(), Rate: o.Rate, Rounds: o.Rounds, GoVersion: runtime.Version(),
 	}
@@ -81,10 +82,13 @@ type CaseResult struct {
 	P99Micros    float64 `json:"p99_us"`
 	P999Micros   float64 `json:"p999_us"`
 	MaxMicros    float64 `json:"max_us"`
-	// RatioToBare is RPS over the bare proxy's RPS in the same run (closed
-	// loop), 0 when the bare proxy did not run.
+	// Baseline is the bare proxy the ratios are to: bare-proxy for the
+	// HTTP cases, grpc-bare for the gRPC ones.
+	Baseline string `json:"baseline,omitempty"`
+	// RatioToBare is RPS over the baseline's RPS in the same run (closed
+	// loop), 0 when the baseline did not run.
 	RatioToBare float64 `json:"ratio_to_bare,omitempty"`
-	// P99RatioToBare is P99 over the bare proxy's P99.
+	// P99RatioToBare is P99 over the baseline's P99.
 	P99RatioToBare float64 `json:"p99_ratio_to_bare,omitempty"`
 	CPU            CPUUse  `json:"cpu"`
 	// CacheHitRatio is the share of the sidecar's verified-token cache
@@ -92,8 +96,17 @@ type CaseResult struct {
 	// sidecar exports the metric).
 	CacheHitRatio float64 `json:"cache_hit_ratio,omitempty"`
 	CacheLookups  float64 `json:"cache_lookups,omitempty"`
-	// RoundsRPS is each round's throughput, when there were several.
-	RoundsRPS []float64 `json:"rounds_rps,omitempty"`
+	// RoundsRPS is each round's throughput, when there were several, and
+	// RoundsMachineBusy and RoundsCoresBusy each round's CPUUse figures:
+	// which rounds other work contended.
+	RoundsRPS         []float64 `json:"rounds_rps,omitempty"`
+	RoundsMachineBusy []float64 `json:"rounds_machine_cores_busy,omitempty"`
+	RoundsCoresBusy   []float64 `json:"rounds_cores_busy,omitempty"`
+	// SpansExported is how many spans reached the span sink for the
+	// timed part's requests, and SpansPerRequest that over the requests
+	// sent (traced case): 1 means none was dropped.
+	SpansExported   int64   `json:"spans_exported,omitempty"`
+	SpansPerRequest float64 `json:"spans_per_request,omitempty"`
 }
 
 // CPUUse is the CPU time each process spent per successful request during
@@ -152,12 +165,12 @@ func (r *Report) find(name string) *CaseResult {
 }
 
 func (r *Report) computeRatios() {
-	bare := r.find(CaseBare)
-	if bare == nil || bare.RPS == 0 {
-		return
-	}
 	for i := range r.Cases {
 		c := &r.Cases[i]
+		bare := r.find(c.Baseline)
+		if bare == nil || bare.RPS == 0 {
+			continue
+		}
 		c.RatioToBare = c.RPS / bare.RPS
 		if bare.P99Micros > 0 {
 			c.P99RatioToBare = c.P99Micros / bare.P99Micros
@@ -234,7 +247,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if s.Rate > 0 {
 		fmt.Fprintf(&b, "open loop at %.0f req/s, %d workers, %gs warm-up + %gs timed per case\n\n", s.Rate, s.OpenWorkers, s.WarmupSec, s.DurationSec)
 	} else {
-		fmt.Fprintf(&b, "closed loop, %d connections, %gs warm-up + %gs timed per case", s.Concurrency, s.WarmupSec, s.DurationSec)
+		fmt.Fprintf(&b, "closed loop, %d connections (gRPC: %d workers on %d connections), %gs warm-up + %gs timed per case",
+			s.Concurrency, s.Concurrency, s.GRPCConns, s.WarmupSec, s.DurationSec)
 		if s.Rounds > 1 {
 			fmt.Fprintf(&b, ", %d rounds folded into one result per case", s.Rounds)
 		}
@@ -256,14 +270,24 @@ func (r *Report) WriteTable(w io.Writer) error {
 		return err
 	}
 	for _, c := range r.Cases {
-		fmt.Fprintf(&b, "  %-18s %s", c.Name, c.Title)
+		fmt.Fprintf(&b, "  %-20s %s", c.Name, c.Title)
+		if c.Name == CaseInboundRS256Traced {
+			fmt.Fprintf(&b, "; spans exported per request %.3f (%d spans)", c.SpansPerRequest, c.SpansExported)
+		}
 		if len(c.RoundsRPS) > 1 {
 			b.WriteString("; rps per round:")
-			for _, x := range c.RoundsRPS {
+			for i, x := range c.RoundsRPS {
 				fmt.Fprintf(&b, " %.0f", x)
+				if i < len(c.RoundsMachineBusy) && i < len(c.RoundsCoresBusy) &&
+					(CPUUse{MachineBusy: c.RoundsMachineBusy[i], CoresBusy: c.RoundsCoresBusy[i]}).Contended() {
+					b.WriteString("*")
+				}
 			}
 		}
 		b.WriteString("\n")
+	}
+	if slices.ContainsFunc(r.Cases, func(c CaseResult) bool { return c.Baseline == CaseGRPCBare }) {
+		b.WriteString("  (the gRPC cases' ratios are to grpc-bare, the others' to bare-proxy; a gRPC request is one unary call)\n")
 	}
 	if s.BareBufferPool {
 		b.WriteString("  (the bare proxy recycles its copy buffers, as the sidecar does)\n")

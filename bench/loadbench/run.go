@@ -6,35 +6,61 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
 // Case names, in the order they run.
 const (
-	CaseDirect          = "direct"
-	CaseBare            = "bare-proxy"
-	CaseInboundRS256    = "inbound-rs256"
-	CaseInboundES256    = "inbound-es256"
-	CaseInboundRS256Mix = "inbound-rs256-mix"
-	CaseOutbound        = "outbound"
+	CaseDirect             = "direct"
+	CaseBare               = "bare-proxy"
+	CaseInboundRS256       = "inbound-rs256"
+	CaseInboundRS256Traced = "inbound-rs256-traced"
+	CaseInboundES256       = "inbound-es256"
+	CaseInboundRS256Mix    = "inbound-rs256-mix"
+	CaseOutbound           = "outbound"
+	CaseGRPCDirect         = "grpc-direct"
+	CaseGRPCBare           = "grpc-bare"
+	CaseGRPCInbound        = "grpc-inbound"
 )
 
-// AllCases lists every case in run order.
-var AllCases = []string{CaseDirect, CaseBare, CaseInboundRS256, CaseInboundES256, CaseInboundRS256Mix, CaseOutbound}
+// AllCases lists every case in run order: the HTTP/1.1 cases, the traced
+// one next to its untraced twin, then the gRPC cases.
+var AllCases = []string{CaseDirect, CaseBare, CaseInboundRS256, CaseInboundRS256Traced, CaseInboundES256,
+	CaseInboundRS256Mix, CaseOutbound, CaseGRPCDirect, CaseGRPCBare, CaseGRPCInbound}
 
 var caseTitles = map[string]string{
-	CaseDirect:          "app directly",
-	CaseBare:            "bare httputil.ReverseProxy",
-	CaseInboundRS256:    "sidecar inbound, one RS256 token",
-	CaseInboundES256:    "sidecar inbound, one ES256 token",
-	CaseInboundRS256Mix: "sidecar inbound, %d RS256 tokens",
-	CaseOutbound:        "sidecar outbound, cached token",
+	CaseDirect:             "app directly",
+	CaseBare:               "bare httputil.ReverseProxy",
+	CaseInboundRS256:       "sidecar inbound, one RS256 token",
+	CaseInboundRS256Traced: "sidecar inbound, one RS256 token, every request traced and exported (OTLP/HTTP)",
+	CaseInboundES256:       "sidecar inbound, one ES256 token",
+	CaseInboundRS256Mix:    "sidecar inbound, %d RS256 tokens",
+	CaseOutbound:           "sidecar outbound, cached token",
+	CaseGRPCDirect:         "gRPC unary to the gRPC app directly",
+	CaseGRPCBare:           "gRPC unary through a bare h2c httputil.ReverseProxy",
+	CaseGRPCInbound:        "gRPC unary through the sidecar inbound, one RS256 token",
+}
+
+// isGRPC reports whether a case makes gRPC calls.
+func isGRPC(name string) bool { return strings.HasPrefix(name, "grpc-") }
+
+// baseline is the case a case's ratios are to: the bare proxy of its
+// protocol, measured in the same run.
+func baseline(name string) string {
+	if isGRPC(name) {
+		return CaseGRPCBare
+	}
+	return CaseBare
 }
 
 // Options configure Run.
 type Options struct {
 	// Sidecar is the authsidecar binary.
 	Sidecar string
+	// SidecarEnv is added to every sidecar's environment (for tests that
+	// run a stand-in for the binary).
+	SidecarEnv []string
 	// Self runs a child server: the loadbench executable (or a test
 	// binary) whose main calls ChildMain first.
 	Self []string
@@ -42,6 +68,9 @@ type Options struct {
 	Duration, Warmup time.Duration
 	// Concurrency is the number of closed-loop workers.
 	Concurrency int
+	// GRPCConns is the number of gRPC client connections (each one HTTP/2
+	// connection) the workers of a gRPC case share.
+	GRPCConns int
 	// Tokens is the number of distinct tokens of the mixed case.
 	Tokens int
 	// Rate, when positive, runs every case open loop at this many
@@ -89,6 +118,9 @@ func (o *Options) defaults() {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 32
 	}
+	if o.GRPCConns <= 0 {
+		o.GRPCConns = 4
+	}
 	if o.Tokens <= 0 {
 		o.Tokens = 10_000
 	}
@@ -121,18 +153,34 @@ func ValidateCases(names []string) error {
 
 // bench is one run's state.
 type bench struct {
-	opts    Options
-	issuer  *Issuer
-	app     *Process
-	bare    *Process
-	sidecar *Process
-	inAddr  string
+	opts   Options
+	issuer *Issuer
+	app    *Process
+	bare   *Process
+	// sidecar is the sidecar of the HTTP cases, inbound and outbound.
+	sidecar *sidecarProc
 	outAddr string
-	admin   string
-	tokRS   []string
-	tokES   []string
-	tokMix  []string
-	report  *Report
+	// traced is the sidecar of the traced case, inbound only, exporting
+	// to sink; spansBase is how many spans the sink held after the last
+	// measurement, -1 before the first; tracedAt is when traced was ready.
+	traced    *sidecarProc
+	sink      *SpanSink
+	spansBase int64
+	tracedAt  time.Time
+	// grpcApp, grpcBare and grpcSidecar serve the gRPC cases.
+	grpcApp     *Process
+	grpcBare    *Process
+	grpcSidecar *sidecarProc
+	tokRS       []string
+	tokES       []string
+	tokMix      []string
+	report      *Report
+}
+
+// sidecarProc is a running sidecar and its ports.
+type sidecarProc struct {
+	*Process
+	in, admin string
 }
 
 // Run starts the servers, runs the cases and returns the report. Every
@@ -173,6 +221,8 @@ func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(b.opts.Log, "loadbench: "+format+"\n", args...)
 }
 
+func (b *bench) running(name string) bool { return slices.Contains(b.opts.Cases, name) }
+
 func (b *bench) setUp(ctx context.Context) error {
 	var err error
 	if b.issuer, err = StartIssuer(); err != nil {
@@ -192,80 +242,232 @@ func (b *bench) setUp(ctx context.Context) error {
 	b.logf("signed in %v", time.Since(t0).Round(time.Millisecond))
 
 	appEnv := ChildEnv(b.opts.AppProcs)
-	proxyEnv := ChildEnv(b.opts.ProxyProcs)
 	if b.app, err = StartChild(ctx, b.opts.Self, RoleApp, "", appEnv); err != nil {
 		return err
 	}
 	appURL := "http://" + b.app.Addr
-	bareEnv := slices.Clone(proxyEnv)
-	if b.opts.Bare.BufferPool {
-		bareEnv = append(bareEnv, EnvBufferPool+"=1")
-	}
-	if b.opts.Bare.FlushInterval != 0 {
-		bareEnv = append(bareEnv, EnvFlushInterval+"="+b.opts.Bare.FlushInterval.String())
-	}
-	if b.bare, err = StartChild(ctx, b.opts.Self, RoleBareProxy, appURL, bareEnv); err != nil {
+	if b.bare, err = StartChild(ctx, b.opts.Self, RoleBareProxy, appURL, b.bareEnv()); err != nil {
 		return err
 	}
-	for _, p := range []*string{&b.inAddr, &b.outAddr, &b.admin} {
-		if *p, err = FreePort(); err != nil {
-			return err
-		}
+	if b.outAddr, err = FreePort(); err != nil {
+		return err
 	}
-	env := append(proxyEnv,
-		"AUTHSIDECAR_INBOUND_LISTEN="+b.inAddr,
+	env := append(b.inboundEnv(appURL),
 		"AUTHSIDECAR_OUTBOUND_LISTEN="+b.outAddr,
-		"AUTHSIDECAR_ADMIN_LISTEN="+b.admin,
-		"AUTHSIDECAR_INBOUND_UPSTREAM="+appURL,
-		"AUTHSIDECAR_INBOUND_ISSUERS="+b.issuer.URL,
-		"AUTHSIDECAR_INBOUND_AUDIENCES="+Audience,
-		"AUTHSIDECAR_LOG_LEVEL=error",
-		"AUTHSIDECAR_SHUTDOWN_GRACE=2s",
 		"AUTHSIDECAR_OUTBOUND_ROUTES=app",
 		"AUTHSIDECAR_OUTBOUND_TOKEN_URL="+b.issuer.URL+"/token",
 		"AUTHSIDECAR_OUTBOUND_CLIENT_ID="+OutboundClientID,
 		"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET="+OutboundClientSecret,
 		"AUTHSIDECAR_ROUTE_APP_URL="+appURL,
 	)
-	if b.sidecar, err = StartSidecar(ctx, b.opts.Sidecar, env, b.admin); err != nil {
+	if b.sidecar, err = b.startSidecar(ctx, "authsidecar", env); err != nil {
 		return err
 	}
-	b.report.Sidecar = SidecarInfo{Binary: b.opts.Sidecar, Version: sidecarVersion(b.opts.Sidecar)}
+	b.report.Sidecar = SidecarInfo{Binary: b.opts.Sidecar, Version: sidecarVersion(b.opts.Sidecar, b.sidecarEnv(nil))}
 	b.logf("app on %s, bare proxy on %s, sidecar inbound %s outbound %s admin %s",
-		b.app.Addr, b.bare.Addr, b.inAddr, b.outAddr, b.admin)
+		b.app.Addr, b.bare.Addr, b.sidecar.in, b.outAddr, b.sidecar.admin)
+	if b.running(CaseInboundRS256Traced) {
+		if err := b.setUpTraced(ctx, appURL); err != nil {
+			return err
+		}
+	}
+	if slices.ContainsFunc(b.opts.Cases, isGRPC) {
+		return b.setUpGRPC(ctx, appEnv)
+	}
 	return nil
 }
 
-func (b *bench) stop() {
-	for _, p := range []*Process{b.sidecar, b.bare, b.app} {
-		if p != nil {
-			p.Stop(5 * time.Second)
+func (b *bench) bareEnv() []string {
+	env := ChildEnv(b.opts.ProxyProcs)
+	if b.opts.Bare.BufferPool {
+		env = append(env, EnvBufferPool+"=1")
+	}
+	if b.opts.Bare.FlushInterval != 0 {
+		env = append(env, EnvFlushInterval+"="+b.opts.Bare.FlushInterval.String())
+	}
+	return env
+}
+
+// inboundEnv is what every sidecar of the benchmark is: inbound to
+// upstream, accepting the bench issuer's tokens, every other setting at
+// its default (the verified-token cache included).
+func (b *bench) inboundEnv(upstream string) []string {
+	return []string{
+		"AUTHSIDECAR_INBOUND_UPSTREAM=" + upstream,
+		"AUTHSIDECAR_INBOUND_ISSUERS=" + b.issuer.URL,
+		"AUTHSIDECAR_INBOUND_AUDIENCES=" + Audience,
+		"AUTHSIDECAR_LOG_LEVEL=error",
+		"AUTHSIDECAR_SHUTDOWN_GRACE=2s",
+	}
+}
+
+// sidecarEnv is a sidecar's whole environment.
+func (b *bench) sidecarEnv(env []string) []string {
+	return append(append(ChildEnv(b.opts.ProxyProcs), env...), b.opts.SidecarEnv...)
+}
+
+// startSidecar runs the sidecar binary with env on fresh inbound and
+// admin ports.
+func (b *bench) startSidecar(ctx context.Context, name string, env []string) (*sidecarProc, error) {
+	sc := &sidecarProc{}
+	for _, p := range []*string{&sc.in, &sc.admin} {
+		var err error
+		if *p, err = FreePort(); err != nil {
+			return nil, err
 		}
+	}
+	env = append(env, "AUTHSIDECAR_INBOUND_LISTEN="+sc.in, "AUTHSIDECAR_ADMIN_LISTEN="+sc.admin)
+	p, err := StartSidecar(ctx, b.opts.Sidecar, b.sidecarEnv(env), sc.admin)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	p.Name, sc.Process = name, p
+	return sc, nil
+}
+
+// setUpTraced starts the span sink and the traced sidecar: inbound to the
+// HTTP app as the first sidecar, with tracing on (tracing is configured
+// at start, by the OTEL_* variables, hence a process of its own).
+func (b *bench) setUpTraced(ctx context.Context, appURL string) error {
+	var err error
+	if b.sink, err = StartSpanSink(); err != nil {
+		return err
+	}
+	env := append(b.inboundEnv(appURL), otlpEnv(b.sink.Endpoint)...)
+	if b.traced, err = b.startSidecar(ctx, "authsidecar (traced)", env); err != nil {
+		return err
+	}
+	b.spansBase, b.tracedAt = -1, time.Now()
+	b.logf("traced sidecar inbound %s admin %s, exporting to %s", b.traced.in, b.traced.admin, b.sink.Endpoint)
+	return nil
+}
+
+// startSpans sets spansBase, before the traced case first runs, to the
+// spans the traced sidecar exported on its own: those of its start
+// (discovery, JWKS), which are not any request's. They are all in
+// spanQuiet after it was ready.
+func (b *bench) startSpans() {
+	if b.spansBase >= 0 {
+		return
+	}
+	time.Sleep(spanQuiet - time.Since(b.tracedAt))
+	b.spansBase = b.sink.Spans()
+	b.logf("the traced sidecar exported %d spans of its start", b.spansBase)
+}
+
+// spanQuiet is how long WaitSpans waits after the last span arrived:
+// past the exporter's schedule delay, the spans still missing were
+// dropped.
+const spanQuiet = bspDelay + 500*time.Millisecond
+
+// setUpGRPC starts the gRPC app, the bare h2c proxy and a sidecar inbound
+// to the gRPC app. The first sidecar's inbound upstream is the HTTP app,
+// and a sidecar has one, hence a process of its own. Its protocol to the
+// app is auto, the default: gRPC requests go h2c.
+func (b *bench) setUpGRPC(ctx context.Context, appEnv []string) error {
+	var err error
+	if b.grpcApp, err = StartChild(ctx, b.opts.Self, RoleGRPCApp, "", appEnv); err != nil {
+		return err
+	}
+	appURL := "http://" + b.grpcApp.Addr
+	if b.running(CaseGRPCBare) {
+		if b.grpcBare, err = StartChild(ctx, b.opts.Self, RoleGRPCBareProxy, appURL, b.bareEnv()); err != nil {
+			return err
+		}
+		b.logf("bare h2c proxy on %s", b.grpcBare.Addr)
+	}
+	if b.running(CaseGRPCInbound) {
+		env := append(b.inboundEnv(appURL), "AUTHSIDECAR_INBOUND_UPSTREAM_PROTOCOL=auto")
+		if b.grpcSidecar, err = b.startSidecar(ctx, "authsidecar (gRPC)", env); err != nil {
+			return err
+		}
+		b.logf("gRPC sidecar inbound %s admin %s", b.grpcSidecar.in, b.grpcSidecar.admin)
+	}
+	b.logf("gRPC app on %s; %d client connections per gRPC case", b.grpcApp.Addr, b.opts.GRPCConns)
+	return nil
+}
+
+func (b *bench) sidecars() []*sidecarProc {
+	var all []*sidecarProc
+	for _, sc := range []*sidecarProc{b.sidecar, b.traced, b.grpcSidecar} {
+		if sc != nil {
+			all = append(all, sc)
+		}
+	}
+	return all
+}
+
+// stop stops every process, the sidecars first (each takes a moment to
+// drain), all at once.
+func (b *bench) stop() {
+	var wg sync.WaitGroup
+	for _, sc := range b.sidecars() {
+		wg.Go(func() { sc.Stop(5 * time.Second) })
+	}
+	wg.Wait()
+	for _, p := range []*Process{b.grpcBare, b.grpcApp, b.bare, b.app} {
+		if p != nil {
+			wg.Go(func() { p.Stop(5 * time.Second) })
+		}
+	}
+	wg.Wait()
+	if b.sink != nil {
+		_ = b.sink.Close()
 	}
 	if b.issuer != nil {
 		_ = b.issuer.Close()
 	}
 }
 
-// caseTarget returns what a case sends and which process is the proxy in
-// the middle (nil for the app directly).
-func (b *bench) caseTarget(name string) (Target, *Process) {
-	const path = "/api/orders/42?view=summary"
+// caseSpec is what a case sends and what it measures.
+type caseSpec struct {
+	// http is the HTTP cases' target; grpcAddr, when set, where a gRPC
+	// case calls, with grpcToken.
+	http      Target
+	grpcAddr  string
+	grpcToken string
+	// proxy is the process in the middle (nil for the app directly), app
+	// the app behind it.
+	proxy, app *Process
+	// cache, when set, is the sidecar whose verified-token cache the case
+	// uses; spans the sink the case's spans go to.
+	cache *sidecarProc
+	spans *SpanSink
+}
+
+// path is what every HTTP case asks for.
+const path = "/api/orders/42?view=summary"
+
+func (b *bench) caseSpec(name string) caseSpec {
 	switch name {
 	case CaseDirect:
-		return Target{URL: "http://" + b.app.Addr + path}, nil
+		return caseSpec{http: Target{URL: "http://" + b.app.Addr + path}, app: b.app}
 	case CaseBare:
-		return Target{URL: "http://" + b.bare.Addr + path}, b.bare
+		return caseSpec{http: Target{URL: "http://" + b.bare.Addr + path}, proxy: b.bare, app: b.app}
 	case CaseInboundRS256:
-		return Target{URL: "http://" + b.inAddr + path, Tokens: b.tokRS}, b.sidecar
+		return b.inbound(b.sidecar, b.tokRS)
+	case CaseInboundRS256Traced:
+		c := b.inbound(b.traced, b.tokRS)
+		c.spans = b.sink
+		return c
 	case CaseInboundES256:
-		return Target{URL: "http://" + b.inAddr + path, Tokens: b.tokES}, b.sidecar
+		return b.inbound(b.sidecar, b.tokES)
 	case CaseInboundRS256Mix:
-		return Target{URL: "http://" + b.inAddr + path, Tokens: b.tokMix}, b.sidecar
+		return b.inbound(b.sidecar, b.tokMix)
 	case CaseOutbound:
-		return Target{URL: "http://" + b.outAddr + "/app" + path}, b.sidecar
+		return caseSpec{http: Target{URL: "http://" + b.outAddr + "/app" + path}, proxy: b.sidecar.Process, app: b.app}
+	case CaseGRPCDirect:
+		return caseSpec{grpcAddr: b.grpcApp.Addr, app: b.grpcApp}
+	case CaseGRPCBare:
+		return caseSpec{grpcAddr: b.grpcBare.Addr, proxy: b.grpcBare, app: b.grpcApp}
+	case CaseGRPCInbound:
+		return caseSpec{grpcAddr: b.grpcSidecar.in, grpcToken: b.tokRS[0], proxy: b.grpcSidecar.Process, app: b.grpcApp, cache: b.grpcSidecar}
 	}
 	panic("unknown case " + name)
+}
+
+func (b *bench) inbound(sc *sidecarProc, tokens []string) caseSpec {
+	return caseSpec{http: Target{URL: "http://" + sc.in + path, Tokens: tokens}, proxy: sc.Process, app: b.app, cache: sc}
 }
 
 func (b *bench) title(name string) string {

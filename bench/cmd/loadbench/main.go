@@ -19,7 +19,7 @@ import (
 )
 
 func main() {
-	loadbench.ChildMain() // the app or the bare proxy, when run as one
+	loadbench.ChildMain() // one of the benchmark's servers, when run as one
 	os.Exit(run())
 }
 
@@ -29,6 +29,7 @@ func run() int {
 		duration    = flag.Duration("duration", 10*time.Second, "timed run per case")
 		warmup      = flag.Duration("warmup", time.Second, "warm-up before each timed run, not measured")
 		concurrency = flag.Int("concurrency", 32, "closed-loop workers (connections)")
+		grpcConns   = flag.Int("grpc-conns", 4, "gRPC client connections (one HTTP/2 connection each) the workers of a gRPC case share")
 		tokens      = flag.Int("tokens", 10_000, "distinct RS256 tokens of the mixed case, signed before the timed part")
 		rate        = flag.Float64("rate", 0, "if > 0, run every case open loop at this many requests per second instead of closed loop")
 		rounds      = flag.Int("rounds", 1, "run the closed-loop sequence this many times and fold each case's rounds together")
@@ -46,17 +47,16 @@ func run() int {
 		retries     = flag.Int("retry-contended", 0, "run a case again, up to this many times, when other work on the machine competed with it")
 		timeout     = flag.Duration("timeout", 15*time.Minute, "bound on the whole run")
 		asJSON      = flag.Bool("json", false, "print the report as JSON instead of a table")
+		jsonFile    = flag.String("json-file", "", "also write the report as JSON to this file")
 		serveApp    = flag.Bool("serve-app", false, "only serve the app (on -listen) until stdin closes")
 		serveBare   = flag.Bool("serve-bare-proxy", false, "only serve the bare proxy to -upstream (on -listen) until stdin closes")
-		listen      = flag.String("listen", "127.0.0.1:0", "with -serve-app or -serve-bare-proxy: the address")
-		upstream    = flag.String("upstream", "", "with -serve-bare-proxy: the app's URL")
+		serveGRPC   = flag.Bool("serve-grpc-app", false, "only serve the gRPC app (on -listen) until stdin closes")
+		serveGBare  = flag.Bool("serve-grpc-bare-proxy", false, "only serve the bare h2c proxy to -upstream (on -listen) until stdin closes")
+		listen      = flag.String("listen", "127.0.0.1:0", "with -serve-*: the address")
+		upstream    = flag.String("upstream", "", "with -serve-bare-proxy or -serve-grpc-bare-proxy: the app's URL")
 	)
 	flag.Parse()
-	if *serveApp || *serveBare {
-		role := loadbench.RoleApp
-		if *serveBare {
-			role = loadbench.RoleBareProxy
-		}
+	if role := serveRole(*serveApp, *serveBare, *serveGRPC, *serveGBare); role != "" {
 		if err := loadbench.Serve(role, *listen, *upstream, loadbench.BareOptions{BufferPool: *barePool, FlushInterval: *bareFlush}, os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "loadbench:", err)
 			return 1
@@ -97,7 +97,7 @@ func run() int {
 	}
 	report, err := loadbench.Run(ctx, loadbench.Options{
 		Sidecar: bin, Self: self,
-		Duration: *duration, Warmup: *warmup, Concurrency: *concurrency, Tokens: *tokens,
+		Duration: *duration, Warmup: *warmup, Concurrency: *concurrency, GRPCConns: *grpcConns, Tokens: *tokens,
 		Rate: *rate, HalfRate: *halfRate, OpenWorkers: *openWorkers, Cases: names,
 		AppProcs: *appProcs, ProxyProcs: *proxyProcs, IdleConns: *idleConns,
 		Bare:   loadbench.BareOptions{BufferPool: *barePool, FlushInterval: *bareFlush},
@@ -106,6 +106,12 @@ func run() int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
 		return 1
+	}
+	if *jsonFile != "" {
+		if err := writeJSONFile(*jsonFile, report); err != nil {
+			fmt.Fprintln(os.Stderr, "loadbench:", err)
+			return 1
+		}
 	}
 	if *asJSON {
 		err = report.WriteJSON(os.Stdout)
@@ -117,4 +123,31 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// serveRole is the role the -serve-* flags ask for, or "".
+func serveRole(app, bare, grpcApp, grpcBare bool) string {
+	switch {
+	case app:
+		return loadbench.RoleApp
+	case bare:
+		return loadbench.RoleBareProxy
+	case grpcApp:
+		return loadbench.RoleGRPCApp
+	case grpcBare:
+		return loadbench.RoleGRPCBareProxy
+	}
+	return ""
+}
+
+func writeJSONFile(name string, r *loadbench.Report) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if err := r.WriteJSON(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
