@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/authsidecar/authsidecar/proxy"
+	"github.com/valyala/fasthttp"
 )
 
 // Environment variables that turn the loadbench executable (or a test
@@ -39,6 +39,10 @@ const (
 	RoleGRPCApp = "grpc-app"
 	// RoleGRPCBareProxy is an h2c httputil.ReverseProxy to the gRPC app.
 	RoleGRPCBareProxy = "grpc-bare-proxy"
+	// RoleFastBare and RoleFastInbound are the fasthttp prototypes: see
+	// fast.go.
+	RoleFastBare    = "fasthttp-bare"
+	RoleFastInbound = "fasthttp-inbound"
 )
 
 // AppBody is what the app answers, with status 200.
@@ -82,17 +86,26 @@ func AppHandler() http.Handler {
 }
 
 // BareProxy is the baseline: an httputil.ReverseProxy to upstream that
-// sets X-Forwarded-* as any proxy would, with the sidecar's own transport
-// (proxy.NewTransport: the same keep-alive pool, 256 idle connections per
-// host) so the comparison is about what the sidecar adds, not about pool
-// sizes. Everything else is httputil's default unless opts say otherwise.
+// sets X-Forwarded-* as any proxy would, over an http.Transport with the
+// sidecar's pool sizes (256 idle connections per host, where net/http
+// keeps 2), so that the comparison is about what the sidecar does and not
+// about pool sizes. It is net/http's Transport and not the sidecar's own
+// (proxy.NewTransport, which has its own HTTP/1.1 client): the baseline
+// is what any Go reverse proxy is. Everything else is httputil's default
+// unless opts say otherwise.
 func BareProxy(upstream *url.URL, opts BareOptions) http.Handler {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
 		},
-		Transport:     proxy.NewTransport(proxy.TransportOptions{Protocol: proxy.ProtocolHTTP1, DialTimeout: 5 * time.Second}),
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
+		},
 		FlushInterval: opts.FlushInterval,
 	}
 	if opts.BufferPool {
@@ -127,6 +140,15 @@ func (p *copyBuffers) Put(b []byte) {
 // "listening ADDR" on ready, and serves until stop reaches EOF (the parent
 // closed the pipe or died).
 func Serve(role, listen, upstream string, bare BareOptions, stop io.Reader, ready io.Writer) error {
+	var fast fasthttp.RequestHandler
+	if role == RoleFastBare || role == RoleFastInbound {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var err error
+		if fast, err = fastHandler(ctx, role, upstream); err != nil {
+			return err
+		}
+	}
 	srv, err := server(role, upstream, bare)
 	if err != nil {
 		return err
@@ -142,7 +164,10 @@ func Serve(role, listen, upstream string, bare BareOptions, stop io.Reader, read
 		_ = ln.Close()
 		return err
 	}
-	if srv == nil {
+	switch {
+	case fast != nil:
+		return serveFast(fast, ln, stop)
+	case srv == nil:
 		return serveGRPCApp(ln, stop)
 	}
 	errc := make(chan error, 1)
@@ -175,7 +200,7 @@ func server(role, upstream string, bare BareOptions) (*http.Server, error) {
 		if role == RoleGRPCBareProxy {
 			srv.Handler, srv.Protocols = GRPCBareProxy(u, bare), h2cServerProtocols()
 		}
-	case RoleGRPCApp:
+	case RoleGRPCApp, RoleFastBare, RoleFastInbound:
 		return nil, nil
 	default:
 		return nil, fmt.Errorf("unknown role %q", role)

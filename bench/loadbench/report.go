@@ -26,6 +26,8 @@ type Report struct {
 	// OutboundTokenFetches counts token requests the sidecar made: one
 	// means the outbound case ran on the cached token.
 	OutboundTokenFetches int64 `json:"outbound_token_fetches"`
+	// HAProxy is the version of HAProxy the haproxy-jwt case ran.
+	HAProxy string `json:"haproxy,omitempty"`
 }
 
 // Settings describe the run.
@@ -241,6 +243,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	s := r.Settings
 	var b strings.Builder
 	fmt.Fprintf(&b, "authsidecar load benchmark, %s, sidecar %s\n", r.Started.Format(time.RFC3339), r.Sidecar.Version)
+	if r.HAProxy != "" {
+		fmt.Fprintf(&b, "%s\n", r.HAProxy)
+	}
 	fmt.Fprintf(&b, "%d CPUs shared by the load generator (GOMAXPROCS %d), the proxy under test (%s) and the app (%s); %s\n",
 		s.NumCPU, s.GenGOMAXPROCS, procs(s.ProxyGOMAXPROC), procs(s.AppGOMAXPROCS), s.GoVersion)
 	fmt.Fprintf(&b, "machine busy before the run: %.2f cores\n", s.MachineBusyBefore)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -19,15 +20,19 @@ const (
 	CaseInboundES256       = "inbound-es256"
 	CaseInboundRS256Mix    = "inbound-rs256-mix"
 	CaseOutbound           = "outbound"
+	CaseHAProxy            = "haproxy-jwt"
+	CaseFastBare           = "fasthttp-bare"
+	CaseFastInbound        = "fasthttp-inbound"
 	CaseGRPCDirect         = "grpc-direct"
 	CaseGRPCBare           = "grpc-bare"
 	CaseGRPCInbound        = "grpc-inbound"
 )
 
 // AllCases lists every case in run order: the HTTP/1.1 cases, the traced
-// one next to its untraced twin, then the gRPC cases.
+// one next to its untraced twin, the other proxies, then the gRPC cases.
 var AllCases = []string{CaseDirect, CaseBare, CaseInboundRS256, CaseInboundRS256Traced, CaseInboundES256,
-	CaseInboundRS256Mix, CaseOutbound, CaseGRPCDirect, CaseGRPCBare, CaseGRPCInbound}
+	CaseInboundRS256Mix, CaseOutbound, CaseHAProxy, CaseFastBare, CaseFastInbound,
+	CaseGRPCDirect, CaseGRPCBare, CaseGRPCInbound}
 
 var caseTitles = map[string]string{
 	CaseDirect:             "app directly",
@@ -37,6 +42,9 @@ var caseTitles = map[string]string{
 	CaseInboundES256:       "sidecar inbound, one ES256 token",
 	CaseInboundRS256Mix:    "sidecar inbound, %d RS256 tokens",
 	CaseOutbound:           "sidecar outbound, cached token",
+	CaseHAProxy:            "HAProxy checking the RS256 token itself (jwt_verify)",
+	CaseFastBare:           "fasthttp server + HostClient, no auth (prototype)",
+	CaseFastInbound:        "the sidecar's inbound handler behind a fasthttp server, one RS256 token (prototype)",
 	CaseGRPCDirect:         "gRPC unary to the gRPC app directly",
 	CaseGRPCBare:           "gRPC unary through a bare h2c httputil.ReverseProxy",
 	CaseGRPCInbound:        "gRPC unary through the sidecar inbound, one RS256 token",
@@ -58,6 +66,9 @@ func baseline(name string) string {
 type Options struct {
 	// Sidecar is the authsidecar binary.
 	Sidecar string
+	// HAProxy is the haproxy binary of the haproxy-jwt case; empty: the
+	// case is left out.
+	HAProxy string
 	// SidecarEnv is added to every sidecar's environment (for tests that
 	// run a stand-in for the binary).
 	SidecarEnv []string
@@ -171,6 +182,12 @@ type bench struct {
 	grpcApp     *Process
 	grpcBare    *Process
 	grpcSidecar *sidecarProc
+	// haproxy, fastBare and fastInbound are the other proxies in front of
+	// the HTTP app; dir holds HAProxy's configuration and key.
+	haproxy     *Process
+	fastBare    *Process
+	fastInbound *Process
+	dir         string
 	tokRS       []string
 	tokES       []string
 	tokMix      []string
@@ -189,6 +206,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	opts.defaults()
 	if err := ValidateCases(opts.Cases); err != nil {
 		return nil, err
+	}
+	if opts.HAProxy == "" && slices.Contains(opts.Cases, CaseHAProxy) {
+		fmt.Fprintln(opts.Log, "loadbench: no haproxy binary: the haproxy-jwt case is left out (apt-get install haproxy)")
+		opts.Cases = slices.DeleteFunc(slices.Clone(opts.Cases), func(n string) bool { return n == CaseHAProxy })
 	}
 	b := &bench{opts: opts, report: &Report{
 		Started:  time.Now().UTC(),
@@ -271,8 +292,48 @@ func (b *bench) setUp(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := b.setUpOthers(ctx, appURL); err != nil {
+		return err
+	}
 	if slices.ContainsFunc(b.opts.Cases, isGRPC) {
 		return b.setUpGRPC(ctx, appEnv)
+	}
+	return nil
+}
+
+// setUpOthers starts the proxies that are not the sidecar binary, those
+// of the cases that run: HAProxy, and the fasthttp prototypes (the
+// inbound one configured by the same variables as the sidecar).
+func (b *bench) setUpOthers(ctx context.Context, appURL string) error {
+	var err error
+	if b.running(CaseHAProxy) {
+		if b.dir, err = os.MkdirTemp("", "loadbench-haproxy-"); err != nil {
+			return err
+		}
+		if b.haproxy, err = startHAProxy(ctx, b.opts.HAProxy, b.dir, b.issuer, b.app.Addr, b.opts.ProxyProcs); err != nil {
+			return err
+		}
+		if err := checkGate(ctx, "haproxy", "http://"+b.haproxy.Addr+path, b.tokRS[0]); err != nil {
+			return err
+		}
+		b.report.HAProxy = haproxyVersion(b.opts.HAProxy)
+		b.logf("haproxy on %s (%s)", b.haproxy.Addr, b.report.HAProxy)
+	}
+	if b.running(CaseFastBare) {
+		if b.fastBare, err = StartChild(ctx, b.opts.Self, RoleFastBare, appURL, ChildEnv(b.opts.ProxyProcs)); err != nil {
+			return err
+		}
+		b.logf("fasthttp bare proxy on %s", b.fastBare.Addr)
+	}
+	if b.running(CaseFastInbound) {
+		env := ChildEnv(b.opts.ProxyProcs, b.inboundEnv(appURL)...)
+		if b.fastInbound, err = StartChild(ctx, b.opts.Self, RoleFastInbound, appURL, env); err != nil {
+			return err
+		}
+		if err := checkGate(ctx, "the fasthttp inbound prototype", "http://"+b.fastInbound.Addr+path, b.tokRS[0]); err != nil {
+			return err
+		}
+		b.logf("fasthttp inbound prototype on %s", b.fastInbound.Addr)
 	}
 	return nil
 }
@@ -405,7 +466,7 @@ func (b *bench) stop() {
 		wg.Go(func() { sc.Stop(5 * time.Second) })
 	}
 	wg.Wait()
-	for _, p := range []*Process{b.grpcBare, b.grpcApp, b.bare, b.app} {
+	for _, p := range []*Process{b.haproxy, b.fastBare, b.fastInbound, b.grpcBare, b.grpcApp, b.bare, b.app} {
 		if p != nil {
 			wg.Go(func() { p.Stop(5 * time.Second) })
 		}
@@ -416,6 +477,9 @@ func (b *bench) stop() {
 	}
 	if b.issuer != nil {
 		_ = b.issuer.Close()
+	}
+	if b.dir != "" {
+		_ = os.RemoveAll(b.dir)
 	}
 }
 
@@ -456,6 +520,12 @@ func (b *bench) caseSpec(name string) caseSpec {
 		return b.inbound(b.sidecar, b.tokMix)
 	case CaseOutbound:
 		return caseSpec{http: Target{URL: "http://" + b.outAddr + "/app" + path}, proxy: b.sidecar.Process, app: b.app}
+	case CaseHAProxy:
+		return caseSpec{http: Target{URL: "http://" + b.haproxy.Addr + path, Tokens: b.tokRS}, proxy: b.haproxy, app: b.app}
+	case CaseFastBare:
+		return caseSpec{http: Target{URL: "http://" + b.fastBare.Addr + path}, proxy: b.fastBare, app: b.app}
+	case CaseFastInbound:
+		return caseSpec{http: Target{URL: "http://" + b.fastInbound.Addr + path, Tokens: b.tokRS}, proxy: b.fastInbound, app: b.app}
 	case CaseGRPCDirect:
 		return caseSpec{grpcAddr: b.grpcApp.Addr, app: b.grpcApp}
 	case CaseGRPCBare:

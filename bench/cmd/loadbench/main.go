@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime"
 	"strings"
@@ -26,6 +27,7 @@ func main() {
 func run() int {
 	var (
 		sidecar     = flag.String("sidecar", "", "authsidecar binary to measure (default: go build ./cmd/authsidecar into a temporary directory)")
+		haproxy     = flag.String("haproxy", "haproxy", "HAProxy binary of the haproxy-jwt case, looked up in PATH; the case is left out when there is none")
 		duration    = flag.Duration("duration", 10*time.Second, "timed run per case")
 		warmup      = flag.Duration("warmup", time.Second, "warm-up before each timed run, not measured")
 		concurrency = flag.Int("concurrency", 32, "closed-loop workers (connections)")
@@ -95,8 +97,9 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
 		return 1
 	}
+	haproxyBin, _ := exec.LookPath(*haproxy)
 	report, err := loadbench.Run(ctx, loadbench.Options{
-		Sidecar: bin, Self: self,
+		Sidecar: bin, HAProxy: haproxyBin, Self: self,
 		Duration: *duration, Warmup: *warmup, Concurrency: *concurrency, GRPCConns: *grpcConns, Tokens: *tokens,
 		Rate: *rate, HalfRate: *halfRate, OpenWorkers: *openWorkers, Cases: names,
 		AppProcs: *appProcs, ProxyProcs: *proxyProcs, IdleConns: *idleConns,
