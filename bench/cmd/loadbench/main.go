@@ -27,6 +27,7 @@ func main() {
 func run() int {
 	var (
 		sidecar     = flag.String("sidecar", "", "authsidecar binary to measure (default: go build ./cmd/authsidecar into a temporary directory)")
+		sidecarEnv  = flag.String("sidecar-env", "", "comma-separated KEY=VALUE pairs added to every sidecar's environment (GOGC=100, ...)")
 		haproxy     = flag.String("haproxy", "haproxy", "HAProxy binary of the haproxy-jwt case, looked up in PATH; the case is left out when there is none")
 		duration    = flag.Duration("duration", 10*time.Second, "timed run per case")
 		warmup      = flag.Duration("warmup", time.Second, "warm-up before each timed run, not measured")
@@ -99,7 +100,7 @@ func run() int {
 	}
 	haproxyBin, _ := exec.LookPath(*haproxy)
 	report, err := loadbench.Run(ctx, loadbench.Options{
-		Sidecar: bin, HAProxy: haproxyBin, Self: self,
+		Sidecar: bin, SidecarEnv: splitEnv(*sidecarEnv), HAProxy: haproxyBin, Self: self,
 		Duration: *duration, Warmup: *warmup, Concurrency: *concurrency, GRPCConns: *grpcConns, Tokens: *tokens,
 		Rate: *rate, HalfRate: *halfRate, OpenWorkers: *openWorkers, Cases: names,
 		AppProcs: *appProcs, ProxyProcs: *proxyProcs, IdleConns: *idleConns,
@@ -153,4 +154,12 @@ func writeJSONFile(name string, r *loadbench.Report) error {
 		return err
 	}
 	return f.Close()
+}
+
+// splitEnv splits the -sidecar-env list.
+func splitEnv(list string) []string {
+	if list == "" {
+		return nil
+	}
+	return strings.Split(list, ",")
 }
