@@ -5,8 +5,12 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -94,6 +98,58 @@ func TestGRPCAndTracedCases(t *testing.T) {
 	}
 }
 
+// TestOtherProxies runs the proxies that are not the sidecar binary (the
+// fasthttp prototypes, and HAProxy when it is installed) for two short
+// rounds: each answers every request, the token-checking ones were made
+// to refuse a missing and an altered token first (or Run fails), and each
+// round's ratio to the bare proxy is reported with its median and spread.
+func TestOtherProxies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts five processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	self, err := Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []string{CaseBare, CaseFastBare, CaseFastInbound}
+	haproxy, _ := exec.LookPath("haproxy")
+	if haproxy != "" {
+		cases = []string{CaseBare, CaseHAProxy, CaseFastBare, CaseFastInbound}
+	} else {
+		t.Log("no haproxy installed: the haproxy-jwt case is not tried")
+	}
+	var log bytes.Buffer
+	r, err := Run(ctx, Options{
+		Sidecar: self[0], SidecarEnv: []string{EnvRole + "=" + roleSidecar}, HAProxy: haproxy, Self: self,
+		Duration: 200 * time.Millisecond, Warmup: 50 * time.Millisecond, Concurrency: 4, Tokens: 1, Rounds: 2,
+		Cases: cases, Log: &log,
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	checkCases(t, r, cases)
+	for _, c := range r.Cases {
+		if len(c.RoundsRatio) != 2 || c.RatioMin > c.RatioMedian || c.RatioMedian > c.RatioMax || len(c.RoundsProxyMicros) != 2 {
+			t.Errorf("case %s: ratios per round %v (median %v, %v–%v), proxy CPU per round %v",
+				c.Name, c.RoundsRatio, c.RatioMedian, c.RatioMin, c.RatioMax, c.RoundsProxyMicros)
+		}
+	}
+	if t.Failed() {
+		t.Log(log.String())
+	}
+}
+
+func TestAProxyThatLetsEverythingThroughIsNotMeasured(t *testing.T) {
+	open := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer open.Close()
+	err := checkGate(context.Background(), "open proxy", open.URL, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl")
+	if err == nil || !strings.Contains(err.Error(), "answers 200 to no token") {
+		t.Fatalf("checkGate on a proxy that checks nothing: %v", err)
+	}
+}
+
 // checkCases checks that r has exactly the cases names, in that order,
 // each with answers and no failure, its ratio to its own protocol's bare
 // proxy, and, for the traced case, one span exported per request.
@@ -138,15 +194,20 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	haproxy, _ := exec.LookPath("haproxy")
 	var log bytes.Buffer
 	r, err := Run(ctx, Options{
-		Sidecar: bin, Self: self, Duration: time.Second, Warmup: 200 * time.Millisecond,
+		Sidecar: bin, HAProxy: haproxy, Self: self, Duration: time.Second, Warmup: 200 * time.Millisecond,
 		Concurrency: 8, Tokens: 200, HalfRate: true, OpenWorkers: 16, IdleConns: 16, Log: &log,
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
-	checkCases(t, r, AllCases)
+	want := AllCases
+	if haproxy == "" {
+		want = slices.DeleteFunc(slices.Clone(AllCases), func(n string) bool { return n == CaseHAProxy })
+	}
+	checkCases(t, r, want)
 	if r.OpenLoop == nil || len(r.OpenLoop.Cases) != 2 || r.OpenLoop.Cases[1].OK == 0 {
 		t.Errorf("no half-rate comparison: %+v", r.OpenLoop)
 	}

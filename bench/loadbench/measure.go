@@ -164,7 +164,7 @@ func (b *bench) summarize(name string, rate float64, ms []*measurement) *CaseRes
 	total := &Result{Hist: NewHistogram()}
 	var cpu cpuSnapshot
 	var hits, lookups float64
-	var perRound, busy, cores []float64
+	var perRound, busy, cores, proxyCPU []float64
 	var spans int64
 	for _, m := range ms {
 		total.OK += m.res.OK
@@ -186,6 +186,7 @@ func (b *bench) summarize(name string, rate float64, ms []*measurement) *CaseRes
 		perRound = append(perRound, m.res.RPS())
 		u := cpuUse(cpuSnapshot{}, m.cpu, m.res, m.hasProxy)
 		busy, cores = append(busy, u.MachineBusy), append(cores, u.CoresBusy)
+		proxyCPU = append(proxyCPU, u.ProxyMicrosPerReq)
 		spans += m.spans
 	}
 	c := newCaseResult(name, b.title(name), total)
@@ -197,6 +198,9 @@ func (b *bench) summarize(name string, rate float64, ms []*measurement) *CaseRes
 	}
 	if len(ms) > 1 {
 		c.RoundsRPS, c.RoundsMachineBusy, c.RoundsCoresBusy = perRound, busy, cores
+		if ms[0].hasProxy {
+			c.RoundsProxyMicros = proxyCPU
+		}
 	}
 	if name == CaseInboundRS256Traced {
 		c.SpansExported = spans

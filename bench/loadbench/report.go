@@ -104,6 +104,15 @@ type CaseResult struct {
 	RoundsRPS         []float64 `json:"rounds_rps,omitempty"`
 	RoundsMachineBusy []float64 `json:"rounds_machine_cores_busy,omitempty"`
 	RoundsCoresBusy   []float64 `json:"rounds_cores_busy,omitempty"`
+	// RoundsProxyMicros is each round's proxy CPU per request.
+	RoundsProxyMicros []float64 `json:"rounds_proxy_us_per_req,omitempty"`
+	// RoundsRatio is each round's RPS over the baseline's in the same
+	// round, and RatioMedian, RatioMin and RatioMax their median and
+	// spread: how far one round's ratio can be trusted.
+	RoundsRatio []float64 `json:"rounds_ratio_to_bare,omitempty"`
+	RatioMedian float64   `json:"ratio_median,omitempty"`
+	RatioMin    float64   `json:"ratio_min,omitempty"`
+	RatioMax    float64   `json:"ratio_max,omitempty"`
 	// SpansExported is how many spans reached the span sink for the
 	// timed part's requests, and SpansPerRequest that over the requests
 	// sent (traced case): 1 means none was dropped.
@@ -177,7 +186,26 @@ func (r *Report) computeRatios() {
 		if bare.P99Micros > 0 {
 			c.P99RatioToBare = c.P99Micros / bare.P99Micros
 		}
+		if len(c.RoundsRPS) > 1 && len(c.RoundsRPS) == len(bare.RoundsRPS) {
+			c.RoundsRatio = make([]float64, len(c.RoundsRPS))
+			for j, x := range c.RoundsRPS {
+				c.RoundsRatio[j] = x / bare.RoundsRPS[j]
+			}
+			c.RatioMedian, c.RatioMin, c.RatioMax = medianSpread(c.RoundsRatio)
+		}
 	}
+}
+
+// medianSpread returns the median, smallest and largest of xs.
+func medianSpread(xs []float64) (median, lo, hi float64) {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	median = s[n/2]
+	if n%2 == 0 {
+		median = (s[n/2-1] + s[n/2]) / 2
+	}
+	return median, s[0], s[n-1]
 }
 
 // OpenLoopReport compares latencies at a rate neither proxy is saturated by.
@@ -288,6 +316,20 @@ func (r *Report) WriteTable(w io.Writer) error {
 					b.WriteString("*")
 				}
 			}
+		}
+		if len(c.RoundsRatio) > 1 {
+			b.WriteString("; vs bare per round:")
+			for _, x := range c.RoundsRatio {
+				fmt.Fprintf(&b, " %.2f", x)
+			}
+			fmt.Fprintf(&b, " (median %.2f×, spread %.2f–%.2f)", c.RatioMedian, c.RatioMin, c.RatioMax)
+		}
+		if len(c.RoundsProxyMicros) > 1 {
+			b.WriteString("; proxy CPU/req per round:")
+			for _, x := range c.RoundsProxyMicros {
+				fmt.Fprintf(&b, " %.0f", x)
+			}
+			b.WriteString(" µs")
 		}
 		b.WriteString("\n")
 	}
