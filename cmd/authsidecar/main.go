@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/mod/module"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/authsidecar/authsidecar/config"
 	"github.com/authsidecar/authsidecar/internal/sidecar"
 )
@@ -24,29 +25,11 @@ import (
 var version = ""
 
 func main() {
-	tuneGC(os.LookupEnv)
+	tuneRuntime(os.LookupEnv, memlimit.FromCgroup)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	err := run(ctx, os.Args[1:], environ(os.Environ()), os.Stdout, os.Stderr)
 	os.Exit(exitCode(err, os.Stderr))
-}
-
-// defaultGCPercent is the garbage collector's target when GOGC is not
-// set. The sidecar's live heap is small (key sets, token caches: a few
-// MiB) and what a request allocates dies with it, so at Go's default of
-// 100 the collector runs every few MiB of traffic: about a sixth of the
-// sidecar's CPU under load. At 400 it runs a quarter as often, for a heap
-// that grows to five times the live one instead of twice (see the README's
-// Performance section for both figures). GOGC in the environment wins;
-// GOMEMLIMIT, for a pod with a tight memory limit, caps the heap either
-// way.
-const defaultGCPercent = 400
-
-// tuneGC applies defaultGCPercent unless the environment sets GOGC.
-func tuneGC(lookup func(string) (string, bool)) {
-	if _, set := lookup("GOGC"); !set {
-		debug.SetGCPercent(defaultGCPercent)
-	}
 }
 
 // exitCode prints err and turns it into the process's exit status: 2 for

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -273,29 +272,5 @@ func TestSIGTERMDrainsInFlightRequestsAndExitsZero(t *testing.T) {
 	}
 	if c, _ := get(t, "http://"+p.inbound+"/", nil); c != 0 {
 		t.Errorf("inbound still answers %d after exit", c)
-	}
-}
-
-func TestGCTargetDefaultsTo400UnlessGOGCIsSet(t *testing.T) {
-	prev := debug.SetGCPercent(100)
-	t.Cleanup(func() { debug.SetGCPercent(prev) })
-	env := func(kv map[string]string) func(string) (string, bool) {
-		return func(k string) (string, bool) { v, ok := kv[k]; return v, ok }
-	}
-	for _, c := range []struct {
-		name string
-		env  map[string]string
-		want int
-	}{
-		{"neither set", nil, defaultGCPercent},
-		{"GOGC set", map[string]string{"GOGC": "100"}, 100},
-		{"GOGC=off", map[string]string{"GOGC": "off"}, 100},
-		{"only GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "64MiB"}, defaultGCPercent},
-	} {
-		debug.SetGCPercent(100)
-		tuneGC(env(c.env))
-		if got := debug.SetGCPercent(100); got != c.want {
-			t.Errorf("%s: GC percent %d, want %d", c.name, got, c.want)
-		}
 	}
 }
