@@ -266,10 +266,21 @@ type judgement []*rules.Rule
 func (h *handler) match(r *http.Request, t target) judgement {
 	set := h.rules.Current()
 	j := judgement{set.Match(r.Method, t.path)}
-	for _, m := range r.URL.Query()["_method"] {
+	for _, m := range methodOverrides(r.URL) {
 		j = append(j, set.Match(m, t.path))
 	}
 	return j
+}
+
+// methodOverrides returns the "_method" values of u's query, as
+// url.ParseQuery decodes it. A query without "_method" and without any
+// percent-escape cannot decode to that key ('+' decodes to a space), so
+// it is not parsed: most queries are not.
+func methodOverrides(u *url.URL) []string {
+	if !strings.Contains(u.RawQuery, "_method") && !strings.Contains(u.RawQuery, "%") {
+		return nil
+	}
+	return u.Query()["_method"]
 }
 
 // public reports whether every rule matched is public.
@@ -291,7 +302,7 @@ func (j judgement) authorize(id *identity, r *http.Request, t target) *rejection
 		}
 		method := r.Method
 		if i > 0 {
-			method = r.URL.Query()["_method"][i-1]
+			method = methodOverrides(r.URL)[i-1]
 		}
 		d := rule.Allow(rules.Input{
 			Scopes: id.scopes, ClientID: id.clientID, Claims: id.claims,

@@ -176,7 +176,9 @@ rules:
 			}
 		}
 	}
-	for _, q := range []string{"_method=DELETE", "_method=delete", "x=1&_method=PUT"} {
+	// Express's qs and url.ParseQuery decode the key: every spelling of
+	// "_method" is an override.
+	for _, q := range []string{"_method=DELETE", "_method=delete", "x=1&_method=PUT", "%5Fmethod=DELETE", "%5fmethod=DELETE", "_%6Dethod=DELETE", "x=%20&_method=PATCH"} {
 		resp := f.raw(t, "POST /orders/1?"+q+" HTTP/1.1\r\nHost: sidecar\r\n"+auth+"Content-Length: 0\r\n\r\n")
 		if resp.StatusCode != 403 {
 			t.Errorf("POST ?%s without orders:write: status %d, want 403", q, resp.StatusCode)
