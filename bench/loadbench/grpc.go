@@ -197,3 +197,29 @@ func checkGRPC(ctx context.Context, t GRPCTarget) error {
 	}
 	return nil
 }
+
+// checkGRPCGate is checkGate for gRPC: a call without a token and one
+// with an altered signature fail, and one with the valid token reaches
+// the app with the caller's identity and without the token.
+func checkGRPCGate(ctx context.Context, name, addr, valid string) error {
+	conns, err := DialGRPC(addr, 1)
+	if err != nil {
+		return err
+	}
+	defer CloseGRPC(conns)
+	for _, c := range []struct{ what, token string }{{"no token", ""}, {"an altered signature", alterSignature(valid)}} {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if c.token != "" {
+			cctx = metadata.AppendToOutgoingContext(cctx, "authorization", "Bearer "+c.token)
+		}
+		_, err := grpctest.NewClient(conns[0]).Unary(cctx, GRPCPayload)
+		cancel()
+		if err == nil {
+			return fmt.Errorf("%s lets a call with %s through", name, c.what)
+		}
+	}
+	if err := checkGRPC(ctx, GRPCTarget{Conns: conns, Token: valid}); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}

@@ -21,8 +21,9 @@ import (
 // shows it: the alg pinned, issuer, audience and expiry compared, the
 // signature verified against the public key (every request: HAProxy keeps
 // no verified-token cache), and, as the sidecar does, the caller's
-// X-Auth-* headers dropped and the subject passed on. Anything else gets
-// 401 before it reaches the app.
+// X-Auth-* headers and the token dropped and the subject passed on.
+// Anything else gets 401 before it reaches the app. With H2 it speaks h2c
+// (HTTP/2 with prior knowledge) to callers and to the app: the gRPC case.
 var haproxyConfig = template.Must(template.New("haproxy").Parse(`global
     maxconn 4096
 {{- if .Threads}}
@@ -38,7 +39,7 @@ defaults
     option http-keep-alive
 
 frontend inbound
-    bind {{.Listen}}
+    bind {{.Listen}}{{if .H2}} proto h2{{end}}
     option forwardfor
     http-request set-var(txn.bearer) http_auth_bearer
     http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
@@ -52,23 +53,25 @@ frontend inbound
     http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int lt 0 }
     http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"{{.PublicKey}}") -m int 1 }
     http-request del-header ^X-Auth- -m reg
+    http-request del-header authorization
     http-request set-header X-Auth-Subject %[var(txn.bearer),jwt_payload_query('$.sub')]
     default_backend app
 
 backend app
     http-reuse always
-    server app {{.App}}
+    server app {{.App}}{{if .H2}} proto h2{{end}}
 `))
 
 // startHAProxy runs binary (HAProxy) in the foreground in front of the app
 // at appAddr, trusting the issuer's RS256 key, with threads threads (0:
-// HAProxy's default, one per core), and waits until it listens.
-func startHAProxy(ctx context.Context, binary, dir string, iss *Issuer, appAddr string, threads int) (*Process, error) {
+// HAProxy's default, one per core), h2c on both sides when h2, and waits
+// until it listens. Its files go in dir, under name.
+func startHAProxy(ctx context.Context, binary, dir, name string, iss *Issuer, appAddr string, threads int, h2 bool) (*Process, error) {
 	der, err := x509.MarshalPKIXPublicKey(&iss.rsaKey.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	keyFile := filepath.Join(dir, "rs256.pem")
+	keyFile := filepath.Join(dir, name+"-rs256.pem")
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
 		return nil, err
 	}
@@ -79,12 +82,12 @@ func startHAProxy(ctx context.Context, binary, dir string, iss *Issuer, appAddr 
 	var conf strings.Builder
 	err = haproxyConfig.Execute(&conf, map[string]any{
 		"Listen": listen, "App": appAddr, "Issuer": iss.URL, "Audience": Audience,
-		"PublicKey": keyFile, "Threads": threads,
+		"PublicKey": keyFile, "Threads": threads, "H2": h2,
 	})
 	if err != nil {
 		return nil, err
 	}
-	confFile := filepath.Join(dir, "haproxy.cfg")
+	confFile := filepath.Join(dir, name+".cfg")
 	if err := os.WriteFile(confFile, []byte(conf.String()), 0o600); err != nil {
 		return nil, err
 	}
@@ -95,7 +98,7 @@ func startHAProxy(ctx context.Context, binary, dir string, iss *Issuer, appAddr 
 	}
 	cmd := exec.Command(binary, "-db", "-f", confFile)
 	cmd.Env = ChildEnv(0)
-	p, err := start("haproxy", cmd)
+	p, err := start(name, cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -136,12 +139,7 @@ func haproxyVersion(binary string) string {
 func checkGate(ctx context.Context, name, url, valid string) error {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	defer client.CloseIdleConnections()
-	sig := valid[strings.LastIndexByte(valid, '.')+1:]
-	flipped := "A"
-	if sig[0] == 'A' {
-		flipped = "B"
-	}
-	altered := valid[:len(valid)-len(sig)] + flipped + sig[1:]
+	altered := alterSignature(valid)
 	for _, c := range []struct {
 		what, token string
 		want        int
@@ -164,4 +162,14 @@ func checkGate(ctx context.Context, name, url, valid string) error {
 		}
 	}
 	return nil
+}
+
+// alterSignature changes the first character of a JWT's signature.
+func alterSignature(token string) string {
+	sig := token[strings.LastIndexByte(token, '.')+1:]
+	flipped := "A"
+	if sig[0] == 'A' {
+		flipped = "B"
+	}
+	return token[:len(token)-len(sig)] + flipped + sig[1:]
 }

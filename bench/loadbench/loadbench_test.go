@@ -99,7 +99,7 @@ func TestGRPCAndTracedCases(t *testing.T) {
 }
 
 // TestOtherProxies runs the proxies that are not the sidecar binary (the
-// fasthttp prototypes, and HAProxy when it is installed) for two short
+// fasthttp prototypes, and HAProxy over HTTP/1.1 and h2c when it is installed) for two short
 // rounds: each answers every request, the token-checking ones were made
 // to refuse a missing and an altered token first (or Run fails), and each
 // round's ratio to the bare proxy is reported with its median and spread.
@@ -116,9 +116,9 @@ func TestOtherProxies(t *testing.T) {
 	cases := []string{CaseBare, CaseFastBare, CaseFastInbound}
 	haproxy, _ := exec.LookPath("haproxy")
 	if haproxy != "" {
-		cases = []string{CaseBare, CaseHAProxy, CaseFastBare, CaseFastInbound}
+		cases = []string{CaseBare, CaseHAProxy, CaseFastBare, CaseFastInbound, CaseGRPCBare, CaseGRPCHAProxy}
 	} else {
-		t.Log("no haproxy installed: the haproxy-jwt case is not tried")
+		t.Log("no haproxy installed: the HAProxy cases are not tried")
 	}
 	var log bytes.Buffer
 	r, err := Run(ctx, Options{
@@ -205,7 +205,7 @@ func TestSmoke(t *testing.T) {
 	}
 	want := AllCases
 	if haproxy == "" {
-		want = slices.DeleteFunc(slices.Clone(AllCases), func(n string) bool { return n == CaseHAProxy })
+		want = slices.DeleteFunc(slices.Clone(AllCases), isHAProxy)
 	}
 	checkCases(t, r, want)
 	if r.OpenLoop == nil || len(r.OpenLoop.Cases) != 2 || r.OpenLoop.Cases[1].OK == 0 {

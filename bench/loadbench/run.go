@@ -26,13 +26,14 @@ const (
 	CaseGRPCDirect         = "grpc-direct"
 	CaseGRPCBare           = "grpc-bare"
 	CaseGRPCInbound        = "grpc-inbound"
+	CaseGRPCHAProxy        = "grpc-haproxy-jwt"
 )
 
 // AllCases lists every case in run order: the HTTP/1.1 cases, the traced
 // one next to its untraced twin, the other proxies, then the gRPC cases.
 var AllCases = []string{CaseDirect, CaseBare, CaseInboundRS256, CaseInboundRS256Traced, CaseInboundES256,
 	CaseInboundRS256Mix, CaseOutbound, CaseHAProxy, CaseFastBare, CaseFastInbound,
-	CaseGRPCDirect, CaseGRPCBare, CaseGRPCInbound}
+	CaseGRPCDirect, CaseGRPCBare, CaseGRPCInbound, CaseGRPCHAProxy}
 
 var caseTitles = map[string]string{
 	CaseDirect:             "app directly",
@@ -48,7 +49,11 @@ var caseTitles = map[string]string{
 	CaseGRPCDirect:         "gRPC unary to the gRPC app directly",
 	CaseGRPCBare:           "gRPC unary through a bare h2c httputil.ReverseProxy",
 	CaseGRPCInbound:        "gRPC unary through the sidecar inbound, one RS256 token",
+	CaseGRPCHAProxy:        "gRPC unary through HAProxy over h2c checking the RS256 token itself (jwt_verify)",
 }
+
+// isHAProxy reports whether a case needs HAProxy.
+func isHAProxy(name string) bool { return name == CaseHAProxy || name == CaseGRPCHAProxy }
 
 // isGRPC reports whether a case makes gRPC calls.
 func isGRPC(name string) bool { return strings.HasPrefix(name, "grpc-") }
@@ -185,6 +190,7 @@ type bench struct {
 	// haproxy, fastBare and fastInbound are the other proxies in front of
 	// the HTTP app; dir holds HAProxy's configuration and key.
 	haproxy     *Process
+	grpcHAProxy *Process
 	fastBare    *Process
 	fastInbound *Process
 	dir         string
@@ -207,9 +213,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err := ValidateCases(opts.Cases); err != nil {
 		return nil, err
 	}
-	if opts.HAProxy == "" && slices.Contains(opts.Cases, CaseHAProxy) {
-		fmt.Fprintln(opts.Log, "loadbench: no haproxy binary: the haproxy-jwt case is left out (apt-get install haproxy)")
-		opts.Cases = slices.DeleteFunc(slices.Clone(opts.Cases), func(n string) bool { return n == CaseHAProxy })
+	if opts.HAProxy == "" && slices.ContainsFunc(opts.Cases, isHAProxy) {
+		fmt.Fprintln(opts.Log, "loadbench: no haproxy binary: the HAProxy cases are left out (apt-get install haproxy)")
+		opts.Cases = slices.DeleteFunc(slices.Clone(opts.Cases), isHAProxy)
 	}
 	b := &bench{opts: opts, report: &Report{
 		Started:  time.Now().UTC(),
@@ -306,17 +312,19 @@ func (b *bench) setUp(ctx context.Context) error {
 // inbound one configured by the same variables as the sidecar).
 func (b *bench) setUpOthers(ctx context.Context, appURL string) error {
 	var err error
-	if b.running(CaseHAProxy) {
+	if slices.ContainsFunc(b.opts.Cases, isHAProxy) {
 		if b.dir, err = os.MkdirTemp("", "loadbench-haproxy-"); err != nil {
 			return err
 		}
-		if b.haproxy, err = startHAProxy(ctx, b.opts.HAProxy, b.dir, b.issuer, b.app.Addr, b.opts.ProxyProcs); err != nil {
+		b.report.HAProxy = haproxyVersion(b.opts.HAProxy)
+	}
+	if b.running(CaseHAProxy) {
+		if b.haproxy, err = startHAProxy(ctx, b.opts.HAProxy, b.dir, "haproxy", b.issuer, b.app.Addr, b.opts.ProxyProcs, false); err != nil {
 			return err
 		}
 		if err := checkGate(ctx, "haproxy", "http://"+b.haproxy.Addr+path, b.tokRS[0]); err != nil {
 			return err
 		}
-		b.report.HAProxy = haproxyVersion(b.opts.HAProxy)
 		b.logf("haproxy on %s (%s)", b.haproxy.Addr, b.report.HAProxy)
 	}
 	if b.running(CaseFastBare) {
@@ -444,6 +452,15 @@ func (b *bench) setUpGRPC(ctx context.Context, appEnv []string) error {
 		}
 		b.logf("gRPC sidecar inbound %s admin %s", b.grpcSidecar.in, b.grpcSidecar.admin)
 	}
+	if b.running(CaseGRPCHAProxy) {
+		if b.grpcHAProxy, err = startHAProxy(ctx, b.opts.HAProxy, b.dir, "haproxy-grpc", b.issuer, b.grpcApp.Addr, b.opts.ProxyProcs, true); err != nil {
+			return err
+		}
+		if err := checkGRPCGate(ctx, "haproxy over h2c", b.grpcHAProxy.Addr, b.tokRS[0]); err != nil {
+			return err
+		}
+		b.logf("haproxy over h2c on %s", b.grpcHAProxy.Addr)
+	}
 	b.logf("gRPC app on %s; %d client connections per gRPC case", b.grpcApp.Addr, b.opts.GRPCConns)
 	return nil
 }
@@ -466,7 +483,7 @@ func (b *bench) stop() {
 		wg.Go(func() { sc.Stop(5 * time.Second) })
 	}
 	wg.Wait()
-	for _, p := range []*Process{b.haproxy, b.fastBare, b.fastInbound, b.grpcBare, b.grpcApp, b.bare, b.app} {
+	for _, p := range []*Process{b.haproxy, b.grpcHAProxy, b.fastBare, b.fastInbound, b.grpcBare, b.grpcApp, b.bare, b.app} {
 		if p != nil {
 			wg.Go(func() { p.Stop(5 * time.Second) })
 		}
@@ -532,6 +549,8 @@ func (b *bench) caseSpec(name string) caseSpec {
 		return caseSpec{grpcAddr: b.grpcBare.Addr, proxy: b.grpcBare, app: b.grpcApp}
 	case CaseGRPCInbound:
 		return caseSpec{grpcAddr: b.grpcSidecar.in, grpcToken: b.tokRS[0], proxy: b.grpcSidecar.Process, app: b.grpcApp, cache: b.grpcSidecar}
+	case CaseGRPCHAProxy:
+		return caseSpec{grpcAddr: b.grpcHAProxy.Addr, grpcToken: b.tokRS[0], proxy: b.grpcHAProxy, app: b.grpcApp}
 	}
 	panic("unknown case " + name)
 }
