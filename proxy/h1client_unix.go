@@ -8,6 +8,9 @@ import (
 	"syscall"
 )
 
+// canPeek: peekClosed can look at an idle connection.
+const canPeek = true
+
 // peekClosed reports whether c's peer has closed it, or sent bytes, while
 // it sat idle: one non-blocking peek at the socket, which leaves whatever
 // it sees in place.
@@ -36,3 +39,6 @@ func peekClosed(c net.Conn) bool {
 	})
 	return closed
 }
+
+// isReset reports whether err is the peer's reset of the connection.
+func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
