@@ -165,3 +165,57 @@ func TestTheSharedListenersRefusalsNameTheirError(t *testing.T) {
 		t.Errorf("TRACE: %d %q, want 405 method_not_allowed", rec.Code, got)
 	}
 }
+
+func TestTheProbeGapGrowsWithTheOutage(t *testing.T) {
+	for _, c := range []struct{ down, want time.Duration }{
+		{0, probeInterval},
+		{10 * time.Second, probeInterval},
+		{20 * time.Second, probeInterval},
+		{30 * time.Second, 750 * time.Millisecond},
+		{2 * time.Minute, 3 * time.Second},
+		{30 * time.Minute, maxProbeInterval},
+	} {
+		if got := probeGap(c.down); got != c.want {
+			t.Errorf("probeGap(%v) = %v, want %v", c.down, got, c.want)
+		}
+	}
+}
+
+// TestProbesThinOutInALongOutage: a route that never got a token, with
+// ten calls a second, through a 30-minute outage of its identity provider
+// (on the fake clock). In its last five minutes the calls probe about
+// once per maxProbeInterval, not twice a second (600 times), and once the
+// provider is back a call gets a token within maxProbeInterval.
+func TestProbesThinOutInALongOutage(t *testing.T) {
+	ts := newTokenServer(t)
+	ts.set(func(ts *tokenServer) { ts.status = http.StatusServiceUnavailable })
+	up := newUpstream(t, ts)
+	clock := newFakeClock()
+	h := build(t, env(ts, up.URL, nil), clock)
+	h.start(t)
+	const step = 100 * time.Millisecond
+	var lastFive int64
+	for elapsed := time.Duration(0); elapsed < 30*time.Minute; elapsed += step {
+		if elapsed == 25*time.Minute {
+			lastFive = ts.calls.Load()
+		}
+		clock.Advance(step)
+		expectStatus(t, h.do(t, "GET", "/payments/orders", nil), http.StatusServiceUnavailable)
+	}
+	lastFive = ts.calls.Load() - lastFive
+	// 300 s / 8 s probes, and the refresh loop's retries (one a minute).
+	if lastFive > 50 {
+		t.Errorf("the last five minutes of the outage asked the provider %d times, want about 45", lastFive)
+	}
+	ts.set(func(ts *tokenServer) { ts.status = 0 })
+	for waited := time.Duration(0); ; waited += step {
+		if waited > maxProbeInterval+step {
+			t.Fatalf("no token %v after the provider returned", waited)
+		}
+		clock.Advance(step)
+		if h.do(t, "GET", "/payments/orders", nil).Code == http.StatusOK {
+			t.Logf("a token %v after the provider returned; %d requests in the outage's last five minutes", waited, lastFive)
+			break
+		}
+	}
+}

@@ -101,6 +101,9 @@ func (c *Cache) finish(ctx context.Context, e *entry, err error, fetchedAt time.
 		c.failures++
 		c.lastErr = err
 		c.failedAt = c.opts.Clock.Now()
+		if c.failures == 1 {
+			c.failingSince = c.failedAt
+		}
 		c.retryAt = c.retryTime(c.failedAt)
 		c.fetchErr.Inc()
 		c.log.WarnContext(ctx, "token fetch failed", "error", err.Error(), "failures", c.failures,
