@@ -35,7 +35,9 @@ type idleBody struct {
 	idle time.Duration
 	done bool
 	// deadline is when the read under way times out, in Unix
-	// nanoseconds; 0 once the body is read to its end.
+	// nanoseconds; it stays after a read that timed out, and is 0
+	// between reads: a read that returned is no stall, however long the
+	// transport then takes to ask for more (an app that stopped reading).
 	deadline atomic.Int64
 }
 
@@ -70,6 +72,8 @@ func (b *idleBody) Read(p []byte) (int, error) {
 		_ = b.rc.SetReadDeadline(time.Time{})
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		err = ErrBodyIdle
+	default:
+		b.deadline.Store(0)
 	}
 	return n, err
 }
