@@ -39,12 +39,14 @@ func WriteErrorBody(w http.ResponseWriter, r *http.Request, status int, body Err
 	if status == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
 		h.Set("Retry-After", "1")
 	}
+	// A refusal must not be cached: the gRPC one is a 200, which any
+	// caller can ask for by its content-type.
+	h.Set("Cache-Control", "no-store")
 	if r != nil && IsGRPC(r) {
 		writeGRPCError(w, status, body.Description)
 		return
 	}
 	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)

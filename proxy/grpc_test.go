@@ -139,3 +139,17 @@ func unhex(c byte) byte {
 	}
 	return c - 'a' + 10
 }
+
+// TestAGRPCRefusalIsNotCacheable: a refusal the gRPC way is a 200, which a
+// cache in front of the sidecar may keep and serve to others, as it would
+// never keep a 401. Any caller can ask for that shape by its content-type,
+// on a GET too, so it says no-store like the JSON answers.
+func TestAGRPCRefusalIsNotCacheable(t *testing.T) {
+	r := httptest.NewRequest("GET", "/account", nil)
+	r.Header.Set("Content-Type", "application/grpc")
+	w := httptest.NewRecorder()
+	WriteError(w, r, http.StatusUnauthorized, "invalid_token", "no token")
+	if w.Code != 200 || w.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("got %d Cache-Control %q, want 200 and no-store", w.Code, w.Header().Get("Cache-Control"))
+	}
+}
