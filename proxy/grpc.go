@@ -81,9 +81,13 @@ func grpcTimeout(v string) (time.Duration, bool) {
 	if len(v) < 2 || len(v) > 9 {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
-	if err != nil || n < 0 {
-		return 0, false
+	var n int64 // at most eight digits: no overflow
+	for i := range len(v) - 1 {
+		c := v[i]
+		if c < '0' || c > '9' { // strconv.ParseInt would take a sign
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
 	}
 	var unit time.Duration
 	switch v[len(v)-1] {

@@ -153,3 +153,13 @@ func TestAGRPCRefusalIsNotCacheable(t *testing.T) {
 		t.Errorf("got %d Cache-Control %q, want 200 and no-store", w.Code, w.Header().Get("Cache-Control"))
 	}
 }
+
+// TestAGRPCTimeoutIsDigitsOnly: the value is 1 to 8 digits and a unit
+// (gRPC over HTTP2, TimeoutValue); strconv also takes a sign.
+func TestAGRPCTimeoutIsDigitsOnly(t *testing.T) {
+	for _, v := range []string{"+1S", "+0m", "+9999999n"} {
+		if d, ok := grpcTimeout(v); ok {
+			t.Errorf("grpcTimeout(%q) = %v, want refused", v, d)
+		}
+	}
+}
