@@ -150,7 +150,11 @@ func throughProxy(t *testing.T, target string, transport http.RoundTripper, head
 	rp := NewReverseProxy(&url.URL{Scheme: u.Scheme, Host: u.Host}, ReverseProxyOptions{Transport: transport})
 	front := httptest.NewServer(rp)
 	t.Cleanup(front.Close)
-	req, _ := http.NewRequest(http.MethodGet, front.URL+u.RequestURI(), nil)
+	method := http.MethodGet
+	if strings.HasPrefix(header.Get("Content-Type"), "application/grpc") {
+		method = http.MethodPost // gRPC is POST only
+	}
+	req, _ := http.NewRequest(method, front.URL+u.RequestURI(), nil)
 	for k, v := range header {
 		req.Header[k] = v
 	}

@@ -33,6 +33,13 @@ func TestRefusalsOfGRPCRequestsAreGRPCShaped(t *testing.T) {
 			}
 		}
 	}
+	get := httptest.NewRequest("GET", "/pkg.Svc/Method", nil)
+	get.Header.Set("Content-Type", "application/grpc") // gRPC is POST only: an HTTP refusal
+	w0 := httptest.NewRecorder()
+	WriteError(w0, get, 401, "invalid_token", "no")
+	if w0.Code != 401 || w0.Header().Get("Grpc-Status") != "" {
+		t.Errorf("GET with a gRPC content-type: %d %v, want a plain 401", w0.Code, w0.Header())
+	}
 	r := httptest.NewRequest("POST", "/x", nil)
 	r.Header.Set("Content-Type", "application/grpc-web+proto") // made for HTTP/1.1 clients: JSON as usual
 	w := httptest.NewRecorder()
@@ -143,9 +150,10 @@ func unhex(c byte) byte {
 // TestAGRPCRefusalIsNotCacheable: a refusal the gRPC way is a 200, which a
 // cache in front of the sidecar may keep and serve to others, as it would
 // never keep a 401. Any caller can ask for that shape by its content-type,
-// on a GET too, so it says no-store like the JSON answers.
+// so it says no-store like the JSON answers. (A GET gets no gRPC shape:
+// gRPC is POST only.)
 func TestAGRPCRefusalIsNotCacheable(t *testing.T) {
-	r := httptest.NewRequest("GET", "/account", nil)
+	r := httptest.NewRequest("POST", "/account", nil)
 	r.Header.Set("Content-Type", "application/grpc")
 	w := httptest.NewRecorder()
 	WriteError(w, r, http.StatusUnauthorized, "invalid_token", "no token")

@@ -46,10 +46,17 @@ func (p Protocol) String() string {
 	return [...]string{"auto", "http1", "h2c"}[p]
 }
 
-// IsGRPC reports whether r is a gRPC request: content-type application/grpc,
-// alone or with a +codec suffix or parameters. gRPC-Web
-// (application/grpc-web…) is not: it is made for HTTP/1.1.
+// IsGRPC reports whether r is a gRPC request: a POST (gRPC has no other
+// method, and grpc-go refuses any other) with content-type
+// application/grpc, alone or with a +codec suffix or parameters. gRPC-Web
+// (application/grpc-web…) is not: it is made for HTTP/1.1. A GET that
+// merely says application/grpc gets HTTP answers: a refusal to it is a
+// 401, not a 200 with a gRPC status that edge metrics would count as a
+// success.
 func IsGRPC(r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
 	ct := r.Header.Get("Content-Type")
 	rest, ok := strings.CutPrefix(ct, "application/grpc")
 	return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')

@@ -112,9 +112,11 @@ func (s *sidecar) build() (map[string]http.Handler, error) {
 	return handlers, nil
 }
 
-// handoffSize bounds the callers' tokens kept for token exchange: as many
-// as the inbound token cache holds, one per caller seen within its
-// token's lifetime.
+// handoffSize is the least number of callers' tokens kept for token
+// exchange, one per caller seen within its token's lifetime: the store
+// holds as many as the inbound token cache, and never fewer than this
+// (the cache may be small, or off, and exchange still needs the caller's
+// token).
 const handoffSize = 10_000
 
 // handoff is the store through which inbound hands callers' tokens to the
