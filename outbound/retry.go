@@ -64,7 +64,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return t.base.RoundTrip(retry)
+	return t.resend(retry, e)
 }
 
 // withNonce sends req once more, with a proof carrying the nonce the
@@ -80,7 +80,18 @@ func (t *retryTransport) withNonce(req *http.Request, a *attempt, resp *http.Res
 	if err != nil {
 		return nil, err
 	}
-	return t.base.RoundTrip(retry)
+	return t.resend(retry, a.entry)
+}
+
+// resend sends retry, made by again with e's token, and keeps the nonce
+// its answer gives, as for the first attempt: a server that moves to a new
+// nonce says so in the answer it accepts.
+func (t *retryTransport) resend(retry *http.Request, e *entry) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(retry)
+	if err == nil && e.dpop {
+		t.dpop.remember(retry.URL, resp)
+	}
+	return resp, err
 }
 
 // again is req to send once more, with e's token (and a new proof for it)
