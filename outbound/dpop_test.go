@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -153,5 +154,60 @@ func TestDPoPTokensAreAskedForAndSentWithProofs(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d tokens issued, want 1", n)
+	}
+}
+
+// A server that gives a new nonce with its answer to the call sent again
+// with the old one gets the new one on the next call: the answer to a
+// retry is read for a nonce like any other.
+func TestANonceInTheAnswerToARetryIsUsedNext(t *testing.T) {
+	tokenEndpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"access_token": "dpop-tok", "token_type": "DPoP", "expires_in": 300})
+	}))
+	t.Cleanup(tokenEndpoint.Close)
+	rs := &dpopServer{t: t, nonce: "rs-nonce-1"}
+	var calls atomic.Int64
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		_, claims, err := rs.check(r, "dpop-tok")
+		if err != nil {
+			t.Errorf("call: proof %v", err)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if rs.wantsNonce(claims) {
+			w.Header().Set("DPoP-Nonce", rs.nonce)
+			w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		// Accepted: the server moves on to the next nonce, and says so.
+		rs.mu.Lock()
+		rs.nonce = "rs-nonce-2"
+		rs.mu.Unlock()
+		w.Header().Set("DPoP-Nonce", "rs-nonce-2")
+		_, _ = w.Write([]byte("paid"))
+	}))
+	t.Cleanup(upstream.Close)
+	h := build(t, map[string]string{
+		"AUTHSIDECAR_OUTBOUND_ROUTES":        "payments",
+		"AUTHSIDECAR_OUTBOUND_TOKEN_URL":     tokenEndpoint.URL + "/token",
+		"AUTHSIDECAR_OUTBOUND_CLIENT_ID":     testClientID,
+		"AUTHSIDECAR_OUTBOUND_CLIENT_SECRET": testSecret,
+		"AUTHSIDECAR_OUTBOUND_DPOP":          "true",
+		"AUTHSIDECAR_ROUTE_PAYMENTS_URL":     upstream.URL,
+	}, nil)
+	for i := range 2 {
+		if rec := h.do(t, "GET", "/payments/charges", nil); rec.Code != http.StatusOK {
+			t.Fatalf("call %d: %d %s", i+1, rec.Code, rec.Body)
+		}
+	}
+	want := []string{
+		"GET " + upstream.URL + "/charges ath=true nonce=<nil>",
+		"GET " + upstream.URL + "/charges ath=true nonce=rs-nonce-1",
+		"GET " + upstream.URL + "/charges ath=true nonce=rs-nonce-2",
+	}
+	if fmt.Sprint(rs.seen) != fmt.Sprint(want) || calls.Load() != 3 {
+		t.Errorf("calls' proofs:\n got %q\nwant %q", rs.seen, want)
 	}
 }

@@ -119,11 +119,15 @@ func (x *exchanger) exchange(ctx context.Context, subject string) exchanged {
 }
 
 // refused is told that the upstream answered 401 to tok, exchanged for
-// subject; like Cache.refused, it drops the token unless one was dropped
-// less than refusalCooldown ago, and reports whether a retry can use
-// another.
+// subject; like Cache.refused, it reports whether a retry can use another
+// token: a token already dropped or replaced (a call refused at the same
+// time got there first) always can; the current one is dropped unless one
+// was dropped less than refusalCooldown ago.
 func (x *exchanger) refused(subject string, tok *oauth2.Token) bool {
 	now := x.clock.Now()
+	if v, ok := x.cache.Get(subject, now); !ok || v.e == nil || v.e.tok.AccessToken != tok.AccessToken {
+		return true // already dropped or replaced
+	}
 	x.mu.Lock()
 	recent := !x.refusedAt.IsZero() && now.Sub(x.refusedAt) < refusalCooldown
 	if !recent {
@@ -133,9 +137,7 @@ func (x *exchanger) refused(subject string, tok *oauth2.Token) bool {
 	if recent {
 		return false
 	}
-	if v, ok := x.cache.Get(subject, now); ok && v.e != nil && v.e.tok.AccessToken == tok.AccessToken {
-		x.cache.Delete(subject)
-	}
+	x.cache.Delete(subject)
 	return true
 }
 

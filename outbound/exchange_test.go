@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,5 +169,92 @@ func BenchmarkExchangeCacheHit(b *testing.B) {
 		if _, err := x.get(b.Context(), subject); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Two calls for one caller refused together are both sent again, with the
+// one new token a single exchange gets: the second refusal finds the token
+// already replaced, as Cache.refused does, and is not taken for a second
+// refusal within refusalCooldown.
+func TestCallsRefusedTogetherAreBothRetriedAfterOneExchange(t *testing.T) {
+	ts := newTokenServer(t)
+	ts.set(func(ts *tokenServer) { ts.expiresIn = 300 })
+	up := newUpstream(t, ts)
+	both := make(chan struct{})
+	var arrivals atomic.Int64
+	up.handle = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		if strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ") == "tok-1" {
+			if arrivals.Add(1) == 2 {
+				close(both)
+			}
+			select {
+			case <-both:
+			case <-time.After(waitLimit):
+				t.Error("the second call never reached the upstream")
+			}
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+	clock := newFakeClock()
+	store := handoff.New(100)
+	environ := exchangeEnv(ts, up.URL)
+	delete(environ, "AUTHSIDECAR_ROUTE_PAYMENTS_ACTOR")
+	h := buildWith(t, environ, clock, func(o *Options) { o.Handoff = store })
+	handle := store.Handle("caller")
+	store.Keep(handle, "caller", clock.Now().Add(time.Hour), clock.Now())
+	x := h.route("payments").exchange
+	if _, err := x.get(t.Context(), "caller"); err != nil { // tok-1, before the calls
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(t.Context(), "GET", "/payments/x", nil)
+			req.Header.Set(handoff.Header, handle)
+			rec := httptest.NewRecorder()
+			h.Handler().ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				t.Errorf("call %d: %d, want 200 after a retry with the new token", i+1, rec.Code)
+			}
+		})
+	}
+	wg.Wait()
+	if got := ts.calls.Load(); got != 2 {
+		t.Errorf("%d exchanges, want 2: the first token and one replacement for both refusals", got)
+	}
+}
+
+func TestAnUpstreamRefusingEveryExchangedTokenCostsOneExchangePerCooldown(t *testing.T) {
+	ts := newTokenServer(t)
+	ts.set(func(ts *tokenServer) { ts.expiresIn = 300 })
+	up := newUpstream(t, ts)
+	up.handle = func(w http.ResponseWriter, _ *http.Request, _ []byte) { w.WriteHeader(http.StatusUnauthorized) }
+	clock := newFakeClock()
+	store := handoff.New(100)
+	environ := exchangeEnv(ts, up.URL)
+	delete(environ, "AUTHSIDECAR_ROUTE_PAYMENTS_ACTOR")
+	h := buildWith(t, environ, clock, func(o *Options) { o.Handoff = store })
+	handle := store.Handle("caller")
+	store.Keep(handle, "caller", clock.Now().Add(time.Hour), clock.Now())
+	call := func() {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", "/payments/x", nil)
+		req.Header.Set(handoff.Header, handle)
+		rec := httptest.NewRecorder()
+		h.Handler().ServeHTTP(rec, req)
+		expectStatus(t, rec, http.StatusUnauthorized)
+	}
+	for range 20 {
+		call()
+	}
+	if got := ts.calls.Load(); got != 2 {
+		t.Errorf("20 refused calls made %d exchanges, want 2 (the first, and one after the first 401)", got)
+	}
+	clock.Advance(refusalCooldown)
+	call()
+	if got := ts.calls.Load(); got != 3 {
+		t.Errorf("after the cooldown: %d exchanges, want 3", got)
 	}
 }

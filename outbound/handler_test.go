@@ -499,3 +499,41 @@ func TestAGRPCUnauthenticatedIsRetriedOnceWithANewToken(t *testing.T) {
 		t.Errorf("the upstream got %d calls, want 2", n)
 	}
 }
+
+// A streaming gRPC call (client streaming, bidi) whose request stream the
+// app keeps open until it is answered is refused at once: its stream
+// cannot be replayed, and waiting for its end held the UNAUTHENTICATED
+// back until the stream idled out (BODY_IDLE_TIMEOUT, 30 s), or for
+// ever without that bound.
+func TestAGRPCStreamRefusedWhileOpenIsAnsweredAtOnce(t *testing.T) {
+	ts := newTokenServer(t)
+	up := newUpstream(t, ts)
+	up.handle = func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Grpc-Status", "16")
+		w.WriteHeader(http.StatusOK)
+	}
+	// No BODY_IDLE_TIMEOUT: the wait for the stream's end is then for
+	// ever, and the bound's own reads do not outlive the call.
+	h := buildWith(t, env(ts, up.URL, nil), newFakeClock(), func(o *Options) { o.BodyIdleTimeout = 0 })
+	stream, app := io.Pipe()
+	t.Cleanup(func() { _ = app.Close() })
+	go func() { _, _ = app.Write([]byte{0, 0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o'}) }() // one message, and the stream stays open
+	req := httptest.NewRequest("POST", "http://payments/pkg.Payments/Chat", stream)
+	req.Host = "payments"
+	req.Header.Set("Content-Type", "application/grpc")
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() { h.Handler().ServeHTTP(rec, req); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a refused gRPC stream still unanswered after 5 s")
+	}
+	if rec.Code != 200 || rec.Header().Get("Grpc-Status") != "16" || up.calls.Load() != 1 {
+		t.Errorf("got %d grpc-status %q after %d upstream calls; want the upstream's UNAUTHENTICATED, relayed", rec.Code, rec.Header().Get("Grpc-Status"), up.calls.Load())
+	}
+	if h.route("payments").cache.cur.Load() != nil {
+		t.Error("the refused token was kept; want it dropped all the same")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/trace"
 )
@@ -64,7 +65,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return t.base.RoundTrip(retry)
+	return t.resend(retry, e)
 }
 
 // withNonce sends req once more, with a proof carrying the nonce the
@@ -80,7 +81,18 @@ func (t *retryTransport) withNonce(req *http.Request, a *attempt, resp *http.Res
 	if err != nil {
 		return nil, err
 	}
-	return t.base.RoundTrip(retry)
+	return t.resend(retry, a.entry)
+}
+
+// resend sends retry, made by again with e's token, and keeps the nonce
+// its answer gives, as for the first attempt: a server that moves to a new
+// nonce says so in the answer it accepts.
+func (t *retryTransport) resend(retry *http.Request, e *entry) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(retry)
+	if err == nil && e.dpop {
+		t.dpop.remember(retry.URL, resp)
+	}
+	return resp, err
 }
 
 // again is req to send once more, with e's token (and a new proof for it)
@@ -138,6 +150,14 @@ func (a *attempt) replay() ([]byte, bool) {
 	if a.body == nil {
 		return nil, true
 	}
+	// A gRPC call's request stream may stay open until the call is
+	// answered (client streaming, bidi): waiting for its end would hold
+	// the refusal back until the stream idles out. Only a stream the first
+	// attempt read to its end, as a unary call's is by the time the
+	// upstream answers, is sent again.
+	if a.grpc && !a.body.ended() {
+		return nil, false
+	}
 	return a.body.replay()
 }
 
@@ -151,6 +171,9 @@ type replayBody struct {
 	over     bool // more than limit bytes went through: no replay
 	eof      bool
 	detached bool // replay took over: the first attempt reads no more
+	// done is eof for those that must not wait for mu, which a Read
+	// blocked on the app's stream holds.
+	done atomic.Bool
 }
 
 var errDetached = errors.New("outbound: request body taken over by the retry")
@@ -179,6 +202,7 @@ func (b *replayBody) Read(p []byte) (int, error) {
 	b.keep(p[:n])
 	if err == io.EOF {
 		b.eof = true
+		b.done.Store(true)
 	}
 	return n, err
 }
@@ -198,12 +222,9 @@ func (b *replayBody) keep(p []byte) {
 	b.buf = append(b.buf, p...)
 }
 
-// ended reports whether the body was read to its end.
-func (b *replayBody) ended() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.eof
-}
+// ended reports whether the first attempt read the body to its end. It
+// does not wait for a Read under way.
+func (b *replayBody) ended() bool { return b.done.Load() }
 
 // replay stops the first attempt from reading and returns the whole body,
 // reading what the first attempt left unread: an upstream may answer 401
