@@ -53,7 +53,7 @@ func testMain(m *testing.M) int {
 	}
 	idpDir = filepath.Join(wd, "idp")
 	expressDir = filepath.Join(wd, "express")
-	if err := ensureIDPDeps(); err != nil {
+	if err := ensureNodeDeps(idpDir, "oidc-provider"); err != nil {
 		banner("E2E FAILED: " + err.Error())
 		return 1
 	}
@@ -85,61 +85,16 @@ func banner(msg string) {
 	fmt.Fprintf(os.Stderr, "\n%s\n  %s\n%s\n\n", line, msg, line)
 }
 
-// ensureIDPDeps runs `npm ci` in e2e/idp unless node_modules already holds the
-// pinned oidc-provider version.
-func ensureIDPDeps() error {
-	want, err := pinnedProviderVersion()
+// ensureNodeDeps runs npm ci in dir unless its node_modules holds the
+// version of pkg that dir/package.json pins. A package.json that does not
+// pin pkg is an error: the tests would otherwise run against whatever is
+// installed.
+func ensureNodeDeps(dir, pkg string) error {
+	want, err := pinnedVersion(dir, pkg)
 	if err != nil {
 		return err
 	}
-	if got := installedProviderVersion(); got == want {
-		return nil
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		return fmt.Errorf("e2e/idp/node_modules is missing or stale and npm is not on PATH")
-	}
-	fmt.Fprintf(os.Stderr, "e2e: installing the identity provider's packages (npm ci in %s)\n", idpDir)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
-	cmd.Dir = idpDir
-	cmd.Stdout = os.Stderr
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("npm ci in %s: %w", idpDir, err)
-	}
-	if got := installedProviderVersion(); got != want {
-		return fmt.Errorf("after npm ci, oidc-provider is %q, want %q", got, want)
-	}
-	return nil
-}
-
-// ensureNodeDeps runs npm ci in dir unless its node_modules holds the
-// version of pkg that dir/package.json pins.
-func ensureNodeDeps(dir, pkg string) error {
-	var manifest struct {
-		Dependencies map[string]string `json:"dependencies"`
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "package.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &manifest)
-	}
-	if err != nil {
-		return fmt.Errorf("reading %s/package.json: %w", dir, err)
-	}
-	installed := func() string {
-		var p struct {
-			Version string `json:"version"`
-		}
-		b, err := os.ReadFile(filepath.Join(dir, "node_modules", pkg, "package.json"))
-		if err != nil || json.Unmarshal(b, &p) != nil {
-			return ""
-		}
-		return p.Version
-	}
-	want := manifest.Dependencies[pkg]
-	if want == "" || installed() == want {
+	if installedVersion(dir, pkg) == want {
 		return nil
 	}
 	npm, err := exec.LookPath("npm")
@@ -156,39 +111,41 @@ func ensureNodeDeps(dir, pkg string) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("npm ci in %s: %w", dir, err)
 	}
-	if got := installed(); got != want {
+	if got := installedVersion(dir, pkg); got != want {
 		return fmt.Errorf("after npm ci, %s is %q, want %q", pkg, got, want)
 	}
 	return nil
 }
 
-func pinnedProviderVersion() (string, error) {
-	var pkg struct {
+// pinnedVersion is the version of pkg that dir/package.json depends on.
+func pinnedVersion(dir, pkg string) (string, error) {
+	var manifest struct {
 		Dependencies map[string]string `json:"dependencies"`
 	}
-	b, err := os.ReadFile(filepath.Join(idpDir, "package.json"))
+	b, err := os.ReadFile(filepath.Join(dir, "package.json"))
 	if err == nil {
-		err = json.Unmarshal(b, &pkg)
+		err = json.Unmarshal(b, &manifest)
 	}
 	if err != nil {
-		return "", fmt.Errorf("reading e2e/idp/package.json: %w", err)
+		return "", fmt.Errorf("reading %s/package.json: %w", dir, err)
 	}
-	v := pkg.Dependencies["oidc-provider"]
+	v := manifest.Dependencies[pkg]
 	if v == "" {
-		return "", errors.New("e2e/idp/package.json has no oidc-provider dependency")
+		return "", fmt.Errorf("%s/package.json has no %s dependency", dir, pkg)
 	}
 	return v, nil
 }
 
-func installedProviderVersion() string {
-	var pkg struct {
+// installedVersion is the version of pkg in dir/node_modules, "" if none.
+func installedVersion(dir, pkg string) string {
+	var p struct {
 		Version string `json:"version"`
 	}
-	b, err := os.ReadFile(filepath.Join(idpDir, "node_modules", "oidc-provider", "package.json"))
-	if err != nil || json.Unmarshal(b, &pkg) != nil {
+	b, err := os.ReadFile(filepath.Join(dir, "node_modules", pkg, "package.json"))
+	if err != nil || json.Unmarshal(b, &p) != nil {
 		return ""
 	}
-	return pkg.Version
+	return p.Version
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.

@@ -94,14 +94,23 @@ func AppHandler() http.Handler {
 // is what any Go reverse proxy is. Everything else is httputil's default
 // unless opts say otherwise.
 func BareProxy(upstream *url.URL, opts BareOptions) http.Handler {
+	return bareProxy(upstream, opts, nil)
+}
+
+// bareProxy is BareProxy with the transport speaking protocols (nil:
+// net/http's default, HTTP/1.1 here).
+func bareProxy(upstream *url.URL, opts BareOptions, protocols *http.Protocols) http.Handler {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
 		},
 		Transport: &http.Transport{
-			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			Proxy:       nil,
+			DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			Protocols:   protocols,
+			// HTTP/2 multiplexes every call on one connection, but the
+			// pool sizes are the same for both.
 			MaxIdleConns:        1024,
 			MaxIdleConnsPerHost: 256,
 			IdleConnTimeout:     90 * time.Second,
@@ -170,17 +179,24 @@ func Serve(role, listen, upstream string, bare BareOptions, stop io.Reader, read
 	case srv == nil:
 		return serveGRPCApp(ln, stop)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	err = serveUntilEOF(func() error { return srv.Serve(ln) }, stop, func() { _ = srv.Close() })
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// serveUntilEOF runs serve until it returns or stop reaches EOF (the
+// parent closed the pipe or died), then halts the server.
+func serveUntilEOF(serve func() error, stop io.Reader, halt func()) error {
+	errc := make(chan error, 2)
+	go func() { errc <- serve() }()
 	go func() {
 		_, _ = io.Copy(io.Discard, stop)
 		errc <- nil
 	}()
-	err = <-errc
-	_ = srv.Close()
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
+	err := <-errc
+	halt()
 	return err
 }
 

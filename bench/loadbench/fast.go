@@ -114,13 +114,5 @@ func fastHandler(ctx context.Context, role, upstream string) (fasthttp.RequestHa
 // serveFast serves h with fasthttp on ln until stop reaches EOF.
 func serveFast(h fasthttp.RequestHandler, ln net.Listener, stop io.Reader) error {
 	srv := fastServer(h)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	go func() {
-		_, _ = io.Copy(io.Discard, stop)
-		errc <- nil
-	}()
-	err := <-errc
-	_ = srv.Shutdown()
-	return err
+	return serveUntilEOF(func() error { return srv.Serve(ln) }, stop, func() { _ = srv.Shutdown() })
 }

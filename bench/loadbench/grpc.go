@@ -7,9 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -34,14 +32,7 @@ const GRPCPayload = "ping"
 func serveGRPCApp(ln net.Listener, stop io.Reader) error {
 	s := grpc.NewServer()
 	grpctest.Register(s, &grpctest.Server{})
-	errc := make(chan error, 1)
-	go func() { errc <- s.Serve(ln) }()
-	go func() {
-		_, _ = io.Copy(io.Discard, stop)
-		errc <- nil
-	}()
-	err := <-errc
-	s.Stop()
+	err := serveUntilEOF(func() error { return s.Serve(ln) }, stop, s.Stop)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
 	}
@@ -56,27 +47,7 @@ func serveGRPCApp(ln net.Listener, stop io.Reader) error {
 func GRPCBareProxy(upstream *url.URL, opts BareOptions) http.Handler {
 	ps := new(http.Protocols)
 	ps.SetUnencryptedHTTP2(true)
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(upstream)
-			pr.SetXForwarded()
-		},
-		Transport: &http.Transport{
-			Proxy:       nil,
-			DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			Protocols:   ps,
-			// As proxy.NewTransport, although HTTP/2 multiplexes every
-			// call on one connection.
-			MaxIdleConns:        1024,
-			MaxIdleConnsPerHost: 256,
-			IdleConnTimeout:     90 * time.Second,
-		},
-		FlushInterval: opts.FlushInterval,
-	}
-	if opts.BufferPool {
-		rp.BufferPool = &copyBuffers{pool: sync.Pool{New: func() any { return new([32 << 10]byte) }}}
-	}
-	return rp
+	return bareProxy(upstream, opts, ps)
 }
 
 // h2cServerProtocols are the bare h2c proxy's: HTTP/1.1 and h2c with prior
