@@ -245,7 +245,9 @@ func (h *handler) handOff(r *http.Request, id *identity, raw string) {
 func (h *handler) forward(w http.ResponseWriter, r *http.Request) {
 	r, cancel := proxy.WithGRPCDeadline(r)
 	defer cancel()
-	h.proxy.ServeHTTP(w, proxy.BoundBodyIdle(w, r, h.bodyIdle))
+	r, stop := proxy.BoundBodyIdle(w, r, h.bodyIdle)
+	defer stop()
+	h.proxy.ServeHTTP(w, r)
 }
 
 // setTarget makes the request carry the normal path, the one it was

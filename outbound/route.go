@@ -139,7 +139,9 @@ func (r *Route) serve(sw *proxy.StatusWriter, req *http.Request, rest string) {
 	req, cancel := proxy.WithGRPCDeadline(req)
 	defer cancel()
 	ctx := context.WithValue(req.Context(), attemptKey{}, &attempt{ctx: req.Context(), tokens: src, entry: e, rest: rest, grpc: proxy.IsGRPC(req)})
-	r.proxy.ServeHTTP(sw, proxy.BoundBodyIdle(sw, req.WithContext(ctx), r.bodyIdle))
+	req, stop := proxy.BoundBodyIdle(sw, req.WithContext(ctx), r.bodyIdle)
+	defer stop()
+	r.proxy.ServeHTTP(sw, req)
 }
 
 func (r *Route) countCode(code int) {

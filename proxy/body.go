@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -17,23 +18,31 @@ import (
 // that keeps moving is never cut off. Once the body has been read to its
 // end the connection's read deadline is cleared again, as net/http then
 // reads from the connection to notice a caller that goes away.
-func BoundBodyIdle(w http.ResponseWriter, r *http.Request, idle time.Duration) *http.Request {
+//
+// Call stop before the handler returns (defer it): a transport may go on
+// reading the body after the answer came (an upstream that answered before
+// the upload ended), and w, pooled or finished, must not be touched then.
+// Reads after stop are not bounded; the server ends the body soon after
+// the handler returns.
+func BoundBodyIdle(w http.ResponseWriter, r *http.Request, idle time.Duration) (_ *http.Request, stop func()) {
 	if idle <= 0 || r.Body == nil || r.Body == http.NoBody {
-		return r
+		return r, func() {}
 	}
 	b := &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: idle}
 	r = r.WithContext(context.WithValue(r.Context(), idleBodyKey{}, b))
 	r.Body = b
-	return r
+	return r, b.stop
 }
 
 type idleBodyKey struct{}
 
 type idleBody struct {
 	io.ReadCloser
-	rc   *http.ResponseController
 	idle time.Duration
 	done bool
+	// mu guards rc, nil once the handler is done with the writer.
+	mu sync.Mutex
+	rc *http.ResponseController
 	// deadline is when the read under way times out, in Unix
 	// nanoseconds; it stays after a read that timed out, and is 0
 	// between reads: a read that returned is no stall, however long the
@@ -63,17 +72,34 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	}
 	deadline := time.Now().Add(b.idle)
 	b.deadline.Store(deadline.UnixNano())
-	_ = b.rc.SetReadDeadline(deadline)
+	b.setReadDeadline(deadline)
 	n, err := b.ReadCloser.Read(p)
 	switch {
 	case err == io.EOF:
 		b.done = true
 		b.deadline.Store(0)
-		_ = b.rc.SetReadDeadline(time.Time{})
+		b.setReadDeadline(time.Time{})
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		err = ErrBodyIdle
 	default:
 		b.deadline.Store(0)
 	}
 	return n, err
+}
+
+// setReadDeadline sets the connection's read deadline while the handler
+// still has the writer.
+func (b *idleBody) setReadDeadline(t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.rc != nil {
+		_ = b.rc.SetReadDeadline(t)
+	}
+}
+
+// stop lets go of the writer: see BoundBodyIdle.
+func (b *idleBody) stop() {
+	b.mu.Lock()
+	b.rc = nil
+	b.mu.Unlock()
 }

@@ -18,7 +18,7 @@ func TestOnlyAReadUnderWayOrTimedOutIsAStall(t *testing.T) {
 	const idle = 20 * time.Millisecond
 	t.Run("a read that returned is not a stall", func(t *testing.T) {
 		r := httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("x", 64)))
-		r = BoundBodyIdle(httptest.NewRecorder(), r, idle)
+		r, _ = BoundBodyIdle(httptest.NewRecorder(), r, idle)
 		if _, err := r.Body.Read(make([]byte, 8)); err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +31,7 @@ func TestOnlyAReadUnderWayOrTimedOutIsAStall(t *testing.T) {
 		pr, pw := io.Pipe()
 		defer pw.Close()
 		r := httptest.NewRequest("POST", "/", pr)
-		r = BoundBodyIdle(httptest.NewRecorder(), r, idle)
+		r, _ = BoundBodyIdle(httptest.NewRecorder(), r, idle)
 		go func() { _, _ = r.Body.Read(make([]byte, 8)) }()
 		deadline := time.Now().Add(2 * time.Second)
 		for !bodyStalled(r) {
@@ -41,4 +41,42 @@ func TestOnlyAReadUnderWayOrTimedOutIsAStall(t *testing.T) {
 			time.Sleep(idle)
 		}
 	})
+}
+
+// deadlineWriter records the read deadlines set through it, and fails the
+// test for one set after it was let go.
+type deadlineWriter struct {
+	*httptest.ResponseRecorder
+	t        *testing.T
+	released bool
+	set      int
+}
+
+func (w *deadlineWriter) SetReadDeadline(time.Time) error {
+	if w.released {
+		w.t.Error("a read deadline was set through the writer after the handler was done with it")
+	}
+	w.set++
+	return nil
+}
+
+// TestABodyReadAfterTheHandlerLeavesTheWriterAlone: a transport may read
+// the body after the answer came and the handler returned, when the
+// sidecar's writer is back in its pool and may serve another request.
+// Those reads must not set deadlines through it.
+func TestABodyReadAfterTheHandlerLeavesTheWriterAlone(t *testing.T) {
+	w := &deadlineWriter{ResponseRecorder: httptest.NewRecorder(), t: t}
+	r := httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("x", 64)))
+	r, stop := BoundBodyIdle(w, r, time.Second)
+	if _, err := r.Body.Read(make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	if w.set == 0 {
+		t.Fatal("the read under the handler set no deadline: the bound is not on")
+	}
+	stop()
+	w.released = true
+	if _, err := io.ReadAll(r.Body); err != nil {
+		t.Fatal(err)
+	}
 }
