@@ -389,7 +389,8 @@ func TestHeadersAppsTakeForTheProxysWordAreRemoved(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	h := bearer(f.token(t, nil))
 	spoofed := []string{"X-Real-Ip", "X-Forwarded-Prefix", "X-Forwarded-Port", "X-Forwarded-Uri", "X-Original-Uri",
-		"X-Original-Url", "X-Rewrite-Url", "Forwarded", "X-Forwarded-Ssl", "X-Url-Scheme", "Front-End-Https", "X-Forwarded-Host"}
+		"X-Original-Url", "X-Rewrite-Url", "Forwarded", "X-Forwarded-Ssl", "X-Url-Scheme", "Front-End-Https", "X-Forwarded-Host",
+		"X-Forwarded-Scheme"}
 	for _, k := range spoofed {
 		h.Set(k, "spoofed")
 	}
