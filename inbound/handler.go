@@ -397,7 +397,7 @@ func (h *handler) challenge(w http.ResponseWriter, scheme, params string) {
 	hdr := w.Header()
 	if scheme == schemeDPoP {
 		v := schemeDPoP + " " + realm + `, algs="` + h.dpop.algNames + `"`
-		if scheme == schemeDPoP && params != "" {
+		if params != "" {
 			v += ", " + params
 		}
 		hdr.Add("WWW-Authenticate", v+meta)
