@@ -95,12 +95,11 @@ func lastValue(values []string) string {
 
 // proofClaims are a proof's claims, read by their exact names.
 type proofClaims struct {
-	JTI   string          `json:"jti"`
-	HTM   string          `json:"htm"`
-	HTU   string          `json:"htu"`
-	IAT   json.Number     `json:"iat"`
-	ATH   string          `json:"ath"`
-	Nonce json.RawMessage `json:"nonce"`
+	JTI string      `json:"jti"`
+	HTM string      `json:"htm"`
+	HTU string      `json:"htu"`
+	IAT json.Number `json:"iat"`
+	ATH string      `json:"ath"`
 }
 
 // check verifies the DPoP proof of a request whose token, raw, is bound to

@@ -263,13 +263,19 @@ func setTarget(r *http.Request, t target) {
 // every method it may be taken for by a framework that reads a method
 // override from the query (Express's method-override, Rails, Laravel:
 // "?_method=DELETE"). Every one of them must allow the request.
-type judgement []*rules.Rule
+type judgement []matched
+
+// matched is the rule that matched a request taken for method.
+type matched struct {
+	method string
+	rule   *rules.Rule
+}
 
 func (h *handler) match(r *http.Request, t target) judgement {
 	set := h.rules.Current()
-	j := judgement{set.Match(r.Method, t.path)}
+	j := judgement{{r.Method, set.Match(r.Method, t.path)}}
 	for _, m := range methodOverrides(r.URL) {
-		j = append(j, set.Match(m, t.path))
+		j = append(j, matched{m, set.Match(m, t.path)})
 	}
 	return j
 }
@@ -287,8 +293,8 @@ func methodOverrides(u *url.URL) []string {
 
 // public reports whether every rule matched is public.
 func (j judgement) public() bool {
-	for _, rule := range j {
-		if rule == nil || !rule.Public {
+	for _, m := range j {
+		if m.rule == nil || !m.rule.Public {
 			return false
 		}
 	}
@@ -298,20 +304,16 @@ func (j judgement) public() bool {
 // authorize applies the rules that matched to a verified caller; a method
 // no rule matched (a Set without defaults) needs nothing more.
 func (j judgement) authorize(id *identity, r *http.Request, t target) *rejection {
-	for i, rule := range j {
-		if rule == nil || rule.Public {
+	for _, m := range j {
+		if m.rule == nil || m.rule.Public {
 			continue
 		}
-		method := r.Method
-		if i > 0 {
-			method = methodOverrides(r.URL)[i-1]
-		}
-		d := rule.Allow(rules.Input{
+		d := m.rule.Allow(rules.Input{
 			Scopes: id.scopes, ClientID: id.clientID, Claims: id.claims,
-			Method: method, Path: t.path, RawPath: t.sent, Header: r.Header,
+			Method: m.method, Path: t.path, RawPath: t.sent, Header: r.Header,
 		})
 		if !d.Allowed {
-			return &rejection{reason: d.Reason, missingScopes: d.MissingScopes, detail: rule.Source + ": " + d.Detail}
+			return &rejection{reason: d.Reason, missingScopes: d.MissingScopes, detail: m.rule.Source + ": " + d.Detail}
 		}
 	}
 	return nil
@@ -397,7 +399,7 @@ func (h *handler) challenge(w http.ResponseWriter, scheme, params string) {
 	hdr := w.Header()
 	if scheme == schemeDPoP {
 		v := schemeDPoP + " " + realm + `, algs="` + h.dpop.algNames + `"`
-		if scheme == schemeDPoP && params != "" {
+		if params != "" {
 			v += ", " + params
 		}
 		hdr.Add("WWW-Authenticate", v+meta)

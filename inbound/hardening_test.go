@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -387,7 +389,8 @@ func TestHeadersAppsTakeForTheProxysWordAreRemoved(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	h := bearer(f.token(t, nil))
 	spoofed := []string{"X-Real-Ip", "X-Forwarded-Prefix", "X-Forwarded-Port", "X-Forwarded-Uri", "X-Original-Uri",
-		"X-Original-Url", "X-Rewrite-Url", "Forwarded", "X-Forwarded-Ssl", "X-Url-Scheme", "Front-End-Https", "X-Forwarded-Host"}
+		"X-Original-Url", "X-Rewrite-Url", "Forwarded", "X-Forwarded-Ssl", "X-Url-Scheme", "Front-End-Https", "X-Forwarded-Host",
+		"X-Forwarded-Scheme"}
 	for _, k := range spoofed {
 		h.Set(k, "spoofed")
 	}
@@ -478,5 +481,37 @@ func TestAStalledBodyEndsTheRequest(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("answered after %s, want about the 200ms bound", d)
+	}
+}
+
+// A query may name "_method" thousands of times within the header cap:
+// each override is judged once, not by parsing the query again for each.
+func TestManyMethodOverridesCostLinearWork(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: `
+rules:
+  - paths: ["/orders/*"]
+    methods: [DELETE]
+    scopes: [orders:write]
+`})
+	q := strings.Repeat("_method=PUT&", 2000) + "_method=DELETE"
+	req := httptest.NewRequest(http.MethodPost, "/orders/1?"+q, nil)
+	req.Header.Set("Authorization", "Bearer "+f.token(t, nil))
+	serve := func() int {
+		rec := httptest.NewRecorder()
+		f.in.Handler().ServeHTTP(rec, req.Clone(context.Background()))
+		return rec.Code
+	}
+	serve() // the token is verified and cached
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	status := serve()
+	runtime.ReadMemStats(&after)
+	if status != http.StatusForbidden {
+		t.Errorf("POST ?_method=PUT×2000&_method=DELETE without orders:write: status %d, want 403", status)
+	}
+	// Parsing the query once allocates some 100 KiB; once per override,
+	// some 200 MiB.
+	if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
+		t.Errorf("one request with 2,001 _method values allocated %d bytes, want at most 8 MiB", got)
 	}
 }

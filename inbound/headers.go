@@ -31,9 +31,10 @@ func stripCallerHeaders(h http.Header) {
 // it, is one the sidecar removes:
 //   - X-Forwarded-For, -Host, -Proto: the sidecar sets its own;
 //   - Forwarded (RFC 7239), X-Real-IP, X-Forwarded-Port, -Prefix, -Uri,
-//     -Ssl, X-Url-Scheme, Front-End-Https: read by Spring, Rails, ASP.NET
-//     and many proxies' configurations as the caller's address, scheme or
-//     original path;
+//     -Ssl, -Scheme, X-Url-Scheme, Front-End-Https: read by Spring, Rails
+//     (Rack takes X-Forwarded-Scheme for the scheme), ASP.NET and many
+//     proxies' configurations as the caller's address, scheme or original
+//     path;
 //   - X-Original-URL, X-Original-URI, X-Rewrite-URL: some frameworks route
 //     by these instead of the request line (Symfony, IIS URL Rewrite),
 //     which would let a public path reach another one;
@@ -43,7 +44,7 @@ func stripCallerHeaders(h http.Header) {
 func spoofable(name string) bool {
 	names := [...]string{
 		"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded", "x-real-ip",
-		"x-forwarded-port", "x-forwarded-prefix", "x-forwarded-uri", "x-forwarded-ssl", "x-url-scheme", "front-end-https",
+		"x-forwarded-port", "x-forwarded-prefix", "x-forwarded-uri", "x-forwarded-ssl", "x-forwarded-scheme", "x-url-scheme", "front-end-https",
 		"x-original-url", "x-original-uri", "x-rewrite-url",
 		"x-http-method-override", "x-http-method", "x-method-override",
 	}

@@ -20,10 +20,10 @@ const wellKnownResource = "/.well-known/oauth-protected-resource"
 type resourceMetadata struct {
 	// url is the metadata's URL, path its path on the inbound port.
 	url, path string
-	doc       resourceDocument
-	// scopes are REQUIRED_SCOPES; the rules' are added per request, as
-	// the rules file may change.
-	scopes []string
+	// doc lacks scopes_supported, which comes from the rules in force
+	// (REQUIRED_SCOPES among them) at each request: the rules file may
+	// change.
+	doc resourceDocument
 }
 
 type resourceDocument struct {

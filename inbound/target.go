@@ -80,37 +80,15 @@ func normalize(r *http.Request, allowEncodedSlashes bool) (target, int, error) {
 // Each kept segment keeps the caller's encoding.
 func normalPath(escaped string, allowEncodedSlashes bool) (string, error) {
 	var out []string
-	segs := strings.Split(escaped[1:], "/")
 	trailing := false
-	for i := 0; i < len(segs); i++ {
-		seg := segs[i]
-		dec, err := url.PathUnescape(seg)
-		if err != nil {
-			return "", errBadTarget
-		}
-		if strings.ContainsAny(dec, `/\`) {
-			if !allowEncodedSlashes {
-				return "", errEncodedSlash
-			}
-			// Split on them, re-escaped as decoded: "a%2Fb" is "a/b".
-			parts := strings.FieldsFunc(dec, func(r rune) bool { return r == '/' || r == '\\' })
-			rest := make([]string, 0, len(parts)+len(segs)-i-1)
-			for _, p := range parts {
-				rest = append(rest, url.PathEscape(p))
-			}
-			if strings.HasSuffix(dec, "/") || strings.HasSuffix(dec, `\`) {
-				rest = append(rest, "")
-			}
-			segs = append(append(segs[:i:i], rest...), segs[i+1:]...)
-			i--
-			continue
-		}
+	// add resolves one segment that holds no slash, seg as escaped and
+	// dec decoded; last: no segment follows.
+	add := func(seg, dec string, last bool) {
 		if name, _, params := strings.Cut(dec, ";"); params && (name == "." || name == "..") {
 			// Java servers drop ";params" and then resolve the dots:
 			// Tomcat serves "/a/..;/b" as "/b", and so does the sidecar.
 			dec = name
 		}
-		last := i == len(segs)-1
 		switch dec {
 		case "", ".":
 			trailing = last
@@ -122,6 +100,32 @@ func normalPath(escaped string, allowEncodedSlashes bool) (string, error) {
 		default:
 			out = append(out, seg)
 			trailing = false
+		}
+	}
+	for rest, more := escaped[1:], true; more; {
+		var seg string
+		seg, rest, more = strings.Cut(rest, "/")
+		dec, err := url.PathUnescape(seg)
+		if err != nil {
+			return "", errBadTarget
+		}
+		if !strings.ContainsAny(dec, `/\`) {
+			add(seg, dec, !more)
+			continue
+		}
+		if !allowEncodedSlashes {
+			return "", errEncodedSlash
+		}
+		// Split on them, each part re-escaped as decoded: "a%2Fb" is
+		// "a/b". The parts are resolved in place, not spliced back into
+		// the segments, which would cost a copy of the rest per slash.
+		parts := strings.FieldsFunc(dec, func(r rune) bool { return r == '/' || r == '\\' })
+		endsInSlash := strings.HasSuffix(dec, "/") || strings.HasSuffix(dec, `\`)
+		for j, part := range parts {
+			add(url.PathEscape(part), part, !more && !endsInSlash && j == len(parts)-1)
+		}
+		if endsInSlash {
+			add("", "", !more)
 		}
 	}
 	p := "/" + strings.Join(out, "/")

@@ -3,6 +3,7 @@ package inbound
 import (
 	"bufio"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -84,5 +85,26 @@ func TestEncodedSlashesAreDecodedWhenAllowed(t *testing.T) {
 		if err != nil || got.path != tc.path || got.rawPath != tc.raw {
 			t.Errorf("%s: path %q raw %q (%d %v), want %q %q", tc.line, got.path, got.rawPath, status, err, tc.path, tc.raw)
 		}
+	}
+}
+
+// With encoded slashes allowed, a request line full of "%2F" segments
+// (8,000 fit in the 32 KiB header cap) costs work in proportion to its
+// length, not to its square.
+func TestManyEncodedSlashesCostLinearWork(t *testing.T) {
+	line := "GET " + strings.Repeat("/a%2Fb", 5000) + " HTTP/1.1"
+	r := readRequest(t, line+"\r\nHost: sidecar\r\n\r\n")
+	var got target
+	var err error
+	allocated := testing.AllocsPerRun(1, func() { got, _, err = normalize(r, true) })
+	if want := strings.Repeat("/a/b", 5000); err != nil || got.path != want {
+		t.Fatalf("normalize: path of %d bytes, %v; want the %d bytes of /a/b repeated", len(got.path), err, len(want))
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, _ = normalize(r, true)
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 4<<20 {
+		t.Errorf("normalizing 5,000 encoded slashes allocated %d bytes (%.0f allocations), want at most 4 MiB", n, allocated)
 	}
 }
