@@ -1,6 +1,7 @@
 package inbound
 
 import (
+	"bytes"
 	"container/heap"
 	"crypto"
 	"crypto/sha256"
@@ -137,7 +138,7 @@ func (d *dpopChecker) check(r *http.Request, at addressed, t target, raw, jkt st
 		return dpopRefusal("the DPoP proof's signature is invalid", "%v", err)
 	}
 	var c proofClaims
-	dec := json.NewDecoder(strings.NewReader(string(payload)))
+	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	if err := dec.Decode(&c); err != nil {
 		return dpopRefusal("the DPoP proof's claims are malformed", "%v", err)

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -142,7 +143,7 @@ func tellStory(ctx context.Context, out io.Writer, issuer *devissuer.Issuer, pay
 	_, err = grpctest.NewClient(direct).Unary(ctx, "charge 1000 EUR")
 	st, _ := status.FromError(err)
 	fmt.Fprintf(out, "   → %s: %s; payments ran %d more calls\n", st.Code(), st.Message(), payments.Calls.Load()-calls)
-	if st.Code().String() != "Unauthenticated" {
+	if st.Code() != codes.Unauthenticated {
 		return errors.New("the call without a token was not refused with UNAUTHENTICATED")
 	}
 	fmt.Fprintln(out, "\nDone: the gRPC calls with a token got through, the one without never reached payments.")
@@ -152,7 +153,11 @@ func tellStory(ctx context.Context, out io.Writer, issuer *devissuer.Issuer, pay
 func waitReady(ctx context.Context, errc <-chan error, urls ...string) error {
 	for _, u := range urls {
 		for {
-			resp, err := http.Get(u)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
