@@ -39,14 +39,17 @@ func DefaultServerOptions(logger *slog.Logger) ServerOptions {
 	}
 }
 
-// Server owns one listener and the http.Server that serves it. The
-// listener is bound by Listen, before serving, so that a port conflict is
-// a start-up error and tests can bind port 0 and read the address.
+// Server owns one listener and what serves it: on a cleartext listener
+// the HTTP/1.1 front (see h1Front), which hands what it does not serve to
+// an http.Server; on a TLS listener the http.Server alone. The listener
+// is bound by Listen, before serving, so that a port conflict is a
+// start-up error and tests can bind port 0 and read the address.
 type Server struct {
-	name string
-	ln   net.Listener
-	srv  *http.Server
-	log  *slog.Logger
+	name  string
+	ln    net.Listener
+	srv   *http.Server
+	front *h1Front // nil on a TLS listener
+	log   *slog.Logger
 }
 
 // Listen binds addr for the server called name (used in logs and errors).
@@ -77,7 +80,11 @@ func Listen(name, addr string, h http.Handler, opts ServerOptions) (*Server, err
 			// handlers per connection and queues the rest behind them.
 		},
 	}
-	return &Server{name: name, ln: ln, srv: srv, log: logger}, nil
+	s := &Server{name: name, ln: ln, srv: srv, log: logger}
+	if opts.TLS == nil {
+		s.front = newH1Front(h, srv, opts, logger.With("server", name), ln.Addr())
+	}
+	return s, nil
 }
 
 // MaxConcurrentStreams is how many HTTP/2 streams a connection may have
@@ -105,7 +112,21 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // Serve serves until Shutdown; it returns nil after a clean shutdown.
 func (s *Server) Serve() error {
 	s.log.Info("listening", "server", s.name, "addr", s.ln.Addr().String())
-	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+	if s.front == nil {
+		return s.serveNetHTTP(s.ln)
+	}
+	handedOff := make(chan error, 1)
+	go func() { handedOff <- s.serveNetHTTP(s.front.handoff) }()
+	err := s.front.serve(s.ln)
+	if err != nil {
+		err = fmt.Errorf("proxy: %s server: %w", s.name, err)
+		_ = s.srv.Close()
+	}
+	return errors.Join(err, <-handedOff)
+}
+
+func (s *Server) serveNetHTTP(ln net.Listener) error {
+	if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("proxy: %s server: %w", s.name, err)
 	}
 	return nil
@@ -114,13 +135,29 @@ func (s *Server) Serve() error {
 // Shutdown stops accepting connections and waits for in-flight requests
 // until ctx ends; then it closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
+	var frontErr error
+	frontDone := make(chan struct{})
+	go func() {
+		defer close(frontDone)
+		if s.front != nil {
+			frontErr = s.front.shutdown(ctx)
+		}
+	}()
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		_ = s.srv.Close()
+	}
+	<-frontDone
+	if err = errors.Join(err, frontErr); err != nil {
 		return fmt.Errorf("proxy: %s drain: %w", s.name, err)
 	}
 	return nil
 }
 
 // Close closes the listener and every connection at once.
-func (s *Server) Close() error { return s.srv.Close() }
+func (s *Server) Close() error {
+	if s.front != nil {
+		s.front.close()
+	}
+	return s.srv.Close()
+}
