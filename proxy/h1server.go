@@ -475,10 +475,10 @@ func (c *frontConn) serveRequest(req *http.Request) (keep bool) {
 	}
 	var body *frontBody
 	if req.Body != nil && req.Body != http.NoBody {
-		body = &frontBody{rc: req.Body, c: c}
+		body = &frontBody{rc: req.Body, c: c, length: req.ContentLength}
 		req.Body = body
 	}
-	w := &frontWriter{c: c, req: req, header: make(http.Header, 8), contentLength: -1}
+	w := &frontWriter{c: c, req: req, body: body, header: make(http.Header, 8), contentLength: -1}
 	watch := c.watchCaller(cancel, body)
 	if !c.runHandler(w, req) {
 		watch.stop()
@@ -544,6 +544,9 @@ type frontBody struct {
 	// watchAtEOF: the caller watch waits for the end of the body.
 	eof, closed, watchAtEOF bool
 	watch                   *callerWatch
+	// length is the request's Content-Length (-1: chunked); read, how
+	// much of it the handler read.
+	length, read int64
 }
 
 func (b *frontBody) Read(p []byte) (int, error) {
@@ -554,14 +557,15 @@ func (b *frontBody) Read(p []byte) (int, error) {
 	}
 	b.mu.Unlock()
 	n, err := b.rc.Read(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.read += int64(n)
 	if err == io.EOF {
-		b.mu.Lock()
 		b.eof = true
 		if b.watchAtEOF {
 			b.watchAtEOF = false
 			b.watch.start()
 		}
-		b.mu.Unlock()
 	}
 	return n, err
 }
@@ -571,6 +575,18 @@ func (b *frontBody) Close() error {
 	defer b.mu.Unlock()
 	b.closed = true
 	return nil
+}
+
+// tooLargeToDrain reports whether more of the body is left unread than
+// the front reads after the handler: the answer then says Connection:
+// close, as net/http's does. b may be nil.
+func (b *frontBody) tooLargeToDrain() bool {
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.eof && b.length-b.read > maxDrainBytes
 }
 
 func (b *frontBody) done() bool {
@@ -726,6 +742,7 @@ func (w *callerWatch) stop() (left bool) {
 type frontWriter struct {
 	c       *frontConn
 	req     *http.Request
+	body    *frontBody // nil without a body
 	header  http.Header
 	status  int
 	snap    http.Header // the header as at WriteHeader, while unsent
@@ -801,7 +818,7 @@ func (w *frontWriter) sendHeader() {
 	if w.snap != nil {
 		h = w.snap
 	}
-	if h.Get("Connection") == "close" || w.req.Close || w.c.f.isClosing() {
+	if h.Get("Connection") == "close" || w.req.Close || w.c.f.isClosing() || w.body.tooLargeToDrain() {
 		w.closeAfter = true
 	}
 	h.Del("Transfer-Encoding")
