@@ -49,8 +49,9 @@ type h1Front struct {
 	mu      sync.Mutex
 	conns   map[*frontConn]struct{}
 	closing bool
-	done    chan struct{} // closed when conns empties while closing
-	ln      net.Listener
+	// done is made by the first shutdown and closed when conns empties.
+	done chan struct{}
+	ln   net.Listener
 }
 
 // frontReadBuffer is each connection's read buffer: a request's line and
@@ -85,6 +86,7 @@ func newH1Front(h http.Handler, srv *http.Server, opts ServerOptions, logger *sl
 
 // serve accepts connections on ln until it is closed.
 func (f *h1Front) serve(ln net.Listener) error {
+	defer ln.Close()
 	f.mu.Lock()
 	f.ln = ln
 	closing := f.closing
@@ -153,8 +155,11 @@ func (f *h1Front) forget(c *frontConn) {
 	defer f.mu.Unlock()
 	delete(f.conns, c)
 	if f.closing && len(f.conns) == 0 && f.done != nil {
-		close(f.done)
-		f.done = nil
+		select {
+		case <-f.done:
+		default:
+			close(f.done)
+		}
 	}
 }
 
@@ -167,12 +172,13 @@ func (f *h1Front) shutdown(ctx context.Context) error {
 	if f.ln != nil {
 		_ = f.ln.Close()
 	}
-	done := make(chan struct{})
-	if len(f.conns) == 0 {
-		close(done)
-	} else {
-		f.done = done
+	if f.done == nil {
+		f.done = make(chan struct{})
+		if len(f.conns) == 0 {
+			close(f.done)
+		}
 	}
+	done := f.done
 	for c := range f.conns {
 		if !c.busy {
 			_ = c.nc.Close()
@@ -221,6 +227,9 @@ type frontConn struct {
 	// lastPOST: RFC 9112 section 2.2 lets a server skip the stray CRLF
 	// some clients send after a POST body, as net/http does.
 	lastPOST bool
+	// servedOne: a request was read; net/http takes a connection it is
+	// handed for a new one, and so only the first may be the h2c preface.
+	servedOne bool
 }
 
 func (c *frontConn) serve() {
@@ -235,9 +244,13 @@ func (c *frontConn) serve() {
 		if !c.awaitRequest() {
 			return
 		}
-		head, ok := c.scanHead()
-		if !ok {
+		head, verdict := c.scanHead()
+		switch verdict {
+		case frontDrops:
+			return
+		case frontHandsOver:
 			handedOff = true
+			_ = c.nc.SetWriteDeadline(time.Time{})
 			c.f.handoff.give(&replayConn{Conn: c.nc, r: c.br})
 			return
 		}
@@ -249,7 +262,6 @@ func (c *frontConn) serve() {
 		if !c.serveRequest(req) {
 			return
 		}
-		c.setIdle()
 	}
 }
 
@@ -257,6 +269,9 @@ func (c *frontConn) serve() {
 // idle timeout, and marks the connection busy. It reports false when the
 // connection is done: closed, timed out, or the server is closing.
 func (c *frontConn) awaitRequest() bool {
+	if !c.setIdle() {
+		return false
+	}
 	o := c.f.opts
 	c.fromAccept = c.fresh
 	if c.fresh {
@@ -269,13 +284,18 @@ func (c *frontConn) awaitRequest() bool {
 	} else {
 		_ = c.nc.SetReadDeadline(time.Time{})
 	}
-	if c.lastPOST {
-		if peek, _ := c.br.Peek(4); len(peek) > 0 {
-			_, _ = c.br.Discard(leadingCRLF(peek))
-		}
+	// Between requests net/http waits for 4 bytes, and closes without
+	// an answer on less (conn.serve); a first request may be shorter.
+	need := 4
+	if c.fromAccept {
+		need = 1
 	}
-	if _, err := c.br.Peek(1); err != nil {
+	if _, err := c.br.Peek(need); err != nil {
 		return false
+	}
+	if c.lastPOST {
+		peek, _ := c.br.Peek(4)
+		_, _ = c.br.Discard(leadingCRLF(peek))
 	}
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()
@@ -294,21 +314,35 @@ func leadingCRLF(b []byte) int {
 	return n
 }
 
-func (c *frontConn) setIdle() {
+// setIdle marks the connection idle, so that a shutdown closes it, and
+// reports false when a shutdown has begun: the connection is done.
+func (c *frontConn) setIdle() bool {
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()
 	c.busy = false
+	return !c.f.closing
 }
 
-// head is what scanHead learnt of a request's header block.
-type head struct{ host bool }
+// head is what scanHead learnt of a request's header block: whether it
+// has a Host header, and whether its request line is the h2c preface's,
+// "PRI * HTTP/2.0", which after a first request is one more HTTP/1.1
+// request to net/http's server (not a switch to HTTP/2).
+type head struct{ host, pri bool }
+
+// verdict is what becomes of a connection's next request.
+type verdict int
+
+const (
+	frontServes    verdict = iota // the front serves it
+	frontHandsOver                // net/http serves the connection from here on
+	frontDrops                    // the caller timed out mid-header: close, as net/http does
+)
 
 // scanHead waits until the whole request line and header block of the
 // next request are in the read buffer, and reads from them whether the
-// front serves the request. It reports false when net/http is to serve
-// the connection from here on. It errs towards false: anything it is
+// front serves the request. It errs towards frontHandsOver: anything it is
 // unsure of, net/http decides.
-func (c *frontConn) scanHead() (head, bool) {
+func (c *frontConn) scanHead() (head, verdict) {
 	o := c.f.opts
 	if o.ReadHeaderTimeout > 0 && !c.fromAccept {
 		_ = c.nc.SetReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
@@ -319,16 +353,23 @@ func (c *frontConn) scanHead() (head, bool) {
 	}
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
-		if h, end, ok := scanHeadBytes(buf); end > 0 {
-			return h, ok && end <= limit
+		if h, end, ok := scanHeadBytes(buf, !c.servedOne); end > 0 {
+			if ok && end <= limit {
+				return h, frontServes
+			}
+			return h, frontHandsOver
 		}
 		if len(buf) >= limit {
-			return head{}, false
+			return head{}, frontHandsOver
 		}
 		if _, err := c.br.Peek(len(buf) + 1); err != nil {
-			// A caller that stops mid-header or times out: net/http
-			// gives the answer it would have given.
-			return head{}, false
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return head{}, frontDrops
+			}
+			// A caller that stops mid-header: net/http gives the
+			// answer it would have given.
+			return head{}, frontHandsOver
 		}
 	}
 }
@@ -338,9 +379,9 @@ func (c *frontConn) scanHead() (head, bool) {
 // whether the front serves the request. Lines end at "\n", an optional
 // "\r" before it dropped, as bufio.Reader.ReadLine and so net/textproto
 // read them.
-func scanHeadBytes(buf []byte) (h head, end int, ok bool) {
+func scanHeadBytes(buf []byte, first bool) (h head, end int, ok bool) {
 	ok = true
-	first := true
+	requestLine := true
 	for off := 0; off < len(buf); {
 		i := bytes.IndexByte(buf[off:], '\n')
 		if i < 0 {
@@ -349,9 +390,13 @@ func scanHeadBytes(buf []byte) (h head, end int, ok bool) {
 		line := buf[off : off+i]
 		off += i + 1
 		line = trimCR(line)
-		if first {
-			first = false
-			ok = frontRequestLine(line)
+		if requestLine {
+			requestLine = false
+			if !first && string(line) == "PRI * HTTP/2.0" {
+				h.pri = true
+			} else {
+				ok = frontRequestLine(line)
+			}
 			continue
 		}
 		if len(line) == 0 {
@@ -411,7 +456,7 @@ func (c *frontConn) readRequest(h head) (*http.Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !h.host {
+	if !h.host && !h.pri {
 		return nil, errBadRequest("missing required Host header")
 	}
 	if !httpguts.ValidHostHeader(req.Host) {
@@ -428,7 +473,11 @@ func (c *frontConn) readRequest(h head) (*http.Request, error) {
 		}
 	}
 	c.lastPOST = req.Method == http.MethodPost
+	c.servedOne = true
 	req.RemoteAddr = c.remote
+	if h.pri {
+		req.Close = true // as net/http's server: closeAfterReply
+	}
 	return req, nil
 }
 
@@ -486,8 +535,13 @@ func (c *frontConn) serveRequest(req *http.Request) (keep bool) {
 	}
 	callerLeft := watch.stop()
 	w.finish()
+	if w.deadlineSet && c.f.opts.WriteTimeout <= 0 {
+		_ = c.nc.SetWriteDeadline(time.Time{})
+	}
 	keep = !w.closeAfter && !callerLeft && !req.Close && !c.f.isClosing()
 	if body != nil && !body.done() {
+		// The header went out while the handler ran, or the body
+		// could not be read to its end.
 		keep = keep && body.drain()
 		if !keep {
 			_ = c.bw.Flush()
@@ -547,6 +601,9 @@ type frontBody struct {
 	// length is the request's Content-Length (-1: chunked); read, how
 	// much of it the handler read.
 	length, read int64
+	// failed: a read failed (a broken chunk, a caller gone): the rest of
+	// the connection cannot be framed.
+	failed bool
 }
 
 func (b *frontBody) Read(p []byte) (int, error) {
@@ -560,6 +617,9 @@ func (b *frontBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.read += int64(n)
+	if err != nil && err != io.EOF {
+		b.failed = true
+	}
 	if err == io.EOF {
 		b.eof = true
 		if b.watchAtEOF {
@@ -577,16 +637,17 @@ func (b *frontBody) Close() error {
 	return nil
 }
 
-// tooLargeToDrain reports whether more of the body is left unread than
-// the front reads after the handler: the answer then says Connection:
-// close, as net/http's does. b may be nil.
-func (b *frontBody) tooLargeToDrain() bool {
+// lost reports whether the connection cannot carry another request
+// after this body: a read of it failed, or more of it is left unread
+// than the front reads after the handler. The answer then says
+// Connection: close, as net/http's does. b may be nil.
+func (b *frontBody) lost() bool {
 	if b == nil {
 		return false
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return !b.eof && b.length-b.read > maxDrainBytes
+	return b.failed || !b.eof && b.length-b.read > maxDrainBytes
 }
 
 func (b *frontBody) done() bool {
@@ -602,7 +663,13 @@ func (b *frontBody) drain() bool {
 		_ = b.c.nc.SetReadDeadline(time.Now().Add(d))
 	}
 	n, err := io.CopyN(io.Discard, b.rc, maxDrainBytes+1)
-	return err == io.EOF && n <= maxDrainBytes
+	if err != io.EOF || n > maxDrainBytes {
+		return false
+	}
+	b.mu.Lock()
+	b.eof = true
+	b.mu.Unlock()
+	return true
 }
 
 // callerReader is what the connection's bufio.Reader reads from: the
@@ -738,7 +805,8 @@ func (w *callerWatch) stop() (left bool) {
 // Like net/http's, it frames an answer by its Content-Length when the
 // handler sets one, and otherwise with chunked encoding, unless the
 // handler ends before writing frontSmallBody bytes, when it sends a
-// Content-Length of what was written.
+// Content-Length of what was written (for HEAD too: the length a GET
+// would get).
 type frontWriter struct {
 	c       *frontConn
 	req     *http.Request
@@ -752,11 +820,15 @@ type frontWriter struct {
 	written       int64
 	wroteHeader   bool // the handler's status is decided
 	sentHeader    bool // the status line and header are in c.bw
+	handlerDone   bool
 	chunked       bool
 	closeAfter    bool
 	// broken: the answer is shorter than its Content-Length said; the
 	// connection cannot carry another.
 	broken bool
+	// deadlineSet: the handler set a write deadline, to be cleared
+	// after it.
+	deadlineSet bool
 }
 
 // frontSmallBody is how much of an answer without a Content-Length is
@@ -778,24 +850,35 @@ func (w *frontWriter) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
-	if cl := w.header.Get("Content-Length"); cl != "" {
-		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+	if vv, ok := w.header["Content-Length"]; ok {
+		if n, err := strconv.ParseInt(firstValue(vv), 10, 64); err == nil && n >= 0 {
 			w.contentLength = n
 		} else {
-			w.header.Del("Content-Length")
+			delete(w.header, "Content-Length")
 		}
 	}
-	if w.contentLength >= 0 || !w.bodyAllowed() || w.header.Get("Trailer") != "" {
+	if w.contentLength >= 0 || !w.statusHasBody() || w.header.Get("Trailer") != "" {
 		w.sendHeader()
 		return
 	}
 	w.snap = w.header.Clone()
 }
 
-// writeInformational sends a 1xx answer (103 Early Hints, say) at once.
+func firstValue(vv []string) string {
+	if len(vv) == 0 {
+		return ""
+	}
+	return vv[0]
+}
+
+// writeInformational sends a 1xx answer (103 Early Hints, say) at once,
+// without the framing headers a 1xx must not carry (RFC 9110 8.6).
 func (w *frontWriter) writeInformational(code int) {
 	writeStatusLine(w.c.bw, code)
 	for k, vv := range w.header {
+		if k == "Content-Length" || k == "Transfer-Encoding" {
+			continue
+		}
 		for _, v := range vv {
 			writeHeaderLine(w.c.bw, k, v)
 		}
@@ -804,11 +887,13 @@ func (w *frontWriter) writeInformational(code int) {
 	_ = w.c.bw.Flush()
 }
 
-// bodyAllowed reports whether the answer may have a body: not for HEAD,
-// 204 and 304.
-func (w *frontWriter) bodyAllowed() bool {
-	return w.req.Method != http.MethodHead && w.status != http.StatusNoContent && w.status != http.StatusNotModified
+// statusHasBody reports whether the answer's status allows a body: not
+// 204 and 304. A HEAD answer is framed as its GET's, and sends no body.
+func (w *frontWriter) statusHasBody() bool {
+	return w.status != http.StatusNoContent && w.status != http.StatusNotModified
 }
+
+func (w *frontWriter) isHEAD() bool { return w.req.Method == http.MethodHead }
 
 // sendHeader writes the status line and header to the connection's
 // buffer, framing decided.
@@ -818,21 +903,23 @@ func (w *frontWriter) sendHeader() {
 	if w.snap != nil {
 		h = w.snap
 	}
-	if h.Get("Connection") == "close" || w.req.Close || w.c.f.isClosing() || w.body.tooLargeToDrain() {
+	if h.Get("Connection") == "close" || w.req.Close || w.c.f.isClosing() || w.body.lost() {
 		w.closeAfter = true
 	}
-	h.Del("Transfer-Encoding")
-	trailers := h.Get("Trailer") != ""
+	if w.handlerDone && !w.closeAfter {
+		w.settleBody()
+	}
+	delete(h, "Transfer-Encoding")
 	switch {
-	case w.status == http.StatusNoContent || w.status == http.StatusNotModified:
-		h.Del("Content-Length")
-	case w.req.Method == http.MethodHead:
-	case trailers:
-		h.Del("Content-Length")
+	case !w.statusHasBody():
+		delete(h, "Content-Length")
+	case h.Get("Trailer") != "" && !w.isHEAD():
+		delete(h, "Content-Length")
 		w.contentLength = -1
 		w.chunked = true
 	case w.contentLength < 0:
-		w.chunked = true
+		delete(h, "Content-Length")
+		w.chunked = !w.isHEAD()
 	}
 	writeStatusLine(w.c.bw, w.status)
 	for k, vv := range h {
@@ -853,6 +940,20 @@ func (w *frontWriter) sendHeader() {
 		_, _ = w.c.bw.WriteString("Connection: close\r\n")
 	}
 	_, _ = w.c.bw.WriteString("\r\n")
+}
+
+// settleBody decides, before the header of an answer the handler has
+// finished goes out, what becomes of the body it left unread: read to
+// its end, when that is at most maxDrainBytes, or else the answer says
+// Connection: close. So a caller is never told it may send another
+// request on a connection that then closes.
+func (w *frontWriter) settleBody() {
+	if w.body == nil || w.body.done() || w.closeAfter {
+		return
+	}
+	if w.body.lost() || !w.body.drain() {
+		w.closeAfter = true
+	}
 }
 
 func writeStatusLine(bw *bufio.Writer, code int) {
@@ -885,14 +986,19 @@ func (w *frontWriter) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !w.bodyAllowed() {
-		if w.req.Method == http.MethodHead {
-			return len(p), nil
-		}
+	if !w.statusHasBody() {
 		return 0, http.ErrBodyNotAllowed
 	}
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if w.isHEAD() {
+		// Counted for the Content-Length, never sent.
+		w.written += int64(len(p))
+		if !w.sentHeader && w.written > frontSmallBody {
+			w.sendHeader()
+		}
+		return len(p), nil
 	}
 	if !w.sentHeader {
 		if len(w.pending)+len(p) <= frontSmallBody {
@@ -958,8 +1064,12 @@ func (w *frontWriter) FlushError() error {
 // SetReadDeadline is for http.ResponseController: BODY_IDLE_TIMEOUT.
 func (w *frontWriter) SetReadDeadline(t time.Time) error { return w.c.nc.SetReadDeadline(t) }
 
-// SetWriteDeadline is for http.ResponseController.
-func (w *frontWriter) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
+// SetWriteDeadline is for http.ResponseController; the deadline ends
+// with the request.
+func (w *frontWriter) SetWriteDeadline(t time.Time) error {
+	w.deadlineSet = true
+	return w.c.nc.SetWriteDeadline(t)
+}
 
 // EnableFullDuplex is for http.ResponseController: the front lets a
 // handler read the body after it started the answer already.
@@ -967,15 +1077,21 @@ func (w *frontWriter) EnableFullDuplex() error { return nil }
 
 // finish completes the answer after the handler returned.
 func (w *frontWriter) finish() {
+	w.handlerDone = true
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
 	if !w.sentHeader {
 		// Only an answer that may have a body waits with its header.
-		w.snap.Set("Content-Length", strconv.Itoa(len(w.pending)))
-		w.contentLength = int64(len(w.pending))
+		n := w.written
+		if n > 0 || !w.isHEAD() {
+			w.snap.Set("Content-Length", strconv.FormatInt(n, 10))
+			w.contentLength = n
+		}
 		w.sendHeader()
-		_ = w.writeBody(w.pending)
+		if !w.isHEAD() {
+			_ = w.writeBody(w.pending)
+		}
 		w.pending = nil
 	}
 	switch {
@@ -983,7 +1099,7 @@ func (w *frontWriter) finish() {
 		_, _ = w.c.bw.WriteString("0\r\n")
 		w.writeTrailers()
 		_, _ = w.c.bw.WriteString("\r\n")
-	case w.contentLength >= 0 && w.written < w.contentLength && w.bodyAllowed():
+	case w.contentLength >= 0 && w.written < w.contentLength && w.statusHasBody() && !w.isHEAD():
 		w.broken = true
 	}
 }
