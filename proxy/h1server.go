@@ -23,7 +23,8 @@ import (
 // h1Front serves the plain HTTP/1.1 requests of a cleartext listener
 // itself, and hands every connection it does not serve to net/http.
 //
-// net/http's server spends about a sixth of the sidecar's CPU per request
+// net/http's server spends about an eighth of the sidecar's CPU per
+// request (inbound, 52 µs with it and 45 µs with the front, in loadbench)
 // on work a proxy does not need: a goroutine per request to watch the
 // caller, a large response object, sorted header writes, connection-state
 // hooks. The front keeps what decides security, net/http's own request
