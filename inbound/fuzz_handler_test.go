@@ -9,7 +9,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"path"
 	"strings"
 	"sync"
@@ -182,12 +181,12 @@ func newRawSidecar(f testing.TB) *rawSidecar {
 	for _, id := range rs.want {
 		id["X-Auth-Issuer"] = rs.fx.idp.Issuer
 	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rs.mu.Lock()
 		rs.handled++
 		rs.mu.Unlock()
-		// net/http recovers a panic and only closes the connection, which
-		// the caller would take for an answer it need not check.
+		// The server recovers a panic and only closes the connection,
+		// which the caller would take for an answer it need not check.
 		defer func() {
 			if p := recover(); p != nil {
 				if p != http.ErrAbortHandler {
@@ -199,20 +198,18 @@ func newRawSidecar(f testing.TB) *rawSidecar {
 			}
 		}()
 		rs.fx.in.Handler().ServeHTTP(w, r)
-	}))
+	})
+	// The sidecar's own server, as the inbound port has it: the HTTP/1.1
+	// front, and net/http's server behind it.
 	opts := proxy.DefaultServerOptions(nil)
-	srv.Config.MaxHeaderBytes = opts.MaxHeaderBytes
-	srv.Config.ReadHeaderTimeout = opts.ReadHeaderTimeout
-	srv.Config.IdleTimeout = opts.IdleTimeout
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		if s == http.StateClosed || s == http.StateHijacked {
-			close(rs.closedChan(c.RemoteAddr().String()))
-		}
+	opts.ConnClosed = func(c net.Conn) { close(rs.closedChan(c.RemoteAddr().String())) }
+	srv, err := proxy.Listen("inbound", "127.0.0.1:0", h, opts)
+	if err != nil {
+		f.Fatal(err)
 	}
-	srv.Start()
-	f.Cleanup(srv.Close)
-	rs.addr = srv.Listener.Addr().String()
+	go func() { _ = srv.Serve() }()
+	f.Cleanup(func() { _ = srv.Close() })
+	rs.addr = srv.Addr().String()
 	return rs
 }
 

@@ -239,6 +239,9 @@ func (c *frontConn) serve() {
 		c.f.forget(c)
 		if !handedOff {
 			_ = c.nc.Close()
+			if closed := c.f.opts.ConnClosed; closed != nil {
+				closed(c.nc)
+			}
 		}
 	}()
 	for {

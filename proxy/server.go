@@ -25,6 +25,10 @@ type ServerOptions struct {
 	// TLS, when set, makes the server speak TLS with this configuration.
 	TLS    *tls.Config
 	Logger *slog.Logger
+	// ConnClosed, when set, is called once the server is done with a
+	// caller's connection: every handler it ran has returned, and the
+	// connection is closed.
+	ConnClosed func(net.Conn)
 }
 
 // DefaultServerOptions are the limits used when the configuration says
@@ -72,6 +76,7 @@ func Listen(name, addr string, h http.Handler, opts ServerOptions) (*Server, err
 		IdleTimeout:       opts.IdleTimeout,
 		WriteTimeout:      opts.WriteTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.With("server", name).Handler(), slog.LevelDebug),
+		ConnState:         connClosedHook(opts.ConnClosed),
 		Protocols:         serverProtocols(),
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: MaxConcurrentStreams,
@@ -85,6 +90,18 @@ func Listen(name, addr string, h http.Handler, opts ServerOptions) (*Server, err
 		s.front = newH1Front(h, srv, opts, logger.With("server", name), ln.Addr())
 	}
 	return s, nil
+}
+
+// connClosedHook is net/http's ConnState for ServerOptions.ConnClosed.
+func connClosedHook(closed func(net.Conn)) func(net.Conn, http.ConnState) {
+	if closed == nil {
+		return nil
+	}
+	return func(c net.Conn, s http.ConnState) {
+		if s == http.StateClosed || s == http.StateHijacked {
+			closed(c)
+		}
+	}
 }
 
 // MaxConcurrentStreams is how many HTTP/2 streams a connection may have
