@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/textproto"
 	"os"
 	"runtime"
 	"strconv"
@@ -155,13 +156,7 @@ func (f *h1Front) forget(c *frontConn) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.conns, c)
-	if f.closing && len(f.conns) == 0 && f.done != nil {
-		select {
-		case <-f.done:
-		default:
-			close(f.done)
-		}
-	}
+	f.closeDoneIfEmpty()
 }
 
 // shutdown stops accepting, closes the idle connections, and waits until
@@ -175,23 +170,55 @@ func (f *h1Front) shutdown(ctx context.Context) error {
 	}
 	if f.done == nil {
 		f.done = make(chan struct{})
-		if len(f.conns) == 0 {
-			close(f.done)
-		}
 	}
 	done := f.done
-	for c := range f.conns {
-		if !c.busy {
-			_ = c.nc.Close()
-		}
-	}
+	f.closeIdle()
 	f.mu.Unlock()
 	select {
 	case <-done:
 		return nil
+	default:
+	}
+	select {
+	case <-done:
+		return nil
 	case <-ctx.Done():
+	}
+	// A connection may have turned idle since: its answer is out.
+	f.mu.Lock()
+	f.closeIdle()
+	f.mu.Unlock()
+	select {
+	case <-done:
+		return nil
+	default:
 		f.close()
 		return ctx.Err()
+	}
+}
+
+// closeIdle closes the idle connections, done with at once: they cannot
+// turn busy any more. f.mu is held.
+func (f *h1Front) closeIdle() {
+	for c := range f.conns {
+		if !c.busy {
+			_ = c.nc.Close()
+			delete(f.conns, c)
+		}
+	}
+	f.closeDoneIfEmpty()
+}
+
+// closeDoneIfEmpty closes done once a shutdown has begun and no
+// connection is left. f.mu is held.
+func (f *h1Front) closeDoneIfEmpty() {
+	if !f.closing || len(f.conns) > 0 || f.done == nil {
+		return
+	}
+	select {
+	case <-f.done:
+	default:
+		close(f.done)
 	}
 }
 
@@ -231,6 +258,8 @@ type frontConn struct {
 	// servedOne: a request was read; net/http takes a connection it is
 	// handed for a new one, and so only the first may be the h2c preface.
 	servedOne bool
+	// headerDeadline is the running header read's deadline, zero if none.
+	headerDeadline time.Time
 }
 
 func (c *frontConn) serve() {
@@ -253,9 +282,8 @@ func (c *frontConn) serve() {
 		case frontDrops:
 			return
 		case frontHandsOver:
-			handedOff = true
 			_ = c.nc.SetWriteDeadline(time.Time{})
-			c.f.handoff.give(&replayConn{Conn: c.nc, r: c.br})
+			handedOff = c.f.handoff.give(&replayConn{Conn: c.nc, r: c.br, headerDeadline: c.headerDeadline})
 			return
 		}
 		req, err := c.readRequest(head)
@@ -278,10 +306,12 @@ func (c *frontConn) awaitRequest() bool {
 	}
 	o := c.f.opts
 	c.fromAccept = c.fresh
+	c.headerDeadline = time.Time{}
 	if c.fresh {
 		c.fresh = false
 		if o.ReadHeaderTimeout > 0 {
-			_ = c.nc.SetReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
+			c.headerDeadline = time.Now().Add(o.ReadHeaderTimeout)
+			_ = c.nc.SetReadDeadline(c.headerDeadline)
 		}
 	} else if o.IdleTimeout > 0 {
 		_ = c.nc.SetReadDeadline(time.Now().Add(o.IdleTimeout))
@@ -349,7 +379,8 @@ const (
 func (c *frontConn) scanHead() (head, verdict) {
 	o := c.f.opts
 	if o.ReadHeaderTimeout > 0 && !c.fromAccept {
-		_ = c.nc.SetReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
+		c.headerDeadline = time.Now().Add(o.ReadHeaderTimeout)
+		_ = c.nc.SetReadDeadline(c.headerDeadline)
 	}
 	limit := frontReadBuffer
 	if o.MaxHeaderBytes > 0 && o.MaxHeaderBytes < limit {
@@ -538,6 +569,7 @@ func (c *frontConn) serveRequest(req *http.Request) (keep bool) {
 		return false
 	}
 	callerLeft := watch.stop()
+	cancel() // the handler is done: what it started is over, as with net/http
 	w.finish()
 	if w.deadlineSet && c.f.opts.WriteTimeout <= 0 {
 		_ = c.nc.SetWriteDeadline(time.Time{})
@@ -556,7 +588,9 @@ func (c *frontConn) serveRequest(req *http.Request) (keep bool) {
 	if err := c.bw.Flush(); err != nil {
 		return false
 	}
-	return keep && !w.broken
+	// Idle as soon as the answer is out, so that a shutdown that the
+	// caller starts on reading it finds the connection idle.
+	return keep && !w.broken && c.setIdle()
 }
 
 // runHandler calls the handler, and reports false when it panicked: the
@@ -643,15 +677,25 @@ func (b *frontBody) Close() error {
 
 // lost reports whether the connection cannot carry another request
 // after this body: a read of it failed, or more of it is left unread
-// than the front reads after the handler. The answer then says
-// Connection: close, as net/http's does. b may be nil.
-func (b *frontBody) lost() bool {
+// than the front reads after the handler, or, with unknownIsLost (the
+// handler still runs, so the rest cannot be read yet to find out), the
+// rest of a chunked body is unread. The answer then says Connection:
+// close, as net/http's does. b may be nil.
+func (b *frontBody) lost(unknownIsLost bool) bool {
 	if b == nil {
 		return false
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.failed || !b.eof && b.length-b.read > maxDrainBytes
+	switch {
+	case b.failed:
+		return true
+	case b.eof:
+		return false
+	case b.length < 0:
+		return unknownIsLost
+	}
+	return b.length-b.read >= maxDrainBytes
 }
 
 func (b *frontBody) done() bool {
@@ -746,14 +790,12 @@ func (w *callerWatch) due() {
 }
 
 // start reads one byte from the connection in the background: a
-// pipelined request's first byte, kept for the next read, or the end of
-// a caller that left.
+// pipelined request's byte, kept for the next read (after those already
+// in the buffer, which come first), or the end of a caller that left.
 func (w *callerWatch) start() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.stopped || w.reading || w.c.br.Buffered() > 0 || w.c.cr.pending() {
-		// Bytes of a pipelined request are in already: the caller
-		// has not left before them.
+	if w.stopped || w.reading || w.c.cr.pending() {
 		return
 	}
 	w.reading = true
@@ -818,7 +860,11 @@ type frontWriter struct {
 	header  http.Header
 	status  int
 	snap    http.Header // the header as at WriteHeader, while unsent
-	pending []byte      // body held back while the framing is undecided
+	pending []byte      // body held back while the framing (or type) is undecided
+	// sniff: the handler set no Content-Type, and the answer gets the
+	// one http.DetectContentType finds in its first bytes, as net/http
+	// gives it.
+	sniff bool
 
 	contentLength int64 // -1: not set by the handler
 	written       int64
@@ -838,6 +884,9 @@ type frontWriter struct {
 // frontSmallBody is how much of an answer without a Content-Length is
 // held back to send it with one; net/http holds 2 KiB.
 const frontSmallBody = 2 << 10
+
+// sniffLen is how many bytes http.DetectContentType looks at.
+const sniffLen = 512
 
 func (w *frontWriter) Header() http.Header { return w.header }
 
@@ -861,11 +910,22 @@ func (w *frontWriter) WriteHeader(code int) {
 			delete(w.header, "Content-Length")
 		}
 	}
-	if w.contentLength >= 0 || !w.statusHasBody() || w.header.Get("Trailer") != "" {
-		w.sendHeader()
+	w.sniff = w.statusHasBody() && w.header["Content-Type"] == nil && w.header.Get("Content-Encoding") == "" &&
+		w.header.Get("Transfer-Encoding") == ""
+	if _, set := w.header["Content-Type"]; set {
+		w.sniff = false // set to nil: the handler wants none
+	}
+	if !w.sniff && (w.contentLength >= 0 || !w.statusHasBody() || w.header.Get("Trailer") != "") {
+		w.sendHeader(nil)
 		return
 	}
 	w.snap = w.header.Clone()
+}
+
+// framingOpen reports whether the framing waits for the body: no
+// Content-Length and no trailers, so a short body gets a Content-Length.
+func (w *frontWriter) framingOpen() bool {
+	return w.contentLength < 0 && w.header.Get("Trailer") == ""
 }
 
 func firstValue(vv []string) string {
@@ -900,14 +960,17 @@ func (w *frontWriter) statusHasBody() bool {
 func (w *frontWriter) isHEAD() bool { return w.req.Method == http.MethodHead }
 
 // sendHeader writes the status line and header to the connection's
-// buffer, framing decided.
-func (w *frontWriter) sendHeader() {
+// buffer, framing decided; first is the body's first bytes, if any.
+func (w *frontWriter) sendHeader(first []byte) {
 	w.sentHeader = true
 	h := w.header
 	if w.snap != nil {
 		h = w.snap
 	}
-	if h.Get("Connection") == "close" || w.req.Close || w.c.f.isClosing() || w.body.lost() {
+	if w.sniff && len(first) > 0 {
+		h.Set("Content-Type", http.DetectContentType(first))
+	}
+	if h.Get("Connection") == "close" || w.req.Close || w.c.f.isClosing() || w.body.lost(!w.handlerDone) {
 		w.closeAfter = true
 	}
 	if w.handlerDone && !w.closeAfter {
@@ -915,6 +978,9 @@ func (w *frontWriter) sendHeader() {
 	}
 	delete(h, "Transfer-Encoding")
 	switch {
+	case w.status == http.StatusNotModified:
+		delete(h, "Content-Length")
+		delete(h, "Content-Type")
 	case !w.statusHasBody():
 		delete(h, "Content-Length")
 	case h.Get("Trailer") != "" && !w.isHEAD():
@@ -955,7 +1021,7 @@ func (w *frontWriter) settleBody() {
 	if w.body == nil || w.body.done() || w.closeAfter {
 		return
 	}
-	if w.body.lost() || !w.body.drain() {
+	if w.body.lost(false) || !w.body.drain() {
 		w.closeAfter = true
 	}
 }
@@ -982,7 +1048,7 @@ func writeHeaderLine(bw *bufio.Writer, k, v string) {
 	if strings.ContainsAny(v, "\r\n") {
 		v = headerValueCleaner.Replace(v)
 	}
-	_, _ = bw.WriteString(strings.TrimSpace(v))
+	_, _ = bw.WriteString(textproto.TrimString(v))
 	_, _ = bw.WriteString("\r\n")
 }
 
@@ -997,24 +1063,38 @@ func (w *frontWriter) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	if w.isHEAD() {
-		// Counted for the Content-Length, never sent.
+		// Counted for the Content-Length, never sent; the first bytes
+		// kept to find the type.
 		w.written += int64(len(p))
-		if !w.sentHeader && w.written > frontSmallBody {
-			w.sendHeader()
+		if !w.sentHeader {
+			if room := sniffLen - len(w.pending); room > 0 {
+				w.pending = append(w.pending, p[:min(room, len(p))]...)
+			}
+			if w.written > frontSmallBody || !w.framingOpen() {
+				w.sendHeader(w.pending)
+			}
 		}
 		return len(p), nil
 	}
 	if !w.sentHeader {
-		if len(w.pending)+len(p) <= frontSmallBody {
-			w.pending = append(w.pending, p...)
-			w.written += int64(len(p))
-			return len(p), nil
+		if !w.framingOpen() {
+			w.sendHeader(p)
+		} else {
+			if len(w.pending)+len(p) <= frontSmallBody {
+				w.pending = append(w.pending, p...)
+				w.written += int64(len(p))
+				return len(p), nil
+			}
+			first := w.pending
+			if len(first) == 0 {
+				first = p
+			}
+			w.sendHeader(first)
+			if err := w.writeBody(w.pending); err != nil {
+				return 0, err
+			}
+			w.pending = nil
 		}
-		w.sendHeader()
-		if err := w.writeBody(w.pending); err != nil {
-			return 0, err
-		}
-		w.pending = nil
 	}
 	if w.contentLength >= 0 && w.written+int64(len(p)) > w.contentLength {
 		room := p[:w.contentLength-w.written]
@@ -1056,9 +1136,11 @@ func (w *frontWriter) FlushError() error {
 		w.WriteHeader(http.StatusOK)
 	}
 	if !w.sentHeader {
-		w.sendHeader()
-		if err := w.writeBody(w.pending); err != nil {
-			return err
+		w.sendHeader(w.pending)
+		if !w.isHEAD() {
+			if err := w.writeBody(w.pending); err != nil {
+				return err
+			}
 		}
 		w.pending = nil
 	}
@@ -1088,11 +1170,11 @@ func (w *frontWriter) finish() {
 	if !w.sentHeader {
 		// Only an answer that may have a body waits with its header.
 		n := w.written
-		if n > 0 || !w.isHEAD() {
+		if w.framingOpen() && (n > 0 || !w.isHEAD()) {
 			w.snap.Set("Content-Length", strconv.FormatInt(n, 10))
 			w.contentLength = n
 		}
-		w.sendHeader()
+		w.sendHeader(w.pending)
 		if !w.isHEAD() {
 			_ = w.writeBody(w.pending)
 		}
@@ -1172,12 +1254,14 @@ func (l *handoffListener) Accept() (net.Conn, error) {
 	}
 }
 
-// give hands c to net/http, or closes it when the server is closed.
-func (l *handoffListener) give(c net.Conn) {
+// give hands c to net/http, and reports false when the server is closed
+// and c is still the caller's.
+func (l *handoffListener) give(c net.Conn) bool {
 	select {
 	case l.conns <- c:
+		return true
 	case <-l.closed:
-		_ = c.Close()
+		return false
 	}
 }
 
@@ -1193,9 +1277,36 @@ func (l *handoffListener) Addr() net.Addr { return l.addr }
 type replayConn struct {
 	net.Conn
 	r io.Reader
+	// headerDeadline is when the header of the request being read must
+	// be in, by the front's clock: net/http, which takes the connection
+	// for a new one, would start a ReadHeaderTimeout of its own, and a
+	// slow caller would be held twice as long. Its deadlines are capped
+	// at this one until it clears them, the header read.
+	mu             sync.Mutex
+	headerDeadline time.Time
 }
 
 func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *replayConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	switch {
+	case c.headerDeadline.IsZero():
+	case t.IsZero():
+		c.headerDeadline = time.Time{}
+	case t.After(c.headerDeadline):
+		t = c.headerDeadline
+	}
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *replayConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
 
 // CloseWrite lets net/http half-close, as it does on a *net.TCPConn.
 func (c *replayConn) CloseWrite() error {

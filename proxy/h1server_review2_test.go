@@ -100,7 +100,10 @@ func TestReview2ShutdownWithAnExpiredContextOfAnIdleServerSucceeds(t *testing.T)
 			s := rv2Start(t, h, DefaultServerOptions(nil), m.front)
 			c, br := rvDial(t, s.Addr().String())
 			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-			rvReadResponse(t, br, "GET") // the connection is idle now
+			rvReadResponse(t, br, "GET")
+			// Both servers mark the connection idle just after the
+			// answer's write returns; a caller can read it before.
+			time.Sleep(20 * time.Millisecond)
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel()
 			for i := range 10 {
