@@ -326,3 +326,37 @@ func TestTokenResponseSeedsAreJudgedAsExpected(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAPathStaysBelowTheRoutesBasePath: a path climbsOut lets through
+// stays below the route's base path however the upstream resolves its
+// dot segments: decoded, with backslashes as slashes, and ";parameters"
+// dropped from a segment.
+func FuzzAPathStaysBelowTheRoutesBasePath(f *testing.F) {
+	for _, seed := range []string{"/a/../b", "/../x", "/%2e%2e/x", "/..%2f..", "/a\\..\\..", "/..;/x", "/./a", "", "/"} {
+		f.Add(seed)
+	}
+	base := &url.URL{Path: "/base/path"}
+	f.Fuzz(func(t *testing.T, rest string) {
+		escaped := (&url.URL{Path: "/" + rest}).EscapedPath()
+		if climbsOut(escaped) {
+			return
+		}
+		joined, _ := joinPath(base, escaped)
+		var stack []string
+		for _, seg := range strings.FieldsFunc(joined, func(c rune) bool { return c == '/' || c == '\\' }) {
+			seg, _, _ = strings.Cut(seg, ";")
+			switch seg {
+			case ".":
+			case "..":
+				if len(stack) > 0 {
+					stack = stack[:len(stack)-1]
+				}
+			default:
+				stack = append(stack, seg)
+			}
+		}
+		if len(stack) < 2 || stack[0] != "base" || stack[1] != "path" {
+			t.Fatalf("%q (escaped %q) resolves to /%s, outside /base/path", rest, escaped, strings.Join(stack, "/"))
+		}
+	})
+}

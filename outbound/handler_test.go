@@ -199,6 +199,49 @@ func TestPathAndQueryMapping(t *testing.T) {
 	}
 }
 
+// TestAPathCannotClimbOutOfTheRoutesBasePath: dot segments, however
+// spelt, that would take the upstream above the route's base path are
+// refused before a token is fetched; those that stay below it go on.
+func TestAPathCannotClimbOutOfTheRoutesBasePath(t *testing.T) {
+	ts := newTokenServer(t)
+	up := newUpstream(t, ts)
+	h := build(t, env(ts, up.URL+"/api/v2", nil), nil)
+	for _, target := range []string{
+		"/payments/../admin",
+		"/payments/..",
+		"/payments/a/../../admin",
+		"/payments/%2e%2e/admin",
+		"/payments/%2E%2e/admin",
+		"/payments/..%2fadmin",
+		"/payments/..%5cadmin",
+		"/payments/..;/admin",
+		"/payments/./../admin",
+	} {
+		rec := h.do(t, "GET", target, nil)
+		expectStatus(t, rec, http.StatusBadRequest)
+		if !strings.Contains(rec.Body.String(), `"invalid_path"`) {
+			t.Errorf("%s: %s, want invalid_path", target, rec.Body)
+		}
+	}
+	if n := up.calls.Load(); n != 0 {
+		t.Errorf("%d calls reached the upstream", n)
+	}
+	if n := ts.calls.Load(); n != 0 {
+		t.Errorf("%d token requests for refused calls", n)
+	}
+	for target, want := range map[string]string{
+		"/payments/a/../b":   "/api/v2/a/../b",
+		"/payments/./x":      "/api/v2/./x",
+		"/payments/..x/y":    "/api/v2/..x/y",
+		"/payments/a/%2e%2e": "/api/v2/a/%2e%2e",
+	} {
+		expectStatus(t, h.do(t, "GET", target, nil), http.StatusOK)
+		if got := up.last().requestURI; got != want {
+			t.Errorf("%s reached the upstream as %s, want %s", target, got, want)
+		}
+	}
+}
+
 func TestDedicatedListenerKeepsThePath(t *testing.T) {
 	ts := newTokenServer(t)
 	up := newUpstream(t, ts)

@@ -119,6 +119,15 @@ func (r *Route) serve(sw *proxy.StatusWriter, req *http.Request, rest string) {
 		r.countCode(sw.Status())
 		r.duration.Observe(time.Since(start).Seconds())
 	}()
+	if climbsOut(rest) {
+		// The upstream would resolve the dot segments and serve a path
+		// outside the route's base path, with the route's token: an app
+		// that puts a user's input in its path would let the user reach
+		// any path of the upstream's host.
+		proxy.WriteError(sw, req, http.StatusBadRequest, "invalid_path",
+			"the path climbs out of route "+strconv.Quote(r.Name)+"'s base path with dot segments")
+		return
+	}
 	var src tokens = r.cache
 	if r.exchange != nil {
 		subject, ok := r.handoff.Token(req.Header.Get(handoff.Header), r.exchange.clock.Now())
@@ -181,6 +190,32 @@ func (r *Route) rewrite(pr *httputil.ProxyRequest) {
 		a.body = newReplayBody(pr.Out.Body, maxReplayBytes, pr.Out.ContentLength)
 		pr.Out.Body = a.body
 	}
+}
+
+// climbsOut reports whether rest, an escaped path, climbs above where it
+// starts once its dot segments are resolved: decoded (%2e%2e is ".."),
+// with a backslash taken for a slash (as IIS and ASP.NET take it) and a
+// segment's ";parameters" dropped (as Tomcat drops them from "..;").
+// "/a/../b" stays below its start and is left to the upstream.
+func climbsOut(rest string) bool {
+	decoded, err := url.PathUnescape(rest)
+	if err != nil {
+		decoded = rest
+	}
+	depth := 0
+	for seg := range strings.FieldsFuncSeq(decoded, func(c rune) bool { return c == '/' || c == '\\' }) {
+		seg, _, _ = strings.Cut(seg, ";")
+		switch seg {
+		case ".", "":
+		case "..":
+			if depth--; depth < 0 {
+				return true
+			}
+		default:
+			depth++
+		}
+	}
+	return false
 }
 
 // joinPath appends rest, an escaped path, to target's path. An empty rest
