@@ -180,7 +180,8 @@ func TestHostileCallersAgainstTheBuiltSidecar(t *testing.T) {
 		t.Parallel()
 		h := startHostile(t, nil)
 		spoofed := map[string]string{"X-Real-IP": "10.0.0.1", "X-Forwarded-Prefix": "/admin", "X-Forwarded-Port": "443",
-			"X-Forwarded-Uri": "/admin", "X-Original-URI": "/admin", "Forwarded": "for=10.0.0.1;proto=https"}
+			"X-Forwarded-Uri": "/admin", "X-Original-URI": "/admin", "Forwarded": "for=10.0.0.1;proto=https",
+			"X-Client-IP": "10.0.0.1", "Client-IP": "10.0.0.1", "True-Client-IP": "10.0.0.1", "CF-Connecting-IP": "10.0.0.1"}
 		if got := h.get(t, "/", mergeEnv(bearer(h.token(t, nil)), spoofed)); got.Status != 200 {
 			t.Fatalf("%s", got)
 		}

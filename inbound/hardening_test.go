@@ -390,7 +390,8 @@ func TestHeadersAppsTakeForTheProxysWordAreRemoved(t *testing.T) {
 	h := bearer(f.token(t, nil))
 	spoofed := []string{"X-Real-Ip", "X-Forwarded-Prefix", "X-Forwarded-Port", "X-Forwarded-Uri", "X-Original-Uri",
 		"X-Original-Url", "X-Rewrite-Url", "Forwarded", "X-Forwarded-Ssl", "X-Url-Scheme", "Front-End-Https", "X-Forwarded-Host",
-		"X-Forwarded-Scheme"}
+		"X-Forwarded-Scheme", "X-Client-Ip", "Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip",
+		"X-Cluster-Client-Ip", "X-Forwarded", "Forwarded-For"}
 	for _, k := range spoofed {
 		h.Set(k, "spoofed")
 	}

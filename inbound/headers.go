@@ -40,13 +40,21 @@ func stripCallerHeaders(h http.Header) {
 //     which would let a public path reach another one;
 //   - X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override: Express's
 //     method-override, ASP.NET and others serve the method they name, not
-//     the one the rules judged.
+//     the one the rules judged;
+//   - X-Client-IP, Client-IP, True-Client-IP, CF-Connecting-IP,
+//     Fastly-Client-IP, X-Cluster-Client-IP, X-Forwarded, Forwarded-For:
+//     the caller's address as CDNs and load balancers pass it on, read
+//     before X-Forwarded-For by Node's request-ip (common behind Express),
+//     and Client-IP by Rails's RemoteIp and many PHP apps. Behind the
+//     sidecar no CDN sets them: only the caller can.
 func spoofable(name string) bool {
 	names := [...]string{
 		"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded", "x-real-ip",
 		"x-forwarded-port", "x-forwarded-prefix", "x-forwarded-uri", "x-forwarded-ssl", "x-forwarded-scheme", "x-url-scheme", "front-end-https",
 		"x-original-url", "x-original-uri", "x-rewrite-url",
 		"x-http-method-override", "x-http-method", "x-method-override",
+		"x-client-ip", "client-ip", "true-client-ip", "cf-connecting-ip", "fastly-client-ip", "x-cluster-client-ip",
+		"x-forwarded", "forwarded-for",
 	}
 	for _, n := range names {
 		if len(n) == len(name) && headerNameIs(name, n) {
