@@ -2,8 +2,9 @@ package proxy
 
 // Second review of the HTTP/1.1 front (h1server.go). As in
 // h1server_review_test.go, each scenario runs over real loopback TCP
-// under net/http's server alone and under the front; the net/http
-// subtest passes, the front subtest fails on the defect it names.
+// under net/http's server alone and under the front, and both must
+// pass. Each comment tells the defect the test caught in the front as it
+// then was, since fixed.
 
 import (
 	"context"
@@ -47,8 +48,8 @@ func rv2Start(t *testing.T, h http.Handler, opts ServerOptions, front bool) *Ser
 // front hands over (HTTP/1.0 here; Upgrade, Expect, a header block over
 // 8 KiB alike), handoffListener.give finds the handoff listener already
 // closed by http.Server.Shutdown and closes the connection itself
-// (h1server.go:1176-1182), after serve set handedOff
-// (h1server.go:236-255): ServerOptions.ConnClosed is never called for
+//, after serve set handedOff
+//: ServerOptions.ConnClosed is never called for
 // it, by the front or by net/http, which never saw it. (Dropping the
 // request is what net/http does too: conn.serve returns without an
 // answer when it reads a request during Shutdown.) The same happens to
@@ -88,7 +89,7 @@ func TestReview2ConnClosedIsToldOfAConnectionHandedOverDuringShutdown(t *testing
 // TestReview2ShutdownWithAnExpiredContextOfAnIdleServerSucceeds:
 // net/http's Shutdown first closes the idle connections and returns nil
 // when none is busy, whatever ctx says. h1Front.shutdown selects between
-// done and ctx.Done() (h1server.go:189-195): with ctx already over it
+// done and ctx.Done(): with ctx already over it
 // fails at random even with no connection at all, and always when an
 // idle keep-alive connection was just closed (forget, which closes done,
 // runs later, in the connection's goroutine). An operator's drain with a
@@ -118,7 +119,7 @@ func TestReview2ShutdownWithAnExpiredContextOfAnIdleServerSucceeds(t *testing.T)
 // TestReview2TheHeaderTimeoutHoldsWhenTheBufferFills: the first review
 // made a header timeout close instead of handing over, but a caller that
 // fills the front's 8 KiB read buffer (or MaxHeaderBytes) just before
-// ReadHeaderTimeout is still handed over (scanHead, h1server.go:366-368)
+// ReadHeaderTimeout is still handed over (scanHead)
 // with its read deadline and net/http starts a whole new
 // ReadHeaderTimeout (conn.serve sets one on every connection it
 // accepts): each slowloris connection is held up to twice as long.
@@ -148,7 +149,7 @@ func TestReview2TheHeaderTimeoutHoldsWhenTheBufferFills(t *testing.T) {
 // background read watches the connection itself, whatever its buffer
 // holds, and cancels the request when the caller leaves. The caller watch
 // does not start when bytes of a next request are buffered
-// (callerWatch.start, h1server.go:754): a caller that pipelines its
+// (callerWatch.start): a caller that pipelines its
 // requests and disconnects has each run to the end, one after the other,
 // upstream calls and all.
 func TestReview2APipeliningCallerThatLeavesCancelsItsRequest(t *testing.T) {
@@ -184,7 +185,7 @@ func TestReview2APipeliningCallerThatLeavesCancelsItsRequest(t *testing.T) {
 // whose handler has finished, but an answer whose header goes out while
 // the handler runs (over 2 KiB, or flushed) says nothing of a chunked
 // body: frontBody.lost cannot tell its size (length -1), and the drain
-// after the handler (serveRequest, h1server.go:545-553; lost, h1server.go:654) then finds it
+// after the handler (serveRequest; lost) then finds it
 // over 256 KiB and closes the connection under a caller told it could
 // keep it. net/http drains before any header (chunkWriter.writeHeader)
 // and says Connection: close.
@@ -218,7 +219,7 @@ func TestReview2AStreamedAnswerOverAnUndrainableBodySaysClose(t *testing.T) {
 // TestReview2AnAnswerWithoutContentTypeIsSniffed: net/http gives an
 // answer that has a body and no Content-Type the type
 // http.DetectContentType finds; the front sends none (sendHeader,
-// h1server.go:904-945), so the same app answers differently on a
+//), so the same app answers differently on a
 // cleartext listener than on a TLS one.
 func TestReview2AnAnswerWithoutContentTypeIsSniffed(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

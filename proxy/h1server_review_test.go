@@ -3,8 +3,9 @@ package proxy
 // Review tests of the HTTP/1.1 front (h1server.go). Each runs the same
 // scenario twice over real loopback TCP: once with net/http's server on
 // the listener (the server Listen builds, served as a TLS listener would
-// be), once with the front (Server.Serve). The net/http subtest passes;
-// the front subtest fails on the defect it names.
+// be), once with the front (Server.Serve), and both must pass. Each was
+// written by a review to fail on the front as it then was; its comment
+// tells the defect it caught, since fixed.
 
 import (
 	"bufio"
@@ -88,7 +89,7 @@ func rvClosed(c net.Conn, br *bufio.Reader, d time.Duration) bool {
 // writes the answer's header and says "Connection: close"; the front
 // writes the answer as reusable and only then finds out, and closes the
 // connection under a caller told it could send its next request on it.
-// h1server.go:488-497 (drain after w.finish wrote the header).
+// (drain after w.finish wrote the header).
 func TestReviewAConnectionTheFrontDropsForAnUnreadBodySaysSo(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok") // the body is not read
@@ -129,7 +130,7 @@ func TestReviewAConnectionTheFrontDropsForAnUnreadBodySaysSo(t *testing.T) {
 // TestReviewTheHeaderTimeoutIsNotRestartedByTheHandoff: a caller that
 // sends part of a header block and stops is cut off after
 // ReadHeaderTimeout by net/http. The front waits ReadHeaderTimeout, then
-// hands the connection to net/http (scanHead, h1server.go:328-331), which
+// hands the connection to net/http (scanHead), which
 // starts a whole new ReadHeaderTimeout: every slowloris connection is
 // held twice as long.
 func TestReviewTheHeaderTimeoutIsNotRestartedByTheHandoff(t *testing.T) {
@@ -167,9 +168,9 @@ func TestReviewTheHeaderTimeoutIsNotRestartedByTheHandoff(t *testing.T) {
 // TestReviewAHandlersWriteDeadlineEndsWithItsRequest: net/http clears the
 // write deadline after every request (server.go, conn.serve:
 // c.rwc.SetWriteDeadline(time.Time{})); the front sets one only when
-// WriteTimeout > 0 (h1server.go:473-475) and never clears it, so a
+// WriteTimeout > 0 and never clears it, so a
 // deadline a handler set through http.ResponseController (the front
-// offers SetWriteDeadline, h1server.go:945) outlives its request and
+// offers SetWriteDeadline) outlives its request and
 // kills the answer to the next request on the connection.
 func TestReviewAHandlersWriteDeadlineEndsWithItsRequest(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -201,7 +202,7 @@ func TestReviewAHandlersWriteDeadlineEndsWithItsRequest(t *testing.T) {
 
 // TestReviewServeAfterCloseLetsGoOfThePort: net/http's Serve closes the
 // listener it is given even when the server was closed or shut down
-// first. The front's serve returns at once then (h1server.go:92-94)
+// first. The front's serve returns at once then
 // without closing it, and the port stays bound for the process's life.
 func TestReviewServeAfterCloseLetsGoOfThePort(t *testing.T) {
 	for _, how := range []string{"Close", "Shutdown"} {
@@ -235,10 +236,10 @@ func TestReviewServeAfterCloseLetsGoOfThePort(t *testing.T) {
 
 // TestReviewAnAnswerNeverCarriesBothContentLengthAndChunked: a handler
 // that leaves an empty Content-Length in its header (Get returns "", so
-// WriteHeader neither parses nor deletes it, h1server.go:764-770) and
+// WriteHeader neither parses nor deletes it) and
 // sends a body of unknown length gets both "Content-Length:" and
 // "Transfer-Encoding: chunked" on the wire (sendHeader deletes
-// Content-Length only for 204/304 and trailers, h1server.go:809-819);
+// Content-Length only for 204/304 and trailers);
 // RFC 9112 6.1 forbids it and strict intermediaries reject or misframe
 // such an answer. net/http drops Content-Length whenever it chunks.
 func TestReviewAnAnswerNeverCarriesBothContentLengthAndChunked(t *testing.T) {
@@ -262,7 +263,7 @@ func TestReviewAnAnswerNeverCarriesBothContentLengthAndChunked(t *testing.T) {
 // TestReviewAnInformationalAnswerCarriesNoFraming: RFC 9110 8.6 and 6.1
 // forbid Content-Length and Transfer-Encoding in a 1xx answer; net/http
 // leaves them out of it (excludedHeadersNoBody), the front writes every
-// header the handler set so far (writeInformational, h1server.go:779-788).
+// header the handler set so far (writeInformational).
 func TestReviewAnInformationalAnswerCarriesNoFraming(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "5")
@@ -290,8 +291,8 @@ func TestReviewAnInformationalAnswerCarriesNoFraming(t *testing.T) {
 // TestReviewAHeadAnswerHasTheLengthAGetWould: net/http sends a HEAD
 // answer the Content-Length of what the handler wrote, the length a GET
 // gets; the front sends no length at all for HEAD (sendHeader's HEAD
-// case, h1server.go:812, and WriteHeader sends the header at once for
-// HEAD, h1server.go:771), though it sends one for the same GET.
+// case, and WriteHeader sends the header at once for
+// HEAD), though it sends one for the same GET.
 func TestReviewAHeadAnswerHasTheLengthAGetWould(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "hello")
@@ -356,11 +357,11 @@ func rvStart(t *testing.T, h http.Handler, opts ServerOptions, front bool) *Serv
 
 // TestReviewShutdownClosesAConnectionThatTurnsIdleDuringIt: shutdown
 // closes the connections that are idle when it starts and waits for the
-// busy ones (h1server.go:176-180). A connection whose request was past
-// serveRequest's isClosing check (h1server.go:489) when Shutdown began,
+// busy ones. A connection whose request was past
+// serveRequest's isClosing check when Shutdown began,
 // here one whose unread body is still being drained, goes back to
 // awaitRequest, which waits for a next request for IdleTimeout (120 s
-// by default) before it looks at closing (h1server.go:277-284): Shutdown
+// by default) before it looks at closing: Shutdown
 // waits out its whole context and fails. net/http closes such a
 // connection as soon as its request is answered (conn.serve:
 // doKeepAlives), and its Shutdown returns.
@@ -393,7 +394,7 @@ func TestReviewShutdownClosesAConnectionThatTurnsIdleDuringIt(t *testing.T) {
 }
 
 // TestReviewASecondShutdownDoesNotStrandTheFirst: each h1Front.shutdown
-// call replaces f.done with a channel of its own (h1server.go:170-175),
+// call replaces f.done with a channel of its own,
 // and forget closes only the last one: a first Shutdown still waiting
 // for a busy request is never told the connections are done, and waits
 // out its context. net/http's Shutdown may be called more than once.
@@ -431,7 +432,7 @@ func TestReviewASecondShutdownDoesNotStrandTheFirst(t *testing.T) {
 // cleartext connection only when the connection starts with the
 // preface; a "PRI * HTTP/2.0" after HTTP/1.1 requests is one more
 // HTTP/1.1 request. The front hands the connection over at that request
-// (frontRequestLine refuses PRI, h1server.go:402) and net/http, which
+// (frontRequestLine refuses PRI) and net/http, which
 // takes every handed-over connection for a new one, switches it to
 // HTTP/2 in mid-stream (conn.serve: maybeServeUnencryptedHTTP2): what
 // was framed as HTTP/1.1 up to there is HTTP/2 from there on.
