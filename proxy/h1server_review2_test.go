@@ -47,9 +47,8 @@ func rv2Start(t *testing.T, h http.Handler, opts ServerOptions, front bool) *Ser
 // starts is busy, and Shutdown waits for it. When its request is one the
 // front hands over (HTTP/1.0 here; Upgrade, Expect, a header block over
 // 8 KiB alike), handoffListener.give finds the handoff listener already
-// closed by http.Server.Shutdown and closes the connection itself
-// , after serve set handedOff
-// : ServerOptions.ConnClosed is never called for
+// closed by http.Server.Shutdown and closes the connection itself,
+// after serve set handedOff: ServerOptions.ConnClosed is never called for
 // it, by the front or by net/http, which never saw it. (Dropping the
 // request is what net/http does too: conn.serve returns without an
 // answer when it reads a request during Shutdown.) The same happens to
@@ -218,8 +217,8 @@ func TestReview2AStreamedAnswerOverAnUndrainableBodySaysClose(t *testing.T) {
 
 // TestReview2AnAnswerWithoutContentTypeIsSniffed: net/http gives an
 // answer that has a body and no Content-Type the type
-// http.DetectContentType finds; the front sends none (sendHeader,
-// ), so the same app answers differently on a
+// http.DetectContentType finds; the front sent none (sendHeader), so
+// the same app answered differently on a
 // cleartext listener than on a TLS one.
 func TestReview2AnAnswerWithoutContentTypeIsSniffed(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
