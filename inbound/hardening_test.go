@@ -220,6 +220,7 @@ func TestTokensThatAreNotAccessTokensAreRefused(t *testing.T) {
 		{"an RFC 9068 access token", func(f *fixture) string { return typ(f, "at+jwt", nil) }, 200, 200},
 		{"application/at+jwt in any case", func(f *fixture) string { return typ(f, "Application/AT+JWT", nil) }, 200, 200},
 		{"typ JWT", func(f *fixture) string { return typ(f, "JWT", nil) }, 200, 401},
+		{"typ application/jwt, JWT's full media type (RFC 7515 4.1.9)", func(f *fixture) string { return typ(f, "application/jwt", nil) }, 200, 401},
 		{"no typ", func(f *fixture) string { return typ(f, "", nil) }, 200, 401},
 		{"a back-channel logout token", func(f *fixture) string {
 			return typ(f, "logout+jwt", map[string]any{"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}}})

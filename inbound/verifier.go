@@ -263,9 +263,10 @@ func (v *verifier) checkActive(ctx context.Context, raw string) error {
 }
 
 // checkType refuses a JWT that says it is no access token. RFC 9068 names
-// access tokens "at+jwt"; many providers write "JWT" or nothing, and so do
-// their ID tokens, which typ cannot tell apart: REQUIRED_SCOPES or
-// ALLOWED_CLIENTS is the defence there. A logout token (OIDC Back-Channel
+// access tokens "at+jwt"; many providers write "JWT" (or its full media
+// type, "application/jwt", which RFC 7515 4.1.9 makes the same) or
+// nothing, and so do their ID tokens, which typ cannot tell apart:
+// REQUIRED_SCOPES or ALLOWED_CLIENTS is the defence there. A logout token (OIDC Back-Channel
 // Logout, "logout+jwt") or any other declared type is refused, and so are
 // Keycloak's ID and refresh tokens, which say so in the payload.
 func (v *verifier) checkType(header, payload string) error {
@@ -273,7 +274,7 @@ func (v *verifier) checkType(header, payload string) error {
 	case strings.EqualFold(header, "at+jwt"), strings.EqualFold(header, "application/at+jwt"):
 	case v.requireATJWT:
 		return reject(reasonWrongTokenType, "typ %q, want at+jwt", header)
-	case header != "" && !strings.EqualFold(header, "JWT"):
+	case header != "" && !strings.EqualFold(header, "JWT") && !strings.EqualFold(header, "application/jwt"):
 		return reject(reasonWrongTokenType, "typ %q", header)
 	}
 	if strings.EqualFold(payload, "ID") || strings.EqualFold(payload, "Refresh") {
