@@ -231,3 +231,31 @@ func TestACallersRequestIDIsKeptOnlyIfItLooksLikeOne(t *testing.T) {
 		t.Errorf("two ids: %q, want one new", h.Values(RequestIDHeader))
 	}
 }
+
+// TestATLSHandshakeThatTimesOutIsAnUnreachableUpstream: an upstream that
+// takes the connection and never answers the TLS handshake was never
+// spoken to: 502 upstream_unavailable, as the README says, not 504.
+func TestATLSHandshakeThatTimesOutIsAnUnreachableUpstream(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // silent: never a ServerHello
+		}
+	}()
+	target, _ := url.Parse("https://" + ln.Addr().String())
+	rt := &http.Transport{TLSHandshakeTimeout: 100 * time.Millisecond}
+	rp := NewReverseProxy(target, ReverseProxyOptions{Transport: rt})
+	rec := httptest.NewRecorder()
+	rp.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), "GET", "/", nil))
+	if rec.Code != http.StatusBadGateway || !strings.Contains(rec.Body.String(), "upstream_unavailable") {
+		t.Errorf("%d %s, want 502 upstream_unavailable", rec.Code, rec.Body)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 
 	"github.com/authsidecar/authsidecar/internal/redact"
@@ -85,14 +86,19 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.Revers
 // timedOut reports whether the round trip failed because an answer took
 // too long: the caller's deadline (grpc-timeout) passed, or the
 // transport's ResponseHeaderTimeout (INBOUND_UPSTREAM_TIMEOUT,
-// ROUTE_<NAME>_TIMEOUT) did. A dial that timed out is not: the upstream
-// could not be reached, a 502.
+// ROUTE_<NAME>_TIMEOUT) did. A dial or a TLS handshake that timed out is
+// not: the upstream could not be reached, a 502.
 func timedOut(err error, r *http.Request) bool {
 	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() != nil {
 		return true
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	// Nor a TLS handshake that did not end in time: the upstream was
+	// never spoken to. http.Transport's error for it is unexported.
+	if strings.Contains(err.Error(), "TLS handshake timeout") {
 		return false
 	}
 	var ne net.Error
