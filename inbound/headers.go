@@ -46,7 +46,11 @@ func stripCallerHeaders(h http.Header) {
 //     the caller's address as CDNs and load balancers pass it on, read
 //     before X-Forwarded-For by Node's request-ip (common behind Express),
 //     and Client-IP by Rails's RemoteIp and many PHP apps. Behind the
-//     sidecar no CDN sets them: only the caller can.
+//     sidecar no CDN sets them: only the caller can;
+//   - X-Proxied-Https, Proxy-Auth-Cert, Proxy-Ssl-Id: Jetty's
+//     ForwardedRequestCustomizer (on by default for Spring Boot on
+//     Kubernetes) takes any of them for a request that came over TLS;
+//     X-Forwarded-Protocol, Gunicorn's spelling of the scheme.
 func spoofable(name string) bool {
 	names := [...]string{
 		"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded", "x-real-ip",
@@ -55,6 +59,7 @@ func spoofable(name string) bool {
 		"x-http-method-override", "x-http-method", "x-method-override",
 		"x-client-ip", "client-ip", "true-client-ip", "cf-connecting-ip", "fastly-client-ip", "x-cluster-client-ip",
 		"x-forwarded", "forwarded-for",
+		"x-proxied-https", "proxy-auth-cert", "proxy-ssl-id", "x-forwarded-protocol",
 	}
 	for _, n := range names {
 		if len(n) == len(name) && headerNameIs(name, n) {

@@ -194,16 +194,29 @@ func (r *Route) rewrite(pr *httputil.ProxyRequest) {
 
 // climbsOut reports whether rest, an escaped path, climbs above where it
 // starts once its dot segments are resolved: decoded (%2e%2e is ".."),
-// with a backslash taken for a slash (as IIS and ASP.NET take it) and a
-// segment's ";parameters" dropped (as Tomcat drops them from "..;").
-// "/a/../b" stays below its start and is left to the upstream.
+// and decoded again, up to three times, for an upstream or a gateway in
+// front of it that decodes twice (%252e%252e); with a backslash taken for
+// a slash (as IIS and ASP.NET take it) and a segment's ";parameters"
+// dropped (as Tomcat drops them from "..;"). "/a/../b" stays below its
+// start and is left to the upstream.
 func climbsOut(rest string) bool {
-	decoded, err := url.PathUnescape(rest)
-	if err != nil {
-		decoded = rest
+	for range 3 {
+		decoded, err := url.PathUnescape(rest)
+		if err != nil || decoded == rest {
+			return climbs(rest)
+		}
+		if climbs(decoded) {
+			return true
+		}
+		rest = decoded
 	}
+	return climbs(rest)
+}
+
+// climbs reports whether path, decoded, climbs above its start.
+func climbs(path string) bool {
 	depth := 0
-	for seg := range strings.FieldsFuncSeq(decoded, func(c rune) bool { return c == '/' || c == '\\' }) {
+	for seg := range strings.FieldsFuncSeq(path, func(c rune) bool { return c == '/' || c == '\\' }) {
 		seg, _, _ = strings.Cut(seg, ";")
 		switch seg {
 		case ".", "":
