@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// TestReview3JettysSecureSchemeHeadersAreRemoved: Jetty's
+// TestJettysSecureSchemeHeadersAreRemoved: Jetty's
 // ForwardedRequestCustomizer, which Spring Boot installs on Kubernetes
 // without configuration (CloudPlatform.isUsingForwardHeaders, strategy
 // NATIVE), reads X-Proxied-Https ("on" makes the request secure and
@@ -13,7 +13,7 @@ import (
 // and sets the servlet's cipher_suite / ssl_session_id attributes) by
 // default. Each sets isSecure() independently of the X-Forwarded-Proto the
 // sidecar writes, so a caller over plain HTTP is taken for one over TLS.
-func TestReview3JettysSecureSchemeHeadersAreRemoved(t *testing.T) {
+func TestJettysSecureSchemeHeadersAreRemoved(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	h := bearer(f.token(t, nil))
 	for _, k := range []string{"X-Proxied-Https", "Proxy-Auth-Cert", "Proxy-Ssl-Id"} {

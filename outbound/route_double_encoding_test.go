@@ -5,13 +5,13 @@ import (
 	"testing"
 )
 
-// TestReview3DoubleEncodedDotSegmentsAreRefused: climbsOut decodes the
+// TestDoubleEncodedDotSegmentsAreRefused: climbsOut decodes the
 // path once, so "%252e%252e" (a "%2e%2e" encoded once more) goes to the
 // upstream with the route's token. An upstream that decodes twice, as a
 // gateway in front of the real service does when it decodes the path and
 // forwards it (or IIS with allowDoubleEscaping), resolves it to ".." and
 // serves a path above the route's base path.
-func TestReview3DoubleEncodedDotSegmentsAreRefused(t *testing.T) {
+func TestDoubleEncodedDotSegmentsAreRefused(t *testing.T) {
 	ts := newTokenServer(t)
 	up := newUpstream(t, ts)
 	h := build(t, env(ts, up.URL+"/api/v2", nil), nil)
