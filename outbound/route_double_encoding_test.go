@@ -5,9 +5,9 @@ import (
 	"testing"
 )
 
-// TestDoubleEncodedDotSegmentsAreRefused: climbsOut decodes the
-// path once, so "%252e%252e" (a "%2e%2e" encoded once more) goes to the
-// upstream with the route's token. An upstream that decodes twice, as a
+// TestDoubleEncodedDotSegmentsAreRefused: "%252e%252e" (a "%2e%2e"
+// encoded once more) must not go to the upstream with the route's token,
+// as it did when climbsOut decoded once. An upstream that decodes twice, as a
 // gateway in front of the real service does when it decodes the path and
 // forwards it (or IIS with allowDoubleEscaping), resolves it to ".." and
 // serves a path above the route's base path.
