@@ -266,9 +266,10 @@ func (v *verifier) checkActive(ctx context.Context, raw string) error {
 // access tokens "at+jwt"; many providers write "JWT" (or its full media
 // type, "application/jwt", which RFC 7515 4.1.9 makes the same) or
 // nothing, and so do their ID tokens, which typ cannot tell apart:
-// REQUIRED_SCOPES or ALLOWED_CLIENTS is the defence there. A logout token (OIDC Back-Channel
-// Logout, "logout+jwt") or any other declared type is refused, and so are
-// Keycloak's ID and refresh tokens, which say so in the payload.
+// REQUIRED_SCOPES or ALLOWED_CLIENTS is the defence there. A logout
+// token (OIDC Back-Channel Logout, "logout+jwt") or any other declared
+// type is refused, and so are Keycloak's ID and refresh tokens, which say
+// so in the payload.
 func (v *verifier) checkType(header, payload string) error {
 	switch {
 	case strings.EqualFold(header, "at+jwt"), strings.EqualFold(header, "application/at+jwt"):

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -44,9 +45,10 @@ type h1Front struct {
 	srv     *http.Server
 	handoff *handoffListener
 
-	mu      sync.Mutex
+	// closing is set by shutdown and close; each request reads it.
+	closing atomic.Bool
+	mu      sync.Mutex // guards conns, done and ln: per connection, not per request
 	conns   map[*frontConn]struct{}
-	closing bool
 	// done is made by the first shutdown and closed when conns empties.
 	done chan struct{}
 	ln   net.Listener
@@ -87,9 +89,8 @@ func (f *h1Front) serve(ln net.Listener) error {
 	defer ln.Close()
 	f.mu.Lock()
 	f.ln = ln
-	closing := f.closing
 	f.mu.Unlock()
-	if closing {
+	if f.isClosing() {
 		return nil
 	}
 	var backoff time.Duration
@@ -125,19 +126,15 @@ func temporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
-func (f *h1Front) isClosing() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.closing
-}
+func (f *h1Front) isClosing() bool { return f.closing.Load() }
 
 func (f *h1Front) newConn(nc net.Conn) *frontConn {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closing {
+	if f.isClosing() {
 		return nil
 	}
-	c := &frontConn{f: f, nc: nc, remote: nc.RemoteAddr().String(), fresh: true}
+	c := &frontConn{f: f, nc: nc, remote: nc.RemoteAddr().String()}
 	c.cr.nc = nc
 	c.br = bufio.NewReaderSize(&c.cr, frontReadBuffer)
 	c.bw = bufio.NewWriterSize(nc, 4<<10)
@@ -160,7 +157,7 @@ func (f *h1Front) forget(c *frontConn) {
 // ends, when it closes what is left.
 func (f *h1Front) shutdown(ctx context.Context) error {
 	f.mu.Lock()
-	f.closing = true
+	f.closing.Store(true)
 	if f.ln != nil {
 		_ = f.ln.Close()
 	}
@@ -197,7 +194,7 @@ func (f *h1Front) shutdown(ctx context.Context) error {
 // turn busy any more. f.mu is held.
 func (f *h1Front) closeIdle() {
 	for c := range f.conns {
-		if !c.busy {
+		if c.state.CompareAndSwap(connIdle, connClosed) {
 			_ = c.nc.Close()
 			delete(f.conns, c)
 		}
@@ -208,7 +205,7 @@ func (f *h1Front) closeIdle() {
 // closeDoneIfEmpty closes done once a shutdown has begun and no
 // connection is left. f.mu is held.
 func (f *h1Front) closeDoneIfEmpty() {
-	if !f.closing || len(f.conns) > 0 || f.done == nil {
+	if !f.isClosing() || len(f.conns) > 0 || f.done == nil {
 		return
 	}
 	select {
@@ -222,7 +219,7 @@ func (f *h1Front) closeDoneIfEmpty() {
 func (f *h1Front) close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.closing = true
+	f.closing.Store(true)
 	if f.ln != nil {
 		_ = f.ln.Close()
 	}
@@ -240,23 +237,27 @@ type frontConn struct {
 	bw     *bufio.Writer
 	ctx    context.Context
 	remote string
-	// fresh: no request read yet, so the header deadline runs from
-	// the accept, not from the first byte.
-	fresh bool
-	// fromAccept: the running read deadline is the first request's
-	// header deadline.
-	fromAccept bool
-	// busy is guarded by f.mu: a request is being read or served.
-	busy bool
+	// state is connIdle, connBusy (a request is read or served) or
+	// connClosed (by a shutdown, while idle).
+	state atomic.Int32
 	// lastPOST: RFC 9112 section 2.2 lets a server skip the stray CRLF
 	// some clients send after a POST body, as net/http does.
 	lastPOST bool
-	// servedOne: a request was read; net/http takes a connection it is
-	// handed for a new one, and so only the first may be the h2c preface.
+	// servedOne: a request was read. Before, the header deadline runs
+	// from the accept, not from a first byte; and net/http takes a
+	// connection it is handed for a new one, so only the first request
+	// may be the h2c preface.
 	servedOne bool
 	// headerDeadline is the running header read's deadline, zero if none.
 	headerDeadline time.Time
 }
+
+// The states of a frontConn.
+const (
+	connIdle int32 = iota
+	connBusy
+	connClosed
+)
 
 func (c *frontConn) serve() {
 	handedOff := false
@@ -297,14 +298,13 @@ func (c *frontConn) serve() {
 // idle timeout, and marks the connection busy. It reports false when the
 // connection is done: closed, timed out, or the server is closing.
 func (c *frontConn) awaitRequest() bool {
-	if !c.setIdle() {
+	if c.f.isClosing() {
 		return false
 	}
 	o := c.f.opts
-	c.fromAccept = c.fresh
+	first := !c.servedOne
 	c.headerDeadline = time.Time{}
-	if c.fresh {
-		c.fresh = false
+	if first {
 		if o.ReadHeaderTimeout > 0 {
 			c.headerDeadline = time.Now().Add(o.ReadHeaderTimeout)
 			_ = c.nc.SetReadDeadline(c.headerDeadline)
@@ -317,7 +317,7 @@ func (c *frontConn) awaitRequest() bool {
 	// Between requests net/http waits for 4 bytes, and closes without
 	// an answer on less (conn.serve); a first request may be shorter.
 	need := 4
-	if c.fromAccept {
+	if first {
 		need = 1
 	}
 	if _, err := c.br.Peek(need); err != nil {
@@ -327,13 +327,9 @@ func (c *frontConn) awaitRequest() bool {
 		peek, _ := c.br.Peek(4)
 		_, _ = c.br.Discard(leadingCRLF(peek))
 	}
-	c.f.mu.Lock()
-	defer c.f.mu.Unlock()
-	if c.f.closing {
-		return false
-	}
-	c.busy = true
-	return true
+	// A shutdown closes an idle connection, or sees it busy and lets it
+	// answer: whichever of the two sees the other's step first.
+	return c.state.CompareAndSwap(connIdle, connBusy) && !c.f.isClosing()
 }
 
 func leadingCRLF(b []byte) int {
@@ -347,10 +343,8 @@ func leadingCRLF(b []byte) int {
 // setIdle marks the connection idle, so that a shutdown closes it, and
 // reports false when a shutdown has begun: the connection is done.
 func (c *frontConn) setIdle() bool {
-	c.f.mu.Lock()
-	defer c.f.mu.Unlock()
-	c.busy = false
-	return !c.f.closing
+	c.state.Store(connIdle)
+	return !c.f.isClosing()
 }
 
 // head is what scanHead learnt of a request's header block: whether it
@@ -374,7 +368,7 @@ const (
 // unsure of, net/http decides.
 func (c *frontConn) scanHead() (head, verdict) {
 	o := c.f.opts
-	if o.ReadHeaderTimeout > 0 && !c.fromAccept {
+	if o.ReadHeaderTimeout > 0 && c.servedOne {
 		c.headerDeadline = time.Now().Add(o.ReadHeaderTimeout)
 		_ = c.nc.SetReadDeadline(c.headerDeadline)
 	}
@@ -382,13 +376,14 @@ func (c *frontConn) scanHead() (head, verdict) {
 	if o.MaxHeaderBytes > 0 && o.MaxHeaderBytes < limit {
 		limit = o.MaxHeaderBytes
 	}
+	s := headScanner{first: !c.servedOne}
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
-		if h, end, ok := scanHeadBytes(buf, !c.servedOne); end > 0 {
-			if ok && end <= limit {
-				return h, frontServes
+		if end := s.scan(buf); end > 0 {
+			if !s.handOver && end <= limit {
+				return s.h, frontServes
 			}
-			return h, frontHandsOver
+			return s.h, frontHandsOver
 		}
 		if len(buf) >= limit {
 			return head{}, frontHandsOver
@@ -405,42 +400,51 @@ func (c *frontConn) scanHead() (head, verdict) {
 	}
 }
 
-// scanHeadBytes finds the end of the header block that starts buf (the
-// offset past its empty line, 0 if buf holds no whole block) and reports
-// whether the front serves the request. Lines end at "\n", an optional
-// "\r" before it dropped, as bufio.Reader.ReadLine and so net/textproto
-// read them.
-func scanHeadBytes(buf []byte, first bool) (h head, end int, ok bool) {
-	ok = true
-	requestLine := true
-	for off := 0; off < len(buf); {
-		i := bytes.IndexByte(buf[off:], '\n')
+// headScanner reads a request's line and header block as it comes in,
+// each line once: a caller that sends its header a byte at a time costs
+// work in proportion to its length, not to its square.
+type headScanner struct {
+	first bool // the connection's first request
+	off   int  // where the next line starts in the buffer
+	// sawRequestLine: the request line is behind off; handOver: the
+	// front does not serve the request.
+	sawRequestLine, handOver bool
+	h                        head
+}
+
+// scan reads the whole lines of buf, the buffered bytes of the request,
+// past those read already, and returns the offset past the empty line
+// that ends the header block, 0 while it has not come. Lines end at "\n",
+// an optional "\r" before it dropped, as bufio.Reader.ReadLine and so
+// net/textproto read them.
+func (s *headScanner) scan(buf []byte) (end int) {
+	for s.off < len(buf) {
+		i := bytes.IndexByte(buf[s.off:], '\n')
 		if i < 0 {
-			return h, 0, false
+			return 0
 		}
-		line := buf[off : off+i]
-		off += i + 1
-		line = trimCR(line)
-		if requestLine {
-			requestLine = false
-			if !first && string(line) == "PRI * HTTP/2.0" {
-				h.pri = true
-			} else {
-				ok = frontRequestLine(line)
+		line := trimCR(buf[s.off : s.off+i])
+		s.off += i + 1
+		if !s.sawRequestLine {
+			s.sawRequestLine = true
+			if !s.first && string(line) == "PRI * HTTP/2.0" {
+				s.h.pri = true
+			} else if !frontRequestLine(line) {
+				s.handOver = true
 			}
 			continue
 		}
 		if len(line) == 0 {
-			return h, off, ok
+			return s.off
 		}
 		switch {
 		case hasFold(line, "host:"):
-			h.host = true
+			s.h.host = true
 		case hasFold(line, "upgrade:"), hasFold(line, "expect:"):
-			ok = false
+			s.handOver = true
 		}
 	}
-	return h, 0, false
+	return 0
 }
 
 func trimCR(b []byte) []byte {

@@ -18,30 +18,6 @@ import (
 	"time"
 )
 
-// rv2Start serves h like rvStart; without the front, the Server is as
-// Listen makes it for a TLS listener (no front), so that its Shutdown and
-// Close are net/http's alone.
-func rv2Start(t *testing.T, h http.Handler, opts ServerOptions, front bool) *Server {
-	t.Helper()
-	s, err := Listen("review", "127.0.0.1:0", h, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !front {
-		s.front = nil
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Serve()
-	}()
-	t.Cleanup(func() {
-		_ = s.Close()
-		<-done
-	})
-	return s
-}
-
 // TestReview2ConnClosedIsToldOfAConnectionHandedOverDuringShutdown: a
 // new connection in the middle of its first header block when the drain
 // starts is busy, and Shutdown waits for it. When its request is one the
@@ -60,7 +36,7 @@ func TestReview2ConnClosedIsToldOfAConnectionHandedOverDuringShutdown(t *testing
 			var closed atomic.Int32
 			opts := DefaultServerOptions(nil)
 			opts.ConnClosed = func(net.Conn) { closed.Add(1) }
-			s := rv2Start(t, h, opts, m.front)
+			s := rvStart(t, h, opts, m.front)
 			c, br := rvDial(t, s.Addr().String())
 			_, _ = io.WriteString(c, "GET / HTTP/1.0\r\nHost: a\r\n")
 			time.Sleep(50 * time.Millisecond)
@@ -97,7 +73,7 @@ func TestReview2ShutdownWithAnExpiredContextOfAnIdleServerSucceeds(t *testing.T)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
 	for _, m := range rvModes {
 		t.Run(m.name, func(t *testing.T) {
-			s := rv2Start(t, h, DefaultServerOptions(nil), m.front)
+			s := rvStart(t, h, DefaultServerOptions(nil), m.front)
 			c, br := rvDial(t, s.Addr().String())
 			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 			rvReadResponse(t, br, "GET")

@@ -28,28 +28,10 @@ var rvModes = []struct {
 	front bool
 }{{"net/http", false}, {"front", true}}
 
-// rvServe binds a listener with opts and serves h on it with the front or
-// with net/http's server alone; it returns the address.
+// rvServe serves h like rvStart and returns the address.
 func rvServe(t *testing.T, h http.Handler, opts ServerOptions, front bool) string {
 	t.Helper()
-	s, err := Listen("review", "127.0.0.1:0", h, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if front {
-			_ = s.Serve()
-		} else {
-			_ = s.serveNetHTTP(s.ln)
-		}
-	}()
-	t.Cleanup(func() {
-		_ = s.Close()
-		<-done
-	})
-	return s.Addr().String()
+	return rvStart(t, h, opts, front).Addr().String()
 }
 
 func rvDial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
@@ -332,21 +314,22 @@ func rvRawHead(t *testing.T, br *bufio.Reader) string {
 	}
 }
 
-// rvStart serves h like rvServe, and returns the server for Shutdown.
+// rvStart binds a listener with opts and serves h on it with the front,
+// or with net/http's server alone (the front dropped, as a TLS listener
+// has none, so that Shutdown and Close are net/http's too).
 func rvStart(t *testing.T, h http.Handler, opts ServerOptions, front bool) *Server {
 	t.Helper()
 	s, err := Listen("review", "127.0.0.1:0", h, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !front {
+		s.front = nil
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if front {
-			_ = s.Serve()
-		} else {
-			_ = s.serveNetHTTP(s.ln)
-		}
+		_ = s.Serve()
 	}()
 	t.Cleanup(func() {
 		_ = s.Close()

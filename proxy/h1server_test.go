@@ -460,3 +460,32 @@ func TestFrontServesH2CThroughTheHandOver(t *testing.T) {
 		t.Errorf("h2c with prior knowledge: %q", body)
 	}
 }
+
+// TestTheHeadScannerReadsALineOnce: fed a header block a byte at a time,
+// as a trickling caller sends it, the scanner ends where and as it does
+// fed the block at once, and never reads a line again: its offset only
+// moves forward, to the end of the last whole line.
+func TestTheHeadScannerReadsALineOnce(t *testing.T) {
+	for _, seed := range frontSeeds {
+		for _, first := range []bool{true, false} {
+			whole := headScanner{first: first}
+			wantEnd := whole.scan([]byte(seed))
+			trickled := headScanner{first: first}
+			end := 0
+			for n := 1; n <= len(seed) && end == 0; n++ {
+				prev := trickled.off
+				end = trickled.scan([]byte(seed[:n]))
+				if trickled.off < prev || trickled.off > n {
+					t.Fatalf("%q: offset went from %d to %d at %d bytes", seed, prev, trickled.off, n)
+				}
+				if end == 0 && trickled.off != strings.LastIndexByte(seed[:n], '\n')+1 {
+					t.Fatalf("%q: at %d bytes the offset is %d, not past the last whole line", seed, n, trickled.off)
+				}
+			}
+			if end != wantEnd || trickled.h != whole.h || trickled.handOver != whole.handOver {
+				t.Errorf("%q (first %v): trickled end %d %+v hand over %v; at once %d %+v %v",
+					seed, first, end, trickled.h, trickled.handOver, wantEnd, whole.h, whole.handOver)
+			}
+		}
+	}
+}

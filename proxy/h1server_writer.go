@@ -7,7 +7,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -383,17 +383,20 @@ func (w *frontWriter) writeTrailers() {
 func httpDate() string {
 	now := time.Now()
 	sec := now.Unix()
-	dateCache.mu.Lock()
-	defer dateCache.mu.Unlock()
-	if dateCache.sec != sec {
-		dateCache.sec = sec
-		dateCache.value = now.UTC().Format(http.TimeFormat)
+	if d := dateCache.Load(); d != nil && d.sec == sec {
+		return d.value
 	}
-	return dateCache.value
+	d := &cachedDate{sec: sec, value: now.UTC().Format(http.TimeFormat)}
+	dateCache.Store(d)
+	return d.value
 }
 
-var dateCache struct {
-	mu    sync.Mutex
+// cachedDate is a Date header's value and the second it is for.
+type cachedDate struct {
 	sec   int64
 	value string
 }
+
+// dateCache is the latest cachedDate: an atomic pointer, not a lock that
+// every answer of every connection would take.
+var dateCache atomic.Pointer[cachedDate]
