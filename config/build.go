@@ -44,9 +44,9 @@ func (c *Config) buildInbound(p *problems) {
 		Issuers: in.Issuers, JWKSURL: in.JWKSURL, JWKSRefresh: in.JWKSRefresh,
 		Audiences: in.Audiences, Algorithms: in.Algorithms, ClockSkew: in.ClockSkew,
 		TokenCacheSize: in.TokenCacheSize, Upstream: &upstream, UpstreamProtocol: in.UpstreamProtocol.Protocol,
-		UpstreamTimeout: in.UpstreamTimeout,
-		ForwardToken:    in.ForwardToken,
-		AccessLog:       c.General.AccessLog, AllowInsecureHTTP: c.General.AllowInsecureHTTP,
+		UpstreamTimeout: in.UpstreamTimeout, MaxFormBytes: in.MaxFormBytes,
+		ForwardToken: in.ForwardToken,
+		AccessLog:    c.General.AccessLog, AllowInsecureHTTP: c.General.AllowInsecureHTTP,
 		RequireATJWT: in.RequireATJWT, AllowEncodedSlashes: in.AllowEncodedSlash, BodyIdleTimeout: c.General.BodyIdleTimeout,
 		RequireDPoP: in.RequireDPoP, TrustForwarded: in.TrustForwarded, Resource: in.Resource,
 		ClientCerts: inbound.ClientCertPolicy{

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,7 @@ func TestTheRulesJudgeWhatExpressServes(t *testing.T) {
 		Clients: []IDPClient{
 			{ID: "svc-app", Secret: "app-secret-0d1e", Scopes: []string{"app"}},
 			{ID: "svc-bare", Secret: "bare-secret-9f2c", Scopes: []string{"app"}},
+			{ID: "svc-deleter", Secret: "deleter-secret-77ab", Scopes: []string{"app", "orders:delete"}},
 		},
 		Resources: map[string]IDPResource{expressAPI: {Scopes: []string{"app", "admin", "orders:delete"}}},
 	})
@@ -93,6 +95,10 @@ func TestTheRulesJudgeWhatExpressServes(t *testing.T) {
 		}
 		return r + "Content-Length: 0\r\n\r\n"
 	}
+	form := func(line, token, body string) string {
+		return line + " HTTP/1.1\r\nHost: express.example\r\nAuthorization: Bearer " + token +
+			"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	}
 	for _, tc := range []struct {
 		name, request string
 		status        int
@@ -107,6 +113,8 @@ func TestTheRulesJudgeWhatExpressServes(t *testing.T) {
 		{"an X-HTTP-Method header", req("POST /orders/7", appTok, "X-HTTP-Method: DELETE"), 404, "delete-order"},
 		{"an X-Method-Override header", req("POST /orders/7", appTok, "X-Method-Override: DELETE"), 404, "delete-order"},
 		{"a method override in the query", req("POST /orders/8?_method=DELETE", appTok), 403, "delete-order"},
+		{"a method override in a form", form("POST /orders/9", appTok, "note=x&_method=DELETE"), 403, "delete-order"},
+		{"a method override in a form, escaped", form("POST /orders/9", appTok, "%5Fmethod=delete"), 403, "delete-order"},
 		{"dot segments out of a public path", req("GET /public/../admin/users", bareTok), 403, "admin"},
 		{"Tomcat's dot segment with parameters", req("GET /public/..;/admin/users", bareTok), 403, "admin"},
 		{"encoded dot segments", req("GET /public/%2e%2e/admin/users", bareTok), 403, "admin"},
@@ -124,10 +132,13 @@ func TestTheRulesJudgeWhatExpressServes(t *testing.T) {
 	}
 	// What a token with the scope, or none where none is needed, gets.
 	app.Reset(t)
+	deleterTok := idp.ClientCredentialsToken(t, "svc-deleter", "deleter-secret-77ab", expressAPI, "app orders:delete").AccessToken
 	for _, tc := range []struct{ request string }{
 		{req("GET /public/info", "")},
 		{req("GET /tenants/svc-app/orders", appTok)},
 		{req("GET /", appTok)},
+		// The override the sidecar refused above is one Express honours.
+		{form("POST /orders/9", deleterTok, "note=x&_method=DELETE")},
 	} {
 		if got := rawRequest(t, addrs.Inbound, tc.request); got != 200 {
 			t.Errorf("%q: status %d, want 200", strings.SplitN(tc.request, "\r\n", 2)[0], got)
@@ -137,7 +148,7 @@ func TestTheRulesJudgeWhatExpressServes(t *testing.T) {
 	for _, run := range app.Ran(t) {
 		ran = append(ran, run.Handler)
 	}
-	if strings.Join(ran, " ") != "public tenant-orders root" {
-		t.Errorf("the allowed requests ran %q, want public tenant-orders root", ran)
+	if strings.Join(ran, " ") != "public tenant-orders root delete-order" {
+		t.Errorf("the allowed requests ran %q, want public tenant-orders root delete-order", ran)
 	}
 }

@@ -149,7 +149,7 @@ func (d *dpopChecker) check(r *http.Request, at addressed, t target, raw, jkt st
 	if c.HTM != r.Method {
 		return dpopRefusal("the DPoP proof's htm is not the request's method", "htm %q, method %q", c.HTM, r.Method)
 	}
-	if methodOverrides(r.URL) != nil {
+	if queryOverrides(r.URL.RawQuery) != nil {
 		// The app may run another method than htm names (see judgement),
 		// and the query is no part of what a proof covers.
 		return dpopRefusal("a request with a DPoP proof cannot carry a method override", "_method in the query")

@@ -3,6 +3,7 @@ package inbound
 import (
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -43,9 +44,11 @@ type handler struct {
 	// encodedSlashes decodes "%2F" and "%5C" in paths instead of refusing.
 	encodedSlashes bool
 	bodyIdle       time.Duration
-	accessLog      bool
-	tracer         *tracing.Tracing // nil: tracing is off
-	dpop           *dpopChecker
+	// maxFormBytes bounds the form body read for a method override.
+	maxFormBytes int64
+	accessLog    bool
+	tracer       *tracing.Tracing // nil: tracing is off
+	dpop         *dpopChecker
 	// resource, when set, is the protected-resource metadata (RFC 9728).
 	resource *resourceMetadata
 	proxy    *httputil.ReverseProxy
@@ -144,9 +147,29 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 	if cert != nil {
 		setCertHeaders(r.Header, cert)
 	}
-	judged := h.match(r, t)
+	set := h.rules.Current()
+	judged := h.match(set, r, t)
+	// A POST's form body may name another method (see override.go). It
+	// is read only when that could change the judgement, and for a
+	// protected path only once the token is good: a caller without one
+	// makes the sidecar hold nothing.
+	form := formKindOf(r)
+	if form != notForm && overrideIrrelevant(set, t.path) {
+		form = notForm
+	}
+	var formOverrides []string
 	if judged.public() {
-		return h.servePublic(w, r, cert, at, t)
+		if form == notForm {
+			return h.servePublic(w, r, cert, at, t)
+		}
+		var o *outcome
+		if judged, formOverrides, o = h.judgeForm(w, r, set, t, form, judged); o != nil {
+			return *o
+		}
+		form = notForm
+		if judged.public() {
+			return h.servePublic(w, r, cert, at, t)
+		}
 	}
 	raw, scheme, err := accessToken(r.Header)
 	if err != nil {
@@ -167,7 +190,21 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 	if rej := h.checkSender(r, at, t, scheme, raw, id, cert); rej != nil {
 		return h.refuse(w, r, rej, id, scheme)
 	}
+	if form != notForm {
+		var o *outcome
+		if judged, formOverrides, o = h.judgeForm(w, r, set, t, form, judged); o != nil {
+			return *o
+		}
+	}
+	if formOverrides != nil && scheme == schemeDPoP {
+		// As for the query (see dpopChecker.check): the proof's htm would
+		// not be the method the app runs.
+		return h.refuse(w, r, dpopRefusal("a request with a DPoP proof cannot carry a method override", "%s in the form body", overrideField), id, scheme)
+	}
 	if rej := judged.authorize(id, r, t); rej != nil {
+		if judged.unreadFrom > 0 && (judgement{matched: judged.matched[:judged.unreadFrom]}).authorize(id, r, t) == nil {
+			return h.formTooLarge(w, r, id)
+		}
 		return h.refuse(w, r, rej, id, scheme)
 	}
 	h.pass(r, id, raw)
@@ -260,10 +297,16 @@ func setTarget(r *http.Request, t target) {
 }
 
 // judgement is the rules that a request matched: for its method, and for
-// every method it may be taken for by a framework that reads a method
-// override from the query (Express's method-override, Rails, Laravel:
-// "?_method=DELETE"). Every one of them must allow the request.
-type judgement []matched
+// every method a framework may take it for, read from a method override
+// in the query or in a POST's form body (see override.go). Every one of
+// them must allow the request.
+type judgement struct {
+	matched []matched
+	// unreadFrom, when not 0, is where the methods added for a form body
+	// too large to be read start: the request is judged for every method
+	// it may name.
+	unreadFrom int
+}
 
 // matched is the rule that matched a request taken for method.
 type matched struct {
@@ -271,29 +314,67 @@ type matched struct {
 	rule   *rules.Rule
 }
 
-func (h *handler) match(r *http.Request, t target) judgement {
-	set := h.rules.Current()
-	j := judgement{{r.Method, set.Match(r.Method, t.path)}}
-	for _, m := range methodOverrides(r.URL) {
-		j = append(j, matched{m, set.Match(m, t.path)})
+func (h *handler) match(set *rules.Set, r *http.Request, t target) judgement {
+	j := judgement{matched: []matched{{r.Method, set.Match(r.Method, t.path)}}}
+	for _, v := range queryOverrides(r.URL.RawQuery) {
+		j.add(set, t, v)
 	}
 	return j
 }
 
-// methodOverrides returns the "_method" values of u's query, as
-// url.ParseQuery decodes it. A query without "_method" and without any
-// percent-escape cannot decode to that key ('+' decodes to a space), so
-// it is not parsed: most queries are not.
-func methodOverrides(u *url.URL) []string {
-	if !strings.Contains(u.RawQuery, "_method") && !strings.Contains(u.RawQuery, "%") {
-		return nil
+// add judges the request also as taken for the method override value v.
+func (j *judgement) add(set *rules.Set, t target, v string) {
+	for _, m := range overrideValues(v) {
+		j.matched = append(j.matched, matched{m, set.Match(m, t.path)})
 	}
-	return u.Query()["_method"]
+}
+
+// judgeForm reads a POST's form body and adds to j the methods its
+// override fields name; a body too large to read adds every method. The
+// outcome is set when the request was answered: its body did not come, or
+// does not parse.
+func (h *handler) judgeForm(w http.ResponseWriter, r *http.Request, set *rules.Set, t target, kind formKind, j judgement) (judgement, []string, *outcome) {
+	bounded, stop := proxy.BoundBodyIdle(w, r, h.bodyIdle)
+	values, err := readFormOverrides(r, bounded.Body, kind, h.maxFormBytes)
+	stop()
+	switch {
+	case errors.Is(err, errFormTooLarge):
+		j.unreadFrom = len(j.matched)
+		for _, m := range overridable {
+			j.matched = append(j.matched, matched{m, set.Match(m, t.path)})
+		}
+		return j, nil, nil
+	case errors.Is(err, proxy.ErrBodyIdle):
+		proxy.WriteError(w, r, http.StatusRequestTimeout, "request_timeout", "the request body stalled")
+		return j, nil, &outcome{result: metrics.ResultBadRequest}
+	case errors.Is(err, errFormMalformed):
+		h.log.DebugContext(r.Context(), "request refused: its form body cannot be read for a method override", "error", err.Error())
+		proxy.WriteError(w, r, http.StatusBadRequest, "invalid_request", err.Error())
+		return j, nil, &outcome{result: metrics.ResultBadRequest}
+	case err != nil:
+		h.log.DebugContext(r.Context(), "request refused: its form body did not arrive", "error", err.Error())
+		proxy.WriteError(w, r, http.StatusBadRequest, "invalid_request", "the request body could not be read")
+		return j, nil, &outcome{result: metrics.ResultBadRequest}
+	}
+	for _, v := range values {
+		j.add(set, t, v)
+	}
+	return j, values, nil
+}
+
+// formTooLarge answers a verified caller whose form body was too large to
+// be read for a method override, and who is not allowed every method it
+// could name.
+func (h *handler) formTooLarge(w http.ResponseWriter, r *http.Request, id *identity) outcome {
+	proxy.WriteError(w, r, http.StatusRequestEntityTooLarge, "invalid_request", fmt.Sprintf(
+		"the form body is over %d bytes (AUTHSIDECAR_INBOUND_MAX_FORM_BYTES), too large to be read for a %s field that may name another method, and this caller is not allowed every method on this path",
+		h.maxFormBytes, overrideField))
+	return outcome{result: metrics.ResultBadRequest, clientID: id.clientID}
 }
 
 // public reports whether every rule matched is public.
 func (j judgement) public() bool {
-	for _, m := range j {
+	for _, m := range j.matched {
 		if m.rule == nil || !m.rule.Public {
 			return false
 		}
@@ -304,7 +385,7 @@ func (j judgement) public() bool {
 // authorize applies the rules that matched to a verified caller; a method
 // no rule matched (a Set without defaults) needs nothing more.
 func (j judgement) authorize(id *identity, r *http.Request, t target) *rejection {
-	for _, m := range j {
+	for _, m := range j.matched {
 		if m.rule == nil || m.rule.Public {
 			continue
 		}

@@ -105,6 +105,8 @@ type fixtureOptions struct {
 	// AUTHSIDECAR_INBOUND_REQUIRE_DPOP, …_TRUST_FORWARDED and …_RESOURCE.
 	requireDPoP, trustForwarded bool
 	resource                    string
+	// maxFormBytes is AUTHSIDECAR_INBOUND_MAX_FORM_BYTES.
+	maxFormBytes int64
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture { return newFixtureWith(t, o) }
@@ -132,6 +134,7 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 		RequireATJWT:        o.requireATJWT,
 		AllowEncodedSlashes: o.allowEncodedSlashes,
 		BodyIdleTimeout:     o.bodyIdle,
+		MaxFormBytes:        o.maxFormBytes,
 		UpstreamTimeout:     o.upstreamTimeout,
 		Logger:              o.logger,
 		AccessLog:           o.accessLog,

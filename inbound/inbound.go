@@ -1,6 +1,7 @@
 package inbound
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,6 +68,10 @@ type Options struct {
 	// AllowEncodedSlashes decodes "%2F" and "%5C" in request paths, for
 	// the rules and the app alike, instead of refusing them with 400.
 	AllowEncodedSlashes bool
+	// MaxFormBytes bounds how much of a POST's form body is read for a
+	// method override ("_method") when one could change the judgement;
+	// 0: DefaultMaxFormBytes. A larger body is judged for every method.
+	MaxFormBytes int64
 	// BodyIdleTimeout ends a request whose body the caller stops sending
 	// for longer; 0: no bound.
 	BodyIdleTimeout time.Duration
@@ -152,7 +157,7 @@ func New(opts Options) (*Inbound, error) {
 	}
 	in.handler = newHandler(&handler{
 		verifier: v, rules: ruleSet, clientCerts: opts.ClientCerts, forwardToken: opts.ForwardToken,
-		encodedSlashes: opts.AllowEncodedSlashes, bodyIdle: opts.BodyIdleTimeout, accessLog: opts.AccessLog, log: logger,
+		encodedSlashes: opts.AllowEncodedSlashes, bodyIdle: opts.BodyIdleTimeout, maxFormBytes: cmp.Or(opts.MaxFormBytes, DefaultMaxFormBytes), accessLog: opts.AccessLog, log: logger,
 		tracer: opts.Tracer, dpop: dpop,
 		resource: newResourceMetadata(opts.Resource, opts.Issuers, opts.Algorithms, opts.RequireDPoP),
 	}, m)

@@ -29,6 +29,17 @@ app.use(methodOverride("X-HTTP-Method-Override"));
 app.use(methodOverride("X-HTTP-Method"));
 app.use(methodOverride("X-Method-Override"));
 app.use(methodOverride("_method"));
+// And from an HTML form's hidden field, as method-override's README shows.
+app.use(express.urlencoded({ extended: false }));
+app.use(
+  methodOverride((req) => {
+    if (req.body && typeof req.body === "object" && "_method" in req.body) {
+      const method = req.body._method;
+      delete req.body._method;
+      return method;
+    }
+  }),
+);
 
 app.get("/", record("root"));
 app.get("/public/info", record("public"));

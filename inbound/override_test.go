@@ -1,0 +1,183 @@
+package inbound_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// overrideRules let anyone with a token POST to an order, and only
+// orders:write DELETE, PUT or PATCH one: a method override in the form
+// body must not turn the first into the second.
+const overrideRules = `
+rules:
+  - paths: ["/orders/*"]
+    methods: [DELETE, PUT, PATCH]
+    scopes: [orders:write]
+  - paths: ["/hooks"]
+    methods: [POST]
+    public: true
+`
+
+// post is a raw POST of body to path with the extra header lines.
+func post(path, auth, headers, body string) string {
+	return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: sidecar\r\n%s%sContent-Length: %d\r\n\r\n%s", path, auth, headers, len(body), body)
+}
+
+const urlencoded = "Content-Type: application/x-www-form-urlencoded\r\n"
+
+// multipartBody is a multipart/form-data body, boundary "XyZ", of the
+// parts given as their Content-Disposition and value.
+func multipartBody(parts ...[2]string) string {
+	var b strings.Builder
+	for _, p := range parts {
+		fmt.Fprintf(&b, "--XyZ\r\nContent-Disposition: %s\r\n\r\n%s\r\n", p[0], p[1])
+	}
+	b.WriteString("--XyZ--\r\n")
+	return b.String()
+}
+
+const multipartType = "Content-Type: multipart/form-data; boundary=XyZ\r\n"
+
+func TestFormMethodOverridesCannotSlipPastTheRules(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules})
+	auth := "Authorization: Bearer " + f.token(t, nil) + "\r\n"
+	for _, tc := range []struct{ name, headers, body string }{
+		{"urlencoded", urlencoded, "_method=DELETE"},
+		{"lower case value", urlencoded, "a=1&_method=delete"},
+		{"charset parameter", "Content-Type: Application/X-WWW-Form-Urlencoded; charset=utf-8\r\n", "_method=PUT"},
+		{"no Content-Type (Rack reads it as a form)", "", "_method=DELETE"},
+		{"escaped name", urlencoded, "%5Fmethod=DELETE"},
+		{"escaped value", urlencoded, "_method=%44ELETE"},
+		{"PHP turns a dot into _", urlencoded, ".method=DELETE"},
+		{"PHP skips leading spaces", urlencoded, "+_method=DELETE"},
+		{"ASP.NET ignores case", urlencoded, "_METHOD=PATCH"},
+		{"a PHP array", urlencoded, "_method[]=DELETE"},
+		{"split at ;", urlencoded, "a=1;_method=DELETE"},
+		{"the last of two", urlencoded, "_method=POST&_method=DELETE"},
+		{"a malformed escape elsewhere", urlencoded, "a=%zz&_method=DELETE"},
+		{"leading space", urlencoded, "_method=+DELETE"},
+		{"trailing space", urlencoded, "_method=DELETE%20"},
+		{"multipart", multipartType, multipartBody([2]string{`form-data; name="a"`, "1"}, [2]string{`form-data; name="_method"`, "DELETE"})},
+		{"multipart, upper-case name", multipartType, multipartBody([2]string{`form-data; name="_METHOD"`, "delete"})},
+		{"multipart/mixed", "Content-Type: multipart/mixed; boundary=XyZ\r\n", multipartBody([2]string{`form-data; name="_method"`, "PUT"})},
+		{"multipart, RFC 2231 name", multipartType, multipartBody([2]string{`form-data; name*=utf-8''%5Fmethod`, "DELETE"})},
+		{"multipart, a name Rack 2 reads inside another parameter", multipartType, multipartBody([2]string{`form-data; name="x"; foo="; name=_method;"`, "DELETE"})},
+	} {
+		resp := f.raw(t, post("/orders/1", auth, tc.headers, tc.body))
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: POST %q without orders:write: status %d, want 403", tc.name, tc.body, resp.StatusCode)
+		}
+	}
+	if n := len(f.app.requests()); n != 0 {
+		t.Fatalf("the app saw %d requests, want none", n)
+	}
+
+	// With the scope, the same requests pass, and the app gets the body
+	// as it was sent.
+	write := "Authorization: Bearer " + f.token(t, map[string]any{"scope": "orders:write"}) + "\r\n"
+	for _, tc := range []struct{ headers, body string }{
+		{urlencoded, "a=1&_method=DELETE"},
+		{multipartType, multipartBody([2]string{`form-data; name="_method"`, "DELETE"}, [2]string{`form-data; name="f"; filename="a.txt"`, "content"})},
+	} {
+		if resp := f.raw(t, post("/orders/1", write, tc.headers, tc.body)); resp.StatusCode != 200 {
+			t.Errorf("POST %q with orders:write: status %d, want 200", tc.body, resp.StatusCode)
+			continue
+		}
+		if got := f.app.body[len(f.app.body)-1]; got != tc.body {
+			t.Errorf("the app got the body %q, want %q", got, tc.body)
+		}
+	}
+}
+
+func TestFormsWithoutAnOverridePass(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules})
+	auth := "Authorization: Bearer " + f.token(t, nil) + "\r\n"
+	for _, tc := range []struct{ name, headers, body string }{
+		{"another field", urlencoded, "payment_method=card&method=x"},
+		{"an empty form", urlencoded, ""},
+		{"JSON is no form", "Content-Type: application/json\r\n", `{"_method":"DELETE"}`},
+		{"a form override is only for POST: see the PUT below", urlencoded, "a=b"},
+		{"multipart", multipartType, multipartBody([2]string{`form-data; name="payment_method"`, "card"}, [2]string{`form-data; name="f"; filename="m.txt"`, "a method"})},
+	} {
+		if resp := f.raw(t, post("/orders/1", auth, tc.headers, tc.body)); resp.StatusCode != 200 {
+			t.Errorf("%s: POST %q: status %d, want 200", tc.name, tc.body, resp.StatusCode)
+			continue
+		}
+		if got := f.app.body[len(f.app.body)-1]; got != tc.body {
+			t.Errorf("%s: the app got the body %q, want %q", tc.name, got, tc.body)
+		}
+	}
+}
+
+// What parsers may read differently is refused, with 400, before the app.
+func TestAmbiguousMultipartFormsAreRefused(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules})
+	auth := "Authorization: Bearer " + f.token(t, nil) + "\r\n"
+	for _, tc := range []struct{ name, headers, body string }{
+		{"two boundaries", "Content-Type: multipart/form-data; boundary=XyZ; boundary=Abc\r\n", multipartBody([2]string{`form-data; name="a"`, "1"})},
+		{"a boundary Rack cuts at ','", "Content-Type: multipart/form-data; boundary=\"XyZ,a\"\r\n", "--XyZ,a\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--XyZ,a--\r\n"},
+		{"no boundary", "Content-Type: multipart/form-data\r\n", multipartBody([2]string{`form-data; name="_method"`, "DELETE"})},
+		{"no closing delimiter", multipartType, "--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n"},
+		{"a field name where Go sees no part", multipartType, "--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\n--XyZ\nContent-Disposition: form-data; name=\"_method\"\n\nDELETE\r\n--XyZ--\r\n"},
+	} {
+		if resp := f.raw(t, post("/orders/1", auth, tc.headers, tc.body)); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", tc.name, resp.StatusCode)
+		}
+	}
+	if n := len(f.app.requests()); n != 0 {
+		t.Fatalf("the app saw %d requests, want none", n)
+	}
+}
+
+func TestAFormTooLargeToReadIsJudgedForEveryMethod(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules, maxFormBytes: 64})
+	body := "a=" + strings.Repeat("x", 100) + "&_method=DELETE"
+	resp := f.raw(t, post("/orders/1", "Authorization: Bearer "+f.token(t, nil)+"\r\n", urlencoded, body))
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("a form over MAX_FORM_BYTES, caller not allowed DELETE: status %d, want 413", resp.StatusCode)
+	}
+	write := "Authorization: Bearer " + f.token(t, map[string]any{"scope": "orders:write"}) + "\r\n"
+	if resp := f.raw(t, post("/orders/1", write, urlencoded, body)); resp.StatusCode != 200 {
+		t.Fatalf("a form over MAX_FORM_BYTES, caller allowed every method: status %d, want 200", resp.StatusCode)
+	}
+	if got := f.app.body[len(f.app.body)-1]; got != body {
+		t.Errorf("the app got %d bytes of the body, want all %d", len(got), len(body))
+	}
+	// A POST the rules do not tell from other methods is not read at all.
+	if resp := f.raw(t, post("/other", "Authorization: Bearer "+f.token(t, nil)+"\r\n", urlencoded, body)); resp.StatusCode != 200 {
+		t.Errorf("a large form where no override matters: status %d, want 200", resp.StatusCode)
+	}
+}
+
+// A public POST whose path is protected for other methods: an override
+// to one of those needs a token.
+func TestAFormOverrideOnAPublicPathNeedsAToken(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules})
+	if resp := f.raw(t, post("/hooks", "", urlencoded, "event=x")); resp.StatusCode != 200 {
+		t.Errorf("a public POST: status %d, want 200", resp.StatusCode)
+	}
+	if resp := f.raw(t, post("/hooks", "", urlencoded, "event=x&_method=DELETE")); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a public POST with _method=DELETE and no token: status %d, want 401", resp.StatusCode)
+	}
+	if n := len(f.app.requests()); n != 1 {
+		t.Errorf("the app saw %d requests, want 1", n)
+	}
+}
+
+func TestAStalledFormBodyIsRefused(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules, bodyIdle: 200 * time.Millisecond})
+	start := time.Now()
+	req := fmt.Sprintf("POST /orders/1 HTTP/1.1\r\nHost: sidecar\r\nAuthorization: Bearer %s\r\n%sContent-Length: 100\r\n\r\n_method=DEL", f.token(t, nil), urlencoded)
+	if resp := f.raw(t, req); resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("status %d, want 408", resp.StatusCode)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("answered after %s, want about the 200ms bound", d)
+	}
+	if n := len(f.app.requests()); n != 0 {
+		t.Errorf("the app saw %d requests, want none", n)
+	}
+}
