@@ -95,10 +95,13 @@ func TestTheRulesJudgeWhatExpressServes(t *testing.T) {
 		}
 		return r + "Content-Length: 0\r\n\r\n"
 	}
-	form := func(line, token, body string) string {
-		return line + " HTTP/1.1\r\nHost: express.example\r\nAuthorization: Bearer " + token +
-			"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	typed := func(contentType string) func(line, token, body string) string {
+		return func(line, token, body string) string {
+			return line + " HTTP/1.1\r\nHost: express.example\r\nAuthorization: Bearer " + token +
+				"\r\nContent-Type: " + contentType + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+		}
 	}
+	form, jsonBody := typed("application/x-www-form-urlencoded"), typed("application/json")
 	for _, tc := range []struct {
 		name, request string
 		status        int
@@ -115,6 +118,7 @@ func TestTheRulesJudgeWhatExpressServes(t *testing.T) {
 		{"a method override in the query", req("POST /orders/8?_method=DELETE", appTok), 403, "delete-order"},
 		{"a method override in a form", form("POST /orders/9", appTok, "note=x&_method=DELETE"), 403, "delete-order"},
 		{"a method override in a form, escaped", form("POST /orders/9", appTok, "%5Fmethod=delete"), 403, "delete-order"},
+		{"a method override in a JSON body", jsonBody("POST /orders/9", appTok, `{"note":"x","_method":"DELETE"}`), 403, "delete-order"},
 		{"dot segments out of a public path", req("GET /public/../admin/users", bareTok), 403, "admin"},
 		{"Tomcat's dot segment with parameters", req("GET /public/..;/admin/users", bareTok), 403, "admin"},
 		{"encoded dot segments", req("GET /public/%2e%2e/admin/users", bareTok), 403, "admin"},

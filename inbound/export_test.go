@@ -20,3 +20,9 @@ func Verify(ctx context.Context, in *Inbound, raw string) error {
 // OnIntrospectionJoin makes f be called once a request has started or
 // joined the introspection call for its token.
 func OnIntrospectionJoin(in *Inbound, f func()) { in.intro.calls.Joined = f }
+
+// OverridesInMultipart reads body as a multipart form, boundary XyZ, for
+// override fields.
+func OverridesInMultipart(body string) ([]string, error) {
+	return overridesIn(readings{multipart: true}, "multipart/form-data; boundary=XyZ", body)
+}

@@ -3,7 +3,6 @@ package inbound
 import (
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/authsidecar/authsidecar/internal/handoff"
 	"github.com/authsidecar/authsidecar/internal/reload"
@@ -44,8 +44,10 @@ type handler struct {
 	// encodedSlashes decodes "%2F" and "%5C" in paths instead of refusing.
 	encodedSlashes bool
 	bodyIdle       time.Duration
-	// maxFormBytes bounds the form body read for a method override.
+	// maxFormBytes bounds the body read for a method override, and
+	// formBudget all such bodies held at once.
 	maxFormBytes int64
+	formBudget   *semaphore.Weighted
 	accessLog    bool
 	tracer       *tracing.Tracing // nil: tracing is off
 	dpop         *dpopChecker
@@ -149,24 +151,26 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 	}
 	set := h.rules.Current()
 	judged := h.match(set, r, t)
-	// A POST's form body may name another method (see override.go). It
-	// is read only when that could change the judgement, and for a
-	// protected path only once the token is good: a caller without one
-	// makes the sidecar hold nothing.
-	form := formKindOf(r)
-	if form != notForm && overrideIrrelevant(set, t.path) {
-		form = notForm
+	// A POST's body may name another method (see override.go). It is
+	// read only when that could change the judgement, and for a protected
+	// path only once the token is good: a caller without one makes the
+	// sidecar hold nothing.
+	body := readingsOf(r)
+	if body.any() && overrideIrrelevant(set, t.path) {
+		body = readings{}
 	}
-	var formOverrides []string
+	var bodyOverrides []string
 	if judged.public() {
-		if form == notForm {
+		if !body.any() {
 			return h.servePublic(w, r, cert, at, t)
 		}
 		var o *outcome
-		if judged, formOverrides, o = h.judgeForm(w, r, set, t, form, judged); o != nil {
+		var release func()
+		if judged, bodyOverrides, release, o = h.judgeBody(w, r, set, t, body, judged); o != nil {
 			return *o
 		}
-		form = notForm
+		defer release()
+		body = readings{}
 		if judged.public() {
 			return h.servePublic(w, r, cert, at, t)
 		}
@@ -190,20 +194,22 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 	if rej := h.checkSender(r, at, t, scheme, raw, id, cert); rej != nil {
 		return h.refuse(w, r, rej, id, scheme)
 	}
-	if form != notForm {
+	if body.any() {
 		var o *outcome
-		if judged, formOverrides, o = h.judgeForm(w, r, set, t, form, judged); o != nil {
+		var release func()
+		if judged, bodyOverrides, release, o = h.judgeBody(w, r, set, t, body, judged); o != nil {
 			return *o
 		}
+		defer release()
 	}
-	if formOverrides != nil && scheme == schemeDPoP {
+	if bodyOverrides != nil && scheme == schemeDPoP {
 		// As for the query (see dpopChecker.check): the proof's htm would
 		// not be the method the app runs.
-		return h.refuse(w, r, dpopRefusal("a request with a DPoP proof cannot carry a method override", "%s in the form body", overrideField), id, scheme)
+		return h.refuse(w, r, dpopRefusal("a request with a DPoP proof cannot carry a method override", "%s in the body", overrideField), id, scheme)
 	}
 	if rej := judged.authorize(id, r, t); rej != nil {
-		if judged.unreadFrom > 0 && (judgement{matched: judged.matched[:judged.unreadFrom]}).authorize(id, r, t) == nil {
-			return h.formTooLarge(w, r, id)
+		if judged.unread != nil && (judgement{matched: judged.matched[:judged.unreadFrom]}).authorize(id, r, t) == nil {
+			return h.bodyUnread(w, r, id, judged.unread)
 		}
 		return h.refuse(w, r, rej, id, scheme)
 	}
@@ -302,9 +308,9 @@ func setTarget(r *http.Request, t target) {
 // them must allow the request.
 type judgement struct {
 	matched []matched
-	// unreadFrom, when not 0, is where the methods added for a form body
-	// too large to be read start: the request is judged for every method
-	// it may name.
+	// unread, when set, says why the body could not be read for an
+	// override; the methods from unreadFrom on are every one it may name.
+	unread     *errBodyUnread
 	unreadFrom int
 }
 
@@ -327,49 +333,6 @@ func (j *judgement) add(set *rules.Set, t target, v string) {
 	for _, m := range overrideValues(v) {
 		j.matched = append(j.matched, matched{m, set.Match(m, t.path)})
 	}
-}
-
-// judgeForm reads a POST's form body and adds to j the methods its
-// override fields name; a body too large to read adds every method. The
-// outcome is set when the request was answered: its body did not come, or
-// does not parse.
-func (h *handler) judgeForm(w http.ResponseWriter, r *http.Request, set *rules.Set, t target, kind formKind, j judgement) (judgement, []string, *outcome) {
-	bounded, stop := proxy.BoundBodyIdle(w, r, h.bodyIdle)
-	values, err := readFormOverrides(r, bounded.Body, kind, h.maxFormBytes)
-	stop()
-	switch {
-	case errors.Is(err, errFormTooLarge):
-		j.unreadFrom = len(j.matched)
-		for _, m := range overridable {
-			j.matched = append(j.matched, matched{m, set.Match(m, t.path)})
-		}
-		return j, nil, nil
-	case errors.Is(err, proxy.ErrBodyIdle):
-		proxy.WriteError(w, r, http.StatusRequestTimeout, "request_timeout", "the request body stalled")
-		return j, nil, &outcome{result: metrics.ResultBadRequest}
-	case errors.Is(err, errFormMalformed):
-		h.log.DebugContext(r.Context(), "request refused: its form body cannot be read for a method override", "error", err.Error())
-		proxy.WriteError(w, r, http.StatusBadRequest, "invalid_request", err.Error())
-		return j, nil, &outcome{result: metrics.ResultBadRequest}
-	case err != nil:
-		h.log.DebugContext(r.Context(), "request refused: its form body did not arrive", "error", err.Error())
-		proxy.WriteError(w, r, http.StatusBadRequest, "invalid_request", "the request body could not be read")
-		return j, nil, &outcome{result: metrics.ResultBadRequest}
-	}
-	for _, v := range values {
-		j.add(set, t, v)
-	}
-	return j, values, nil
-}
-
-// formTooLarge answers a verified caller whose form body was too large to
-// be read for a method override, and who is not allowed every method it
-// could name.
-func (h *handler) formTooLarge(w http.ResponseWriter, r *http.Request, id *identity) outcome {
-	proxy.WriteError(w, r, http.StatusRequestEntityTooLarge, "invalid_request", fmt.Sprintf(
-		"the form body is over %d bytes (AUTHSIDECAR_INBOUND_MAX_FORM_BYTES), too large to be read for a %s field that may name another method, and this caller is not allowed every method on this path",
-		h.maxFormBytes, overrideField))
-	return outcome{result: metrics.ResultBadRequest, clientID: id.clientID}
 }
 
 // public reports whether every rule matched is public.

@@ -14,6 +14,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/authsidecar/authsidecar/discovery"
 	"github.com/authsidecar/authsidecar/internal/clock"
@@ -155,9 +156,10 @@ func New(opts Options) (*Inbound, error) {
 	for _, a := range opts.Algorithms {
 		dpop.algs = append(dpop.algs, jose.SignatureAlgorithm(a))
 	}
+	maxForm := cmp.Or(opts.MaxFormBytes, DefaultMaxFormBytes)
 	in.handler = newHandler(&handler{
 		verifier: v, rules: ruleSet, clientCerts: opts.ClientCerts, forwardToken: opts.ForwardToken,
-		encodedSlashes: opts.AllowEncodedSlashes, bodyIdle: opts.BodyIdleTimeout, maxFormBytes: cmp.Or(opts.MaxFormBytes, DefaultMaxFormBytes), accessLog: opts.AccessLog, log: logger,
+		encodedSlashes: opts.AllowEncodedSlashes, bodyIdle: opts.BodyIdleTimeout, maxFormBytes: maxForm, formBudget: semaphore.NewWeighted(formBudgetBodies * (maxForm + 1)), accessLog: opts.AccessLog, log: logger,
 		tracer: opts.Tracer, dpop: dpop,
 		resource: newResourceMetadata(opts.Resource, opts.Issuers, opts.Algorithms, opts.RequireDPoP),
 	}, m)

@@ -2,6 +2,7 @@ package inbound
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,11 +21,14 @@ import (
 //   - in a POST's form body: Rails and Sinatra (Rack::MethodOverride),
 //     Laravel and Symfony, Spring's HiddenHttpMethodFilter, ASP.NET Core's
 //     UseHttpMethodOverride with a form field;
+//   - in a POST's JSON body: Laravel, whose request parameters are the
+//     JSON object's members;
 //   - in the query: Express's method-override, Laravel, Spring.
 //
 // The rules must allow every method a request may be taken for (see
 // judgement). Override headers are not judged but removed (see
-// stripCallerHeaders).
+// stripCallerHeaders). Where parsers may read a body differently, it is
+// refused rather than guessed at.
 
 // DefaultMaxFormBytes is Options.MaxFormBytes when unset.
 const DefaultMaxFormBytes = 1 << 20
@@ -58,27 +62,30 @@ func isOverrideName(name string) bool {
 	return true
 }
 
-// mayNameOverride reports whether an encoded query or urlencoded form may
-// decode to a field isOverrideName takes: one with "method" in any case, or
-// a percent-escape. Most have neither, and are not parsed.
+// mayNameOverride reports whether an encoded query or body may spell a
+// field isOverrideName takes: it holds "method" in some case, or an
+// escape of some kind ('%' in URL encoding and RFC 2231, '\' in JSON and
+// quoted strings, "=?" in RFC 2047 encoded words). Most hold none, and
+// are not parsed.
 func mayNameOverride(encoded string) bool {
-	return strings.IndexByte(encoded, '%') >= 0 || mentionsMethod(encoded)
+	return strings.IndexByte(encoded, '%') >= 0 || strings.IndexByte(encoded, '\\') >= 0 ||
+		strings.Contains(encoded, "=?") || mentionsMethod(encoded)
 }
 
 // mentionsMethod reports whether s holds "method" in any case.
 func mentionsMethod(s string) bool {
 	for i := 0; i+len("method") <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len("method")], "method") {
+		if s[i]|0x20 == 'm' && strings.EqualFold(s[i:i+len("method")], "method") {
 			return true
 		}
 	}
 	return false
 }
 
-// queryOverrides returns the override values an encoded query or
-// urlencoded form body carries (see urlencodedOverrides); nil for most.
+// queryOverrides returns the override values an encoded query carries
+// (see urlencodedOverrides); nil for most.
 func queryOverrides(encoded string) []string {
-	if !mayNameOverride(encoded) {
+	if strings.IndexByte(encoded, '%') < 0 && !mentionsMethod(encoded) {
 		return nil
 	}
 	return urlencodedOverrides(encoded)
@@ -143,39 +150,76 @@ func unhex(c byte) byte {
 	return c | 0x20 - 'a' + 10
 }
 
-// formKind is how a POST's body is read as a form, if it is.
-type formKind int
+// readings are the ways frameworks may read a POST's body for its fields.
+// A Content-Type may call for more than one (multipart/related with a
+// JSON root part): then every one is made.
+type readings struct {
+	urlencoded, multipart, json bool
+	// unreadable, when set, says why the body cannot be read here for a
+	// field: it is compressed, or in a charset that is not ASCII's.
+	unreadable string
+}
 
-const (
-	notForm formKind = iota
-	urlencodedForm
-	multipartForm
-)
+func (r readings) any() bool { return r.urlencoded || r.multipart || r.json }
 
-// formKindOf tells how frameworks read r's body for its form fields. A
-// POST with no Content-Type at all is read as urlencoded by Rack. The
-// media type is what comes before ';' or ',', as Rack and PHP cut it.
-// Only a POST is overridden: every framework above leaves other methods
-// alone.
-func formKindOf(r *http.Request) formKind {
-	if r.Method != http.MethodPost || r.Body == nil || r.Body == http.NoBody {
-		return notForm
+// readingsOf tells how frameworks may read r's body for its fields, by
+// substrings of its Content-Type headers, as loosely as the loosest of
+// them reads it:
+//   - urlencoded: the type holds "x-www-form-urlencoded" (PHP cuts the
+//     media type at a space as well as at ';'), or there is no type at
+//     all (Rack reads that as a form);
+//   - multipart: the type holds "multipart/";
+//   - JSON: the type holds "json" (Laravel looks for "/json" or "+json").
+//
+// Only a POST is overridden, in any case of its name (ASP.NET compares
+// it so, Symfony upper-cases it first).
+func readingsOf(r *http.Request) readings {
+	var rd readings
+	if !strings.EqualFold(r.Method, http.MethodPost) || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return rd
 	}
-	ct := r.Header.Values("Content-Type")
-	if len(ct) == 0 {
-		return urlencodedForm
+	ct := strings.ToLower(strings.Join(r.Header.Values("Content-Type"), ","))
+	rd.urlencoded = strings.TrimSpace(ct) == "" || strings.Contains(ct, "x-www-form-urlencoded")
+	rd.multipart = strings.Contains(ct, "multipart/")
+	rd.json = strings.Contains(ct, "json")
+	if !rd.any() {
+		return rd
 	}
-	media := ct[0]
-	if i := strings.IndexAny(media, ";,"); i >= 0 {
-		media = media[:i]
+	for _, ce := range r.Header.Values("Content-Encoding") {
+		if v := strings.TrimSpace(ce); v != "" && !strings.EqualFold(v, "identity") {
+			rd.unreadable = "it is compressed (Content-Encoding " + v + "), and a framework may read it inflated"
+		}
 	}
-	switch strings.ToLower(strings.TrimSpace(media)) {
-	case "", "application/x-www-form-urlencoded":
-		return urlencodedForm
-	case "multipart/form-data", "multipart/mixed", "multipart/related":
-		return multipartForm
+	if cs, ok := unsafeCharset(ct); ok {
+		rd.unreadable = "its charset " + cs + " is not one whose bytes are ASCII's, and a framework may decode it"
 	}
-	return notForm
+	return rd
+}
+
+// unsafeCharset returns the first charset parameter in ct (lower case)
+// under which a framework that decodes the body may find fields ASCII
+// bytes do not spell (UTF-16, UTF-32, EBCDIC, UTF-7, ...).
+func unsafeCharset(ct string) (string, bool) {
+	for rest := ct; ; {
+		i := strings.Index(rest, "charset")
+		if i < 0 {
+			return "", false
+		}
+		rest = rest[i+len("charset"):]
+		v := strings.TrimLeft(rest, " \t")
+		if !strings.HasPrefix(v, "=") {
+			continue
+		}
+		v = strings.Trim(strings.TrimLeft(v[1:], " \t"), `"`)
+		if j := strings.IndexAny(v, `"; ,`); j >= 0 {
+			v = v[:j]
+		}
+		switch v {
+		case "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin1", "iso-8859-15", "windows-1252":
+			continue
+		}
+		return v, true
+	}
 }
 
 // overridable are the methods a POST may be taken for, standing for all:
@@ -201,40 +245,99 @@ func overrideIrrelevant(set *rules.Set, path string) bool {
 	return true
 }
 
-// errFormTooLarge: the form body is larger than the bytes it may be read
-// to; r's body is left whole, to be proxied as it comes.
-var errFormTooLarge = errors.New("the form body is too large to be read for a method override")
+// errBodyUnread: the body cannot be read here for an override (too large,
+// compressed, in another charset); r's body is left whole, to be proxied
+// as it comes.
+type errBodyUnread struct {
+	why    string
+	status int
+}
 
-// errFormMalformed wraps why a multipart form cannot be read.
-var errFormMalformed = errors.New("the form body is malformed")
+func (e *errBodyUnread) Error() string {
+	return "the body cannot be read for a method override: " + e.why
+}
 
-// readFormOverrides reads r's form body, of kind, up to limit bytes and
-// returns the override values its fields carry; r's body is replaced by
-// the bytes read, so the app gets it as sent. A body over limit is left
-// to be streamed (errFormTooLarge); a body that fails to arrive is an
-// error of its own.
-func readFormOverrides(r *http.Request, body io.Reader, kind formKind, limit int64) ([]string, error) {
-	buf, err := io.ReadAll(io.LimitReader(body, limit+1))
-	rest := r.Body
+// errFormMalformed wraps why a body that may name an override cannot be
+// read unambiguously.
+var errFormMalformed = errors.New("the body is malformed")
+
+// overridesIn returns the override values body carries, read every way rd
+// asks for. A body that cannot spell an override field (see
+// mayNameOverride) is not parsed.
+func overridesIn(rd readings, contentType, body string) ([]string, error) {
+	if !mayNameOverride(body) {
+		return nil, nil
+	}
+	var out []string
+	if rd.urlencoded {
+		out = append(out, urlencodedOverrides(body)...)
+	}
+	if rd.multipart {
+		values, err := multipartOverrides(contentType, body)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, values...)
+	}
+	if rd.json {
+		values, err := jsonOverrides(body)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, values...)
+	}
+	return out, nil
+}
+
+// jsonOverrides returns the values of the top-level members of a JSON
+// object whose name isOverrideName takes, each of them if the name comes
+// twice; a value that is not a string stands for a method no rule names.
+// A body that is not JSON is refused: it may name one (it spells an
+// escape or "method", see overridesIn) to a more lenient parser.
+func jsonOverrides(body string) ([]string, error) {
+	dec := json.NewDecoder(strings.NewReader(body))
+	tok, err := dec.Token()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: it is not JSON: %v", errFormMalformed, err)
 	}
-	if int64(len(buf)) > limit {
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(buf), rest), rest}
-		return nil, errFormTooLarge
+	if tok != json.Delim('{') {
+		var rest json.RawMessage
+		if tok == json.Delim('[') {
+			// A top-level array has no named members, but must still be
+			// JSON throughout.
+			if err := json.Unmarshal([]byte(body), &rest); err != nil {
+				return nil, fmt.Errorf("%w: it is not JSON: %v", errFormMalformed, err)
+			}
+		}
+		return nil, nil
 	}
-	r.Body = struct {
-		io.Reader
-		io.Closer
-	}{bytes.NewReader(buf), rest}
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
-	if kind == urlencodedForm {
-		return queryOverrides(string(buf)), nil
+	var out []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("%w: it is not JSON: %v", errFormMalformed, err)
+		}
+		name, _ := tok.(string)
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, fmt.Errorf("%w: it is not JSON: %v", errFormMalformed, err)
+		}
+		if !isOverrideName(name) {
+			continue
+		}
+		var s string
+		if json.Unmarshal(value, &s) != nil {
+			s = "LINK"
+		}
+		out = append(out, s)
 	}
-	return multipartOverrides(r.Header.Get("Content-Type"), buf)
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("%w: it is not JSON: %v", errFormMalformed, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: there is more after the JSON object", errFormMalformed)
+	}
+	return out, nil
 }
 
 // maxOverrideValue is how much of an override field's value is judged: a
@@ -242,19 +345,24 @@ func readFormOverrides(r *http.Request, body io.Reader, kind formKind, limit int
 const maxOverrideValue = 64
 
 // multipartOverrides returns the values of the parts of a multipart body
-// that a framework may take as the override field. A part is one when any
-// reading of its Content-Disposition names the field: Go's, and Rack 2's,
-// which takes the text after any "name=" up to ';' or a space. What parsers
-// may read differently is refused rather than guessed at: a boundary that
-// Rack would cut short (at '"', ';' or ','), two boundary parameters, a
-// body Go cannot parse, and a field name outside every part's headers (in
-// a part Go does not see).
-func multipartOverrides(contentType string, body []byte) ([]string, error) {
+// that a framework may take as the override field. Go's reading of a
+// part's Content-Disposition is joined by Rack 2's, which takes the text
+// after any "name=" (see overrideNamesIn). Refused, as parsers may read
+// them differently:
+//   - a boundary Rack would cut short (at '"', ';' or ','), or two;
+//   - a body Go's parser cannot read, or reads cut short;
+//   - a part without exactly one Content-Disposition that Go can parse,
+//     with a Content-ID (Rack takes it for the name), or with a header
+//     holding '\' or "=?" (escapes and encoded words some parsers undo);
+//   - a part in a charset that is not ASCII's;
+//   - a field name outside every part's headers (in a part Go does not
+//     see).
+func multipartOverrides(contentType, body string) ([]string, error) {
 	boundary, err := formBoundary(contentType)
 	if err != nil {
 		return nil, err
 	}
-	mr := multipart.NewReader(bytes.NewReader(body), boundary)
+	mr := multipart.NewReader(strings.NewReader(body), boundary)
 	var out []string
 	inHeaders := 0 // override names found in the parts' headers
 	for {
@@ -265,12 +373,11 @@ func multipartOverrides(contentType string, body []byte) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errFormMalformed, err)
 		}
-		named := isOverrideName(part.FormName())
-		for _, cd := range part.Header.Values("Content-Disposition") {
-			n := overrideNamesIn(cd)
-			inHeaders += n
-			named = named || n > 0
+		named, n, err := partIsOverride(part)
+		if err != nil {
+			return nil, err
 		}
+		inHeaders += n
 		if !named {
 			continue
 		}
@@ -285,39 +392,82 @@ func multipartOverrides(contentType string, body []byte) ([]string, error) {
 			out = append(out, string(decoded))
 		}
 	}
-	if overrideNamesIn(string(body)) > inHeaders {
+	if overrideNamesIn(body) > inHeaders {
 		return nil, fmt.Errorf("%w: it names a %s field outside the parts' headers", errFormMalformed, overrideField)
 	}
 	return out, nil
 }
 
+// partIsOverride reports whether a part is an override field by any
+// reading, and how many override names its headers hold; or why the part
+// is refused (see multipartOverrides).
+func partIsOverride(part *multipart.Part) (bool, int, error) {
+	n := 0
+	for name, values := range part.Header {
+		for _, v := range values {
+			if strings.IndexByte(v, '\\') >= 0 || strings.Contains(v, "=?") {
+				return false, 0, fmt.Errorf("%w: a part's %s header holds an escape or an encoded word", errFormMalformed, name)
+			}
+			n += overrideNamesIn(v)
+		}
+	}
+	if part.Header.Get("Content-Id") != "" {
+		return false, 0, fmt.Errorf("%w: a part has a Content-ID, which Rack may take for its name", errFormMalformed)
+	}
+	if cs, ok := unsafeCharset(strings.ToLower(part.Header.Get("Content-Type"))); ok {
+		return false, 0, fmt.Errorf("%w: a part's charset %s is not one whose bytes are ASCII's", errFormMalformed, cs)
+	}
+	cds := part.Header.Values("Content-Disposition")
+	if len(cds) != 1 {
+		return false, 0, fmt.Errorf("%w: a part has %d Content-Disposition headers, want one", errFormMalformed, len(cds))
+	}
+	_, params, err := mime.ParseMediaType(cds[0])
+	if err != nil {
+		return false, 0, fmt.Errorf("%w: a part's Content-Disposition: %v", errFormMalformed, err)
+	}
+	return isOverrideName(params["name"]) || n > 0, n, nil
+}
+
+// maxNameScan bounds how far overrideNamesIn reads a name: a longer one is
+// no override, and an unbounded look for its end would make a body of
+// many "name=" quadratic work.
+const maxNameScan = 256
+
 // overrideNamesIn counts the "name=" parameters in s, read as Rack 2
 // reads them (a quoted string, or up to ';' or a space; "filename=" too),
-// that isOverrideName takes.
+// that isOverrideName takes. It reads s once.
 func overrideNamesIn(s string) int {
 	n := 0
-	for i := 0; i+len("name=") <= len(s); i++ {
-		if !strings.EqualFold(s[i:i+len("name=")], "name=") {
-			continue
+	for i := 0; ; {
+		j := indexFold(s[i:], "name=")
+		if j < 0 {
+			return n
 		}
-		v := s[i+len("name="):]
+		i += j + len("name=")
+		v := s[i:min(len(s), i+maxNameScan)]
 		if strings.HasPrefix(v, `"`) {
-			end := 1
-			for end < len(v) && v[end] != '"' {
-				if v[end] == '\\' {
-					end++
-				}
-				end++
+			if end := strings.IndexByte(v[1:], '"'); end >= 0 {
+				v = v[1 : 1+end]
+			} else {
+				v = v[1:]
 			}
-			v = strings.ReplaceAll(v[1:min(end, len(v))], `\"`, `"`)
-		} else if j := strings.IndexAny(v, "; \t\r\n"); j >= 0 {
-			v = v[:j]
+		} else if end := strings.IndexAny(v, "; \t\r\n"); end >= 0 {
+			v = v[:end]
 		}
 		if isOverrideName(v) {
 			n++
 		}
 	}
-	return n
+}
+
+// indexFold is strings.Index ignoring ASCII case, for a lower-case sub.
+func indexFold(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i]|0x20 == sub[0] && strings.EqualFold(s[i:i+len(sub)], sub) {
+			return i
+		}
+	}
+	return -1
 }
 
 // formBoundary returns the boundary of a multipart Content-Type, or why it

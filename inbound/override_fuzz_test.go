@@ -1,60 +1,112 @@
 package inbound
 
 import (
-	"bytes"
+	"encoding/json"
 	"io"
 	"mime/multipart"
 	"net/url"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 )
 
-// FuzzFormOverridesMissNothing holds the override parsers to what an
-// independent parser makes of the same bytes: every "_method" value that
-// url.ParseQuery finds in an urlencoded body, or that mime/multipart (as
-// net/http's ParseMultipartForm reads a form) finds in a multipart one, is
-// among those judged, or the body is refused.
-func FuzzFormOverridesMissNothing(f *testing.F) {
+// anyName is a reading of field names looser than any parser's: every
+// "name=" anywhere, quoted (with escapes) or up to the next delimiter.
+var anyName = regexp.MustCompile(`(?i)name\s*=\s*("(?:\\.|[^"\\])*"|[^;\s,"]*)`)
+
+// FuzzBodyOverridesMissNothing holds the body's override reading, as the
+// handler makes it (every reading on), to what other parsers make of the
+// same bytes: every "_method" value url.ParseQuery finds in it read as a
+// form, or mime/multipart finds in it read as a multipart form (as
+// net/http's ParseMultipartForm would), is among those judged; and where a
+// loose reading finds an override name anywhere (in a multipart header as
+// Rack 2 or Tomcat may read it, in JSON), or JSON decodes to an object
+// with one, some override is judged or the body is refused.
+func FuzzBodyOverridesMissNothing(f *testing.F) {
 	for _, s := range []string{
 		"_method=DELETE", "a=1&_method=delete", "%5Fmethod=PUT", "_method=%zz&_method=PATCH", ".method=DELETE",
 		"a=1;_method=DELETE", "_method", "=&=&_method=", "_me%74hod=DELETE",
+		`{"_method":"DELETE"}`, `{"a":1,"\u005fmethod":"PUT"}`, `{"_method":7}`, `[{"_method":"PUT"}]`, `{"_method":"PUT"} x`,
 		"--XyZ\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--XyZ--\r\n",
 		"--XyZ\nContent-Disposition: form-data; name=_method\n\nPUT\n--XyZ--\n",
 		"--XyZ\r\nContent-Disposition: form-data; name=_method\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=44ELETE\r\n--XyZ--\r\n",
 		"preamble\r\n--XyZ\r\nContent-Disposition: form-data; name*=utf-8''%5Fmethod\r\n\r\nPATCH\r\n--XyZ--\r\n",
 		"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--XyZ \r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--XyZ--\r\n",
+		"--XyZ\r\nContent-ID: _method\r\n\r\nDELETE\r\n--XyZ--\r\n",
+		"--XyZ\r\nContent-Disposition: form-data; name=_method,\r\n\r\nDELETE\r\n--XyZ--\r\n",
+		"--XyZ\r\nContent-Disposition: form-data; name=\"a\"; x=\";name=_method\"\r\n\r\nDELETE\r\n--XyZ--\r\n",
+		"--XyZ\r\nContent-Disposition: form-data; x=a b; name= _method\r\n\r\nDELETE\r\n--XyZ--\r\n",
+		"--XyZ\r\nContent-Disposition: form-data; name =\"_method\"; x=a b\r\n\r\nDELETE\r\n--XyZ--\r\n",
 	} {
 		f.Add(s)
 	}
+	all := readings{urlencoded: true, multipart: true, json: true}
 	f.Fuzz(func(t *testing.T, body string) {
-		got := urlencodedOverrides(body)
+		if len(body) > 1<<14 {
+			return
+		}
+		got, err := overridesIn(all, "multipart/form-data; boundary=XyZ", body)
+		if err != nil {
+			return // refused: nothing reaches the app
+		}
 		q, _ := url.ParseQuery(body)
 		for _, v := range q["_method"] {
 			if !slices.Contains(got, v) {
-				t.Fatalf("urlencoded %q: url.ParseQuery finds _method=%q, the sidecar judges %q", body, v, got)
+				t.Fatalf("%q: url.ParseQuery finds _method=%q, the sidecar judges %q", body, v, got)
 			}
 		}
-
-		parts, err := multipartOverrides("multipart/form-data; boundary=XyZ", []byte(body))
-		if err != nil {
-			return
-		}
-		mr := multipart.NewReader(bytes.NewReader([]byte(body)), "XyZ")
+		mr := multipart.NewReader(strings.NewReader(body), "XyZ")
 		for {
 			p, err := mr.NextPart()
 			if err != nil {
-				return
+				break
 			}
 			if p.FormName() != "_method" {
 				continue
 			}
 			v, err := io.ReadAll(io.LimitReader(p, maxOverrideValue))
 			if err != nil {
-				return
+				break
 			}
-			if !slices.Contains(parts, string(v)) {
-				t.Fatalf("multipart %q: mime/multipart finds _method=%q, the sidecar judges %q", body, v, parts)
+			if !slices.Contains(got, string(v)) {
+				t.Fatalf("%q: mime/multipart finds _method=%q, the sidecar judges %q", body, v, got)
+			}
+		}
+		if len(got) > 0 {
+			return
+		}
+		for _, m := range anyName.FindAllStringSubmatch(body, -1) {
+			name := m[1]
+			if s, err := unquote(name); err == nil {
+				name = s
+			}
+			if isOverrideName(strings.TrimSpace(name)) {
+				t.Fatalf("%q: a loose reading finds the field name %q, the sidecar judges no override and passes it", body, m[1])
+			}
+		}
+		var obj map[string]any
+		if json.Unmarshal([]byte(body), &obj) == nil {
+			for k := range obj {
+				if isOverrideName(k) {
+					t.Fatalf("%q: JSON holds the member %q, the sidecar judges no override and passes it", body, k)
+				}
 			}
 		}
 	})
+}
+
+// unquote undoes a quoted string's quotes and backslash escapes.
+func unquote(s string) (string, error) {
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 1; i < len(s)-1; i++ {
+		if s[i] == '\\' && i+1 < len(s)-1 {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String(), nil
 }

@@ -2,10 +2,14 @@ package inbound_test
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authsidecar/authsidecar/inbound"
 )
 
 // overrideRules let anyone with a token POST to an order, and only
@@ -14,7 +18,7 @@ import (
 const overrideRules = `
 rules:
   - paths: ["/orders/*"]
-    methods: [DELETE, PUT, PATCH]
+    methods: [DELETE, PUT, PATCH, OPTIONS]
     scopes: [orders:write]
   - paths: ["/hooks"]
     methods: [POST]
@@ -59,6 +63,11 @@ func TestFormMethodOverridesCannotSlipPastTheRules(t *testing.T) {
 		{"the last of two", urlencoded, "_method=POST&_method=DELETE"},
 		{"a malformed escape elsewhere", urlencoded, "a=%zz&_method=DELETE"},
 		{"leading space", urlencoded, "_method=+DELETE"},
+		{"Unicode upper case (ASP.NET: OPTıONS is OPTIONS)", urlencoded, "_method=OPT%C4%B1ONS"},
+		{"PHP cuts the media type at a space", "Content-Type: application/x-www-form-urlencoded x\r\n", "_method=DELETE"},
+		{"JSON (Laravel)", "Content-Type: application/json\r\n", `{"a":1,"_method":"DELETE"}`},
+		{"JSON with an escaped name", "Content-Type: application/vnd.api+json\r\n", `{"\u005fmethod":"DELETE"}`},
+		{"JSON, a name twice", "Content-Type: application/json\r\n", `{"_method":"POST","_method":"DELETE"}`},
 		{"trailing space", urlencoded, "_method=DELETE%20"},
 		{"multipart", multipartType, multipartBody([2]string{`form-data; name="a"`, "1"}, [2]string{`form-data; name="_method"`, "DELETE"})},
 		{"multipart, upper-case name", multipartType, multipartBody([2]string{`form-data; name="_METHOD"`, "delete"})},
@@ -98,8 +107,8 @@ func TestFormsWithoutAnOverridePass(t *testing.T) {
 	for _, tc := range []struct{ name, headers, body string }{
 		{"another field", urlencoded, "payment_method=card&method=x"},
 		{"an empty form", urlencoded, ""},
-		{"JSON is no form", "Content-Type: application/json\r\n", `{"_method":"DELETE"}`},
-		{"a form override is only for POST: see the PUT below", urlencoded, "a=b"},
+		{"JSON without the member", "Content-Type: application/json\r\n", `{"payment_method":"card","text":"a \"quote\""}`},
+		{"plain text is no form", "Content-Type: text/plain\r\n", "_method=DELETE"},
 		{"multipart", multipartType, multipartBody([2]string{`form-data; name="payment_method"`, "card"}, [2]string{`form-data; name="f"; filename="m.txt"`, "a method"})},
 	} {
 		if resp := f.raw(t, post("/orders/1", auth, tc.headers, tc.body)); resp.StatusCode != 200 {
@@ -112,16 +121,31 @@ func TestFormsWithoutAnOverridePass(t *testing.T) {
 	}
 }
 
-// What parsers may read differently is refused, with 400, before the app.
+// What parsers may read differently, where it may name an override, is
+// refused with 400 before the app.
 func TestAmbiguousMultipartFormsAreRefused(t *testing.T) {
 	f := newFixture(t, fixtureOptions{rules: overrideRules})
 	auth := "Authorization: Bearer " + f.token(t, nil) + "\r\n"
+	part := func(headers string) string {
+		return "--XyZ\r\n" + headers + "\r\n\r\nDELETE\r\n--XyZ--\r\n"
+	}
 	for _, tc := range []struct{ name, headers, body string }{
-		{"two boundaries", "Content-Type: multipart/form-data; boundary=XyZ; boundary=Abc\r\n", multipartBody([2]string{`form-data; name="a"`, "1"})},
-		{"a boundary Rack cuts at ','", "Content-Type: multipart/form-data; boundary=\"XyZ,a\"\r\n", "--XyZ,a\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--XyZ,a--\r\n"},
+		{"two boundaries", "Content-Type: multipart/form-data; boundary=XyZ; boundary=Abc\r\n", multipartBody([2]string{`form-data; name="_method"`, "DELETE"})},
+		{"a boundary Rack cuts at ','", "Content-Type: multipart/form-data; boundary=\"XyZ,a\"\r\n", "--XyZ,a\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--XyZ,a--\r\n"},
 		{"no boundary", "Content-Type: multipart/form-data\r\n", multipartBody([2]string{`form-data; name="_method"`, "DELETE"})},
-		{"no closing delimiter", multipartType, "--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n"},
+		{"PHP finds the boundary without ';'", "Content-Type: multipart/form-data boundary=XyZ\r\n", multipartBody([2]string{`form-data; name="_method"`, "DELETE"})},
+		{"no closing delimiter", multipartType, "--XyZ\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n"},
 		{"a field name where Go sees no part", multipartType, "--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\n--XyZ\nContent-Disposition: form-data; name=\"_method\"\n\nDELETE\r\n--XyZ--\r\n"},
+		{"Rack takes a Content-ID for the name", multipartType, part("Content-ID: _method")},
+		{"Rack takes a Content-ID for a missing name", multipartType, part("Content-Disposition: form-data\r\nContent-ID: _method")},
+		{"Rack 2 ends a token at ','", multipartType, part("Content-Disposition: form-data; name=_method,")},
+		{"Rack 3 strips an unquoted value", multipartType, part("Content-Disposition: form-data; x=a b; name= _method")},
+		{"Rack 3 undoes any backslash", multipartType, part(`Content-Disposition: form-data; x=a b; name="_me\thod"`)},
+		{"Tomcat trims around '='", multipartType, part(`Content-Disposition: form-data; name ="_method"; x=a b`)},
+		{"two Content-Disposition headers", multipartType, part("Content-Disposition: form-data; name=a\r\nContent-Disposition: form-data; name=_method")},
+		{"an encoded word", multipartType, part("Content-Disposition: form-data; name=\"=?utf-8?q?=5Fmethod?=\"")},
+		{"a part in UTF-16", multipartType, part("Content-Disposition: form-data; name=_method\r\nContent-Type: text/plain; charset=utf-16")},
+		{"JSON that is not JSON", "Content-Type: application/json\r\n", `{"_method":"DELETE",}`},
 	} {
 		if resp := f.raw(t, post("/orders/1", auth, tc.headers, tc.body)); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("%s: status %d, want 400", tc.name, resp.StatusCode)
@@ -179,5 +203,142 @@ func TestAStalledFormBodyIsRefused(t *testing.T) {
 	}
 	if n := len(f.app.requests()); n != 0 {
 		t.Errorf("the app saw %d requests, want none", n)
+	}
+}
+
+func TestBodiesThatCannotBeReadForAnOverrideNeedEveryMethod(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules})
+	plain := "Authorization: Bearer " + f.token(t, nil) + "\r\n"
+	write := "Authorization: Bearer " + f.token(t, map[string]any{"scope": "orders:write"}) + "\r\n"
+	for _, tc := range []struct{ name, headers string }{
+		{"compressed (body-parser inflates it)", urlencoded + "Content-Encoding: gzip\r\n"},
+		{"UTF-16 (ASP.NET and Tomcat decode it)", "Content-Type: application/x-www-form-urlencoded; charset=utf-16\r\n"},
+		{"UTF-16 JSON", "Content-Type: application/json; charset=\"UTF-16BE\"\r\n"},
+	} {
+		body := "opaque bytes"
+		if resp := f.raw(t, post("/orders/1", plain, tc.headers, body)); resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("%s, caller not allowed DELETE: status %d, want 415", tc.name, resp.StatusCode)
+		}
+		if resp := f.raw(t, post("/orders/1", write, tc.headers, body)); resp.StatusCode != 200 {
+			t.Errorf("%s, caller allowed every method: status %d, want 200", tc.name, resp.StatusCode)
+		} else if got := f.app.body[len(f.app.body)-1]; got != body {
+			t.Errorf("%s: the app got %q, want %q", tc.name, got, body)
+		}
+	}
+	if resp := f.raw(t, post("/orders/1", plain, "Content-Type: application/json; charset=utf-8\r\n", `{"a":"b"}`)); resp.StatusCode != 200 {
+		t.Errorf("UTF-8 JSON: status %d, want 200", resp.StatusCode)
+	}
+}
+
+// ASP.NET and Symfony take "post" for POST; so must the override check.
+func TestALowerCasePostIsReadForAnOverride(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules})
+	req := "post /orders/1 HTTP/1.1\r\nHost: sidecar\r\nAuthorization: Bearer " + f.token(t, nil) + "\r\n" + urlencoded + "Content-Length: 14\r\n\r\n_method=DELETE"
+	if resp := f.raw(t, req); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("post with _method=DELETE: status %d, want 403", resp.StatusCode)
+	}
+}
+
+// A condition may read request.method: the body is read even where every
+// method matches the same rule.
+func TestAnOverrideMeetsAConditionOnTheMethod(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: `
+rules:
+  - paths: ["/tickets/*"]
+    when: 'request.method == "POST" || claims.sub == "admin"'
+`})
+	auth := "Authorization: Bearer " + f.token(t, nil) + "\r\n"
+	if resp := f.raw(t, post("/tickets/1", auth, urlencoded, "a=1")); resp.StatusCode != 200 {
+		t.Errorf("a POST: status %d, want 200", resp.StatusCode)
+	}
+	if resp := f.raw(t, post("/tickets/1", auth, urlencoded, "_method=DELETE")); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a POST taken for DELETE: status %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestADPoPRequestCannotCarryAnOverrideInItsBody(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules})
+	key := newDPoPKey(t)
+	tok := f.token(t, map[string]any{"cnf": map[string]any{"jkt": key.jkt}, "scope": "orders:write"})
+	send := func(body string) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodPost, f.sidecar.URL+"/orders/7", strings.NewReader(body))
+		req.Header = dpopHeaders(tok, key.proof(t, proofClaims(f.sidecar.URL+"/orders/7", tok, map[string]any{"htm": "POST"}), nil))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	if resp, body := send("a=1"); resp.StatusCode != 200 {
+		t.Fatalf("a DPoP POST without an override: %d %s, want 200", resp.StatusCode, body)
+	}
+	if resp, body := send("a=1&_method=DELETE"); resp.StatusCode != 401 || !strings.Contains(body, "cannot carry a method override") {
+		t.Errorf("a DPoP POST with _method in its body: %d %s, want 401 for the method override", resp.StatusCode, body)
+	}
+}
+
+// Bodies held for an override share a budget: past it, 503, not memory
+// without end.
+func TestBodiesHeldForAnOverrideShareABudget(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules, maxFormBytes: 100, bodyIdle: 10 * time.Second})
+	head := "POST /hooks HTTP/1.1\r\nHost: sidecar\r\n" + urlencoded + "Content-Length: 100\r\n\r\n_method="
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range 32 {
+		c, err := net.Dial("tcp", f.sidecar.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		if _, err := io.WriteString(c, head); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp := f.raw(t, post("/hooks", "", urlencoded, "event=x&_method=DELETE"+strings.Repeat(" ", 76)))
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with 32 bodies of 100 bytes held: status %d, want 503", resp.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond) // the held requests may not all be read yet
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		resp := f.raw(t, post("/hooks", "", urlencoded, "event=x"))
+		if resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("once the held bodies are gone: status %d, want 200", resp.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A body of many "name=" is read in time linear in its size: scanning each
+// name to the body's end made a 1 MiB body some 100 s of work.
+func TestAMultipartBodyOfManyNamesIsReadOnce(t *testing.T) {
+	body := "--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n" + strings.Repeat("name=", 200_000) + "_method\r\n--XyZ--\r\n"
+	start := time.Now()
+	_, err := inbound.OverridesInMultipart(body)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a %d-byte body took %s to read", len(body), d)
+	}
+	if err == nil {
+		t.Errorf("a field name in a part's value: no error, want a refusal")
 	}
 }

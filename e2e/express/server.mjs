@@ -29,8 +29,10 @@ app.use(methodOverride("X-HTTP-Method-Override"));
 app.use(methodOverride("X-HTTP-Method"));
 app.use(methodOverride("X-Method-Override"));
 app.use(methodOverride("_method"));
-// And from an HTML form's hidden field, as method-override's README shows.
+// And from an HTML form's hidden field, as method-override's README shows,
+// or a JSON body's member.
 app.use(express.urlencoded({ extended: false }));
+app.use(express.json());
 app.use(
   methodOverride((req) => {
     if (req.body && typeof req.body === "object" && "_method" in req.body) {
