@@ -79,6 +79,21 @@ func normalize(r *http.Request, allowEncodedSlashes bool) (target, int, error) {
 // trailing slash stays.
 // Each kept segment keeps the caller's encoding.
 func normalPath(escaped string, allowEncodedSlashes bool) (string, error) {
+	if plainPath(escaped) {
+		return escaped, nil
+	}
+	return resolvePath(escaped, allowEncodedSlashes)
+}
+
+// plainPath reports whether normalPath has nothing to do for escaped: no
+// escape, backslash or parameters, no empty segment, and no segment that
+// starts with a dot. Most paths are so, and cost no copy.
+func plainPath(escaped string) bool {
+	return !strings.ContainsAny(escaped, `%;\`) && !strings.Contains(escaped, "//") && !strings.Contains(escaped, "/.")
+}
+
+// resolvePath is normalPath for a path that may need work.
+func resolvePath(escaped string, allowEncodedSlashes bool) (string, error) {
 	var out []string
 	trailing := false
 	// add resolves one segment that holds no slash, seg as escaped and

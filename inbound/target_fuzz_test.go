@@ -40,6 +40,11 @@ func FuzzJudgedPathIsThePathTheAppGets(f *testing.F) {
 		if err != nil {
 			return // net/http refuses it before the sidecar sees it
 		}
+		if p := r.URL.EscapedPath(); strings.HasPrefix(p, "/") && plainPath(p) {
+			if slow, err := resolvePath(p, allowEncodedSlashes); err != nil || slow != p {
+				t.Fatalf("%q: taken for a plain path, but resolved it is %q (%v)", p, slow, err)
+			}
+		}
 		tg, status, err := normalize(r, allowEncodedSlashes)
 		if err != nil {
 			if status != 400 && status != 405 {

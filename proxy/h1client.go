@@ -46,6 +46,7 @@ type h1Conn struct {
 	net.Conn
 	br        *bufio.Reader
 	bw        *bufio.Writer
+	peek      *peeker
 	idleSince time.Time
 	// readLimit is how many more bytes br may take from the socket: an
 	// answer's headers get maxHeaderBytes, its body no bound.
@@ -187,7 +188,7 @@ func (c *h1Client) dial(ctx context.Context, addr string) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn := &h1Conn{Conn: nc}
+	conn := &h1Conn{Conn: nc, peek: newPeeker(nc)}
 	conn.br = bufio.NewReaderSize(h1Reader{conn}, 4<<10)
 	conn.bw = bufio.NewWriterSize(h1Writer{conn}, 4<<10)
 	return conn, nil
@@ -217,7 +218,7 @@ func (c *h1Client) get(addr string) *h1Conn {
 // (Node.js closes idle connections after 5 s, for one) and sent nothing
 // no request asked for: see peekClosed.
 func (conn *h1Conn) alive() bool {
-	return conn.br.Buffered() == 0 && !peekClosed(conn.Conn)
+	return conn.br.Buffered() == 0 && !conn.peek.closed()
 }
 
 // put keeps conn for the next request to addr. Connections idle past

@@ -15,5 +15,11 @@ const canPeek = false
 // found when the request fails, and a request that can be sent again is.
 func peekClosed(net.Conn) bool { return false }
 
+type peeker struct{}
+
+func newPeeker(net.Conn) *peeker { return nil }
+
+func (*peeker) closed() bool { return false }
+
 // isReset: a reset is an error like any other here.
 func isReset(error) bool { return false }

@@ -14,30 +14,45 @@ const canPeek = true
 // peekClosed reports whether c's peer has closed it, or sent bytes, while
 // it sat idle: one non-blocking peek at the socket, which leaves whatever
 // it sees in place.
-func peekClosed(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
+func peekClosed(c net.Conn) bool { return newPeeker(c).closed() }
+
+// peeker is peekClosed for one connection, made once: the raw connection
+// and the function the look runs would otherwise be allocated per look.
+type peeker struct {
+	raw  syscall.RawConn
+	look func(fd uintptr) bool
+	seen bool // what the last look saw: the end, bytes, or an error
+}
+
+func newPeeker(c net.Conn) *peeker {
+	p := &peeker{}
+	if sc, ok := c.(syscall.Conn); ok {
+		p.raw, _ = sc.SyscallConn()
+	}
+	p.look = p.peek
+	return p
+}
+
+func (p *peeker) closed() bool {
+	if p.raw == nil {
 		return false
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return false
+	p.seen = false
+	_ = p.raw.Read(p.look)
+	return p.seen
+}
+
+func (p *peeker) peek(fd uintptr) bool {
+	var b [1]byte
+	_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	switch {
+	case err == nil: // 0 bytes: the end; more: bytes unasked for
+		p.seen = true
+	case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EWOULDBLOCK), errors.Is(err, syscall.EINTR):
+	default:
+		p.seen = true
 	}
-	closed := false
-	_ = raw.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case err == nil: // n == 0: the end; n > 0: bytes unasked for
-			closed = true
-		case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EWOULDBLOCK), errors.Is(err, syscall.EINTR):
-		default:
-			closed = true
-		}
-		_ = n
-		return true
-	})
-	return closed
+	return true
 }
 
 // isReset reports whether err is the peer's reset of the connection.
