@@ -54,6 +54,9 @@ func (c *Config) buildInbound(p *problems) {
 		},
 	}
 	opts.Rules = c.rules(p)
+	if kinds, err := overrideBodies(in.OverrideBodies); err == nil {
+		opts.MethodOverrideBodies = &kinds
+	}
 	if in.introspection() {
 		opts.Introspection = c.introspection(p)
 	}
@@ -419,3 +422,24 @@ func rulesCheckPublicPath(path string) error {
 
 func redactURL(s string) string      { return redact.URL(s) }
 func redactParsed(u *url.URL) string { return redact.ParsedURL(u) }
+
+// overrideBodies reads AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES: "form",
+// "json", both, or "none".
+func overrideBodies(l List) (inbound.OverrideBodies, error) {
+	var kinds inbound.OverrideBodies
+	for _, k := range l {
+		switch strings.ToLower(k) {
+		case "form":
+			kinds.Forms = true
+		case "json":
+			kinds.JSON = true
+		case "none":
+			if len(l) > 1 {
+				return kinds, fmt.Errorf("none cannot be listed with other kinds, got %q", strings.Join(l, ","))
+			}
+		default:
+			return kinds, fmt.Errorf("want a list of form and json, or none; got %q", k)
+		}
+	}
+	return kinds, nil
+}

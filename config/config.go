@@ -98,6 +98,7 @@ type Inbound struct {
 	RulesFile          string         `env:"RULES_FILE"`
 	TokenCacheSize     int            `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
 	MaxFormBytes       int64          `env:"MAX_FORM_BYTES" envDefault:"1048576"`
+	OverrideBodies     List           `env:"METHOD_OVERRIDE_BODIES" envDefault:"form"`
 	Introspect         IntrospectMode `env:"INTROSPECT" envDefault:"opaque"`
 	// Introspection (RFC 7662) is on when IntrospectionClientID is set, or
 	// with IntrospectionAuth none when IntrospectionURL is.

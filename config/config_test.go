@@ -90,6 +90,7 @@ func TestEachBadVariableIsNamed(t *testing.T) {
 		{"a hasty JWKS refresh", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_JWKS_REFRESH_INTERVAL": "5s"}), "AUTHSIDECAR_INBOUND_JWKS_REFRESH_INTERVAL: must be at least 1m, got 5s"},
 		{"a negative cache size", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_TOKEN_CACHE_SIZE": "-1"}), "AUTHSIDECAR_INBOUND_TOKEN_CACHE_SIZE: must not be negative, got -1"},
 		{"no form bytes", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_MAX_FORM_BYTES": "0"}), "AUTHSIDECAR_INBOUND_MAX_FORM_BYTES: must be at least 1, got 0"},
+		{"an unknown override body", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES": "form,xml"}), `AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES: want a list of form and json, or none; got "xml"`},
 		{"a bad introspection mode", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_INTROSPECT": "some"}), `AUTHSIDECAR_INBOUND_INTROSPECT: want opaque or all, got "some"`},
 		{"introspection without a secret", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_ID": "rs"}), "AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_SECRET: introspection needs"},
 		{"an introspection URL without a client", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_INTROSPECTION_URL": "https://idp/introspect"}), "AUTHSIDECAR_INBOUND_INTROSPECTION_URL: is set but AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_ID is not"},

@@ -112,6 +112,9 @@ func (in *Inbound) validate(p *problems, insecure bool) {
 	if in.UpstreamTimeout < 0 {
 		p.add(v+"UPSTREAM_TIMEOUT", "must not be negative (0: no bound), got %s", in.UpstreamTimeout)
 	}
+	if _, err := overrideBodies(in.OverrideBodies); err != nil {
+		p.add(v+"METHOD_OVERRIDE_BODIES", "%v", err)
+	}
 	if in.MaxFormBytes < 1 {
 		p.add(v+"MAX_FORM_BYTES", "must be at least 1, got %d", in.MaxFormBytes)
 	}

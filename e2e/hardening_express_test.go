@@ -80,6 +80,8 @@ func TestTheRulesJudgeWhatExpressServes(t *testing.T) {
 		"AUTHSIDECAR_INBOUND_UPSTREAM":               app.URL,
 		"AUTHSIDECAR_INBOUND_RULES_FILE":             rulesFile,
 		"AUTHSIDECAR_INBOUND_CASE_INSENSITIVE_PATHS": "true", // Express routes so
+		// The app takes _method from JSON bodies too.
+		"AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES": "form,json",
 		"AUTHSIDECAR_LOG_LEVEL":                      "debug",
 	}))
 	b.WaitReady(t, "http://"+addrs.Admin)

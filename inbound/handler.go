@@ -48,9 +48,11 @@ type handler struct {
 	// formBudget all such bodies held at once.
 	maxFormBytes int64
 	formBudget   *semaphore.Weighted
-	accessLog    bool
-	tracer       *tracing.Tracing // nil: tracing is off
-	dpop         *dpopChecker
+	// overrideBodies are the kinds of bodies read for an override.
+	overrideBodies OverrideBodies
+	accessLog      bool
+	tracer         *tracing.Tracing // nil: tracing is off
+	dpop           *dpopChecker
 	// resource, when set, is the protected-resource metadata (RFC 9728).
 	resource *resourceMetadata
 	proxy    *httputil.ReverseProxy
@@ -155,7 +157,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 	// read only when that could change the judgement, and for a protected
 	// path only once the token is good: a caller without one makes the
 	// sidecar hold nothing.
-	body := readingsOf(r)
+	body := readingsOf(r, h.overrideBodies)
 	if body.any() && overrideIrrelevant(set, t.path) {
 		body = readings{}
 	}
@@ -173,6 +175,12 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 		body = readings{}
 		if judged.public() {
 			return h.servePublic(w, r, cert, at, t)
+		}
+		if judged.unread != nil && (judgement{matched: judged.matched[:judged.unreadFrom]}).public() && r.Header.Get("Authorization") == "" {
+			// A public POST whose body could not be read: without a
+			// token, it cannot be allowed every method, and the body is
+			// what stands in the way, not the token.
+			return h.bodyUnread(w, r, nil, judged.unread)
 		}
 	}
 	raw, scheme, err := accessToken(r.Header)

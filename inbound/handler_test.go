@@ -105,8 +105,10 @@ type fixtureOptions struct {
 	// AUTHSIDECAR_INBOUND_REQUIRE_DPOP, …_TRUST_FORWARDED and …_RESOURCE.
 	requireDPoP, trustForwarded bool
 	resource                    string
-	// maxFormBytes is AUTHSIDECAR_INBOUND_MAX_FORM_BYTES.
-	maxFormBytes int64
+	// maxFormBytes and overrideBodies are AUTHSIDECAR_INBOUND_MAX_FORM_BYTES
+	// and …_METHOD_OVERRIDE_BODIES.
+	maxFormBytes   int64
+	overrideBodies *inbound.OverrideBodies
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture { return newFixtureWith(t, o) }
@@ -121,30 +123,31 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 	f.idp = idptest.New(t, f.key)
 	upstream, _ := url.Parse(f.app.URL)
 	opts := inbound.Options{
-		Issuers:             []string{f.idp.Issuer},
-		Audiences:           []string{"other", audience},
-		Algorithms:          []string{"RS256", "ES256"},
-		ClockSkew:           30 * time.Second,
-		TokenCacheSize:      o.cacheSize,
-		Introspection:       o.introspection,
-		Rules:               reload.Static(ruleSet(t, o)),
-		ClientCerts:         o.clientCerts,
-		Upstream:            upstream,
-		ForwardToken:        o.forwardToken,
-		RequireATJWT:        o.requireATJWT,
-		AllowEncodedSlashes: o.allowEncodedSlashes,
-		BodyIdleTimeout:     o.bodyIdle,
-		MaxFormBytes:        o.maxFormBytes,
-		UpstreamTimeout:     o.upstreamTimeout,
-		Logger:              o.logger,
-		AccessLog:           o.accessLog,
-		Handoff:             o.handoff,
-		RequireDPoP:         o.requireDPoP,
-		TrustForwarded:      o.trustForwarded,
-		Resource:            o.resource,
-		Metrics:             metrics.New(f.reg, "test"),
-		IdentityClient:      &http.Client{Timeout: 5 * time.Second},
-		Transport:           o.transport,
+		Issuers:              []string{f.idp.Issuer},
+		Audiences:            []string{"other", audience},
+		Algorithms:           []string{"RS256", "ES256"},
+		ClockSkew:            30 * time.Second,
+		TokenCacheSize:       o.cacheSize,
+		Introspection:        o.introspection,
+		Rules:                reload.Static(ruleSet(t, o)),
+		ClientCerts:          o.clientCerts,
+		Upstream:             upstream,
+		ForwardToken:         o.forwardToken,
+		RequireATJWT:         o.requireATJWT,
+		AllowEncodedSlashes:  o.allowEncodedSlashes,
+		BodyIdleTimeout:      o.bodyIdle,
+		MaxFormBytes:         o.maxFormBytes,
+		MethodOverrideBodies: o.overrideBodies,
+		UpstreamTimeout:      o.upstreamTimeout,
+		Logger:               o.logger,
+		AccessLog:            o.accessLog,
+		Handoff:              o.handoff,
+		RequireDPoP:          o.requireDPoP,
+		TrustForwarded:       o.trustForwarded,
+		Resource:             o.resource,
+		Metrics:              metrics.New(f.reg, "test"),
+		IdentityClient:       &http.Client{Timeout: 5 * time.Second},
+		Transport:            o.transport,
 	}
 	if o.clock != nil {
 		opts.Clock = o.clock

@@ -69,6 +69,9 @@ type Options struct {
 	// AllowEncodedSlashes decodes "%2F" and "%5C" in request paths, for
 	// the rules and the app alike, instead of refusing them with 400.
 	AllowEncodedSlashes bool
+	// MethodOverrideBodies are the kinds of POST bodies read for a method
+	// override; nil: DefaultOverrideBodies.
+	MethodOverrideBodies *OverrideBodies
 	// MaxFormBytes bounds how much of a POST's form body is read for a
 	// method override ("_method") when one could change the judgement;
 	// 0: DefaultMaxFormBytes. A larger body is judged for every method.
@@ -159,7 +162,8 @@ func New(opts Options) (*Inbound, error) {
 	maxForm := cmp.Or(opts.MaxFormBytes, DefaultMaxFormBytes)
 	in.handler = newHandler(&handler{
 		verifier: v, rules: ruleSet, clientCerts: opts.ClientCerts, forwardToken: opts.ForwardToken,
-		encodedSlashes: opts.AllowEncodedSlashes, bodyIdle: opts.BodyIdleTimeout, maxFormBytes: maxForm, formBudget: semaphore.NewWeighted(formBudgetBodies * (maxForm + 1)), accessLog: opts.AccessLog, log: logger,
+		encodedSlashes: opts.AllowEncodedSlashes, bodyIdle: opts.BodyIdleTimeout, maxFormBytes: maxForm, formBudget: semaphore.NewWeighted(formBudgetBodies * (maxForm + 1)),
+		overrideBodies: *cmp.Or(opts.MethodOverrideBodies, &DefaultOverrideBodies), accessLog: opts.AccessLog, log: logger,
 		tracer: opts.Tracer, dpop: dpop,
 		resource: newResourceMetadata(opts.Resource, opts.Issuers, opts.Algorithms, opts.RequireDPoP),
 	}, m)

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/rules"
 )
 
@@ -37,14 +38,19 @@ const DefaultMaxFormBytes = 1 << 20
 const overrideField = "_method"
 
 // isOverrideName reports whether a form or query field named name (decoded)
-// is read as the method override by some framework. PHP, and so Laravel
-// and Symfony, skips leading spaces in a field name, turns spaces and dots
-// into underscores and ends the name at a NUL or at '[' (an array: Rack
-// and PHP then see no method, but taking it for one costs nothing);
-// ASP.NET compares form field names ignoring case.
+// is read as the method override by some framework, by the union of their
+// readings:
+//   - PHP, and so Laravel and Symfony, skips leading spaces, turns spaces
+//     and dots into underscores, and ends the name at a NUL or at '[' (an
+//     array: Rack and PHP then see no method, but taking it for one costs
+//     nothing);
+//   - Rack 2 skips leading brackets and ends the name at the next one
+//     ("[_method]", "]_method"), and qs (Express's extended forms) reads
+//     "[_method]" as "_method";
+//   - ASP.NET compares form field names ignoring case.
 func isOverrideName(name string) bool {
-	name = strings.TrimLeft(name, " ")
-	if i := strings.IndexAny(name, "[\x00"); i >= 0 {
+	name = strings.TrimLeft(name, " []")
+	if i := strings.IndexAny(name, "[]\x00"); i >= 0 {
 		name = name[:i]
 	}
 	if len(name) != len(overrideField) {
@@ -64,12 +70,13 @@ func isOverrideName(name string) bool {
 
 // mayNameOverride reports whether an encoded query or body may spell a
 // field isOverrideName takes: it holds "method" in some case, or an
-// escape of some kind ('%' in URL encoding and RFC 2231, '\' in JSON and
-// quoted strings, "=?" in RFC 2047 encoded words). Most hold none, and
-// are not parsed.
+// escape or a split of some kind ('%' in URL encoding and RFC 2231, '\' in
+// JSON and quoted strings, "=?" in RFC 2047 encoded words, "name*" in RFC
+// 2231's continued parameters, which Go's multipart reader joins). Most
+// hold none, and are not parsed.
 func mayNameOverride(encoded string) bool {
 	return strings.IndexByte(encoded, '%') >= 0 || strings.IndexByte(encoded, '\\') >= 0 ||
-		strings.Contains(encoded, "=?") || mentionsMethod(encoded)
+		strings.Contains(encoded, "=?") || indexFold(encoded, "name*") >= 0 || mentionsMethod(encoded)
 }
 
 // mentionsMethod reports whether s holds "method" in any case.
@@ -162,26 +169,42 @@ type readings struct {
 
 func (r readings) any() bool { return r.urlencoded || r.multipart || r.json }
 
+// OverrideBodies are the kinds of POST bodies read for a method override:
+// AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES.
+type OverrideBodies struct {
+	// Forms: urlencoded and multipart bodies (Rack, Laravel and Symfony,
+	// Spring, ASP.NET).
+	Forms bool
+	// JSON: JSON bodies (Laravel, whose request parameters are the JSON
+	// object's members). Off unless asked for: most JSON APIs never take
+	// a method from the body, and this holds every JSON POST the rules
+	// tell from other methods until it has come whole.
+	JSON bool
+}
+
+// DefaultOverrideBodies reads forms, not JSON.
+var DefaultOverrideBodies = OverrideBodies{Forms: true}
+
 // readingsOf tells how frameworks may read r's body for its fields, by
 // substrings of its Content-Type headers, as loosely as the loosest of
-// them reads it:
+// them reads it, for the kinds of body kinds asks for:
 //   - urlencoded: the type holds "x-www-form-urlencoded" (PHP cuts the
 //     media type at a space as well as at ';'), or there is no type at
 //     all (Rack reads that as a form);
 //   - multipart: the type holds "multipart/";
-//   - JSON: the type holds "json" (Laravel looks for "/json" or "+json").
+//   - JSON: the type holds "/json" or "+json", as Laravel looks for it.
 //
 // Only a POST is overridden, in any case of its name (ASP.NET compares
-// it so, Symfony upper-cases it first).
-func readingsOf(r *http.Request) readings {
+// it so, Symfony upper-cases it first); a gRPC call never is.
+func readingsOf(r *http.Request, kinds OverrideBodies) readings {
 	var rd readings
-	if !strings.EqualFold(r.Method, http.MethodPost) || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+	if !strings.EqualFold(r.Method, http.MethodPost) || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || proxy.IsGRPC(r) {
 		return rd
 	}
 	ct := strings.ToLower(strings.Join(r.Header.Values("Content-Type"), ","))
-	rd.urlencoded = strings.TrimSpace(ct) == "" || strings.Contains(ct, "x-www-form-urlencoded")
-	rd.multipart = strings.Contains(ct, "multipart/")
-	rd.json = strings.Contains(ct, "json")
+	rd.urlencoded = kinds.Forms && (strings.TrimSpace(ct) == "" || strings.Contains(ct, "x-www-form-urlencoded"))
+	rd.multipart = kinds.Forms && strings.Contains(ct, "multipart/")
+	rd.json = kinds.JSON && (strings.Contains(ct, "/json") || strings.Contains(ct, "+json"))
 	if !rd.any() {
 		return rd
 	}

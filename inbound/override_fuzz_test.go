@@ -11,6 +11,34 @@ import (
 	"testing"
 )
 
+// rack2Name is Rack 2's normalize_params reading of a field name's first
+// key.
+var rack2Name = regexp.MustCompile(`\A[\[\]]*([^\[\]]+)\]*`)
+
+// readAsOverride reports whether some framework takes a field named name
+// for the override, each reading written out apart from isOverrideName:
+// Rack 2, PHP, ASP.NET (any case), qs ("[_method]").
+func readAsOverride(name string) bool {
+	if m := rack2Name.FindStringSubmatch(name); m != nil && m[1] == overrideField {
+		return true
+	}
+	php := strings.TrimLeft(name, " ")
+	if i := strings.IndexAny(php, "[\x00"); i >= 0 {
+		php = php[:i]
+	}
+	if strings.NewReplacer(" ", "_", ".", "_").Replace(php) == overrideField {
+		return true
+	}
+	if strings.EqualFold(name, overrideField) {
+		return true
+	}
+	if inner, ok := strings.CutPrefix(name, "["); ok {
+		inner, _, _ = strings.Cut(inner, "]")
+		return inner == overrideField
+	}
+	return false
+}
+
 // anyName is a reading of field names looser than any parser's: every
 // "name=" anywhere, quoted (with escapes) or up to the next delimiter.
 var anyName = regexp.MustCompile(`(?i)name\s*=\s*("(?:\\.|[^"\\])*"|[^;\s,"]*)`)
@@ -38,6 +66,8 @@ func FuzzBodyOverridesMissNothing(f *testing.F) {
 		"--XyZ\r\nContent-Disposition: form-data; name=\"a\"; x=\";name=_method\"\r\n\r\nDELETE\r\n--XyZ--\r\n",
 		"--XyZ\r\nContent-Disposition: form-data; x=a b; name= _method\r\n\r\nDELETE\r\n--XyZ--\r\n",
 		"--XyZ\r\nContent-Disposition: form-data; name =\"_method\"; x=a b\r\n\r\nDELETE\r\n--XyZ--\r\n",
+		"--XyZ\r\nContent-Disposition: form-data; name*0=_me; name*1=thod\r\n\r\nDELETE\r\n--XyZ--\r\n",
+		"[_method]=DELETE", "%5B_method%5D=DELETE", "]_method=DELETE", "_METHOD=x", "+_method=x",
 	} {
 		f.Add(s)
 	}
@@ -51,9 +81,14 @@ func FuzzBodyOverridesMissNothing(f *testing.F) {
 			return // refused: nothing reaches the app
 		}
 		q, _ := url.ParseQuery(body)
-		for _, v := range q["_method"] {
-			if !slices.Contains(got, v) {
-				t.Fatalf("%q: url.ParseQuery finds _method=%q, the sidecar judges %q", body, v, got)
+		for k, vs := range q {
+			if !readAsOverride(k) {
+				continue
+			}
+			for _, v := range vs {
+				if !slices.Contains(got, v) {
+					t.Fatalf("%q: url.ParseQuery finds %s=%q, the sidecar judges %q", body, k, v, got)
+				}
 			}
 		}
 		mr := multipart.NewReader(strings.NewReader(body), "XyZ")
@@ -62,7 +97,7 @@ func FuzzBodyOverridesMissNothing(f *testing.F) {
 			if err != nil {
 				break
 			}
-			if p.FormName() != "_method" {
+			if !readAsOverride(p.FormName()) {
 				continue
 			}
 			v, err := io.ReadAll(io.LimitReader(p, maxOverrideValue))
@@ -81,14 +116,14 @@ func FuzzBodyOverridesMissNothing(f *testing.F) {
 			if s, err := unquote(name); err == nil {
 				name = s
 			}
-			if isOverrideName(strings.TrimSpace(name)) {
+			if readAsOverride(strings.TrimSpace(name)) {
 				t.Fatalf("%q: a loose reading finds the field name %q, the sidecar judges no override and passes it", body, m[1])
 			}
 		}
 		var obj map[string]any
 		if json.Unmarshal([]byte(body), &obj) == nil {
 			for k := range obj {
-				if isOverrideName(k) {
+				if readAsOverride(k) {
 					t.Fatalf("%q: JSON holds the member %q, the sidecar judges no override and passes it", body, k)
 				}
 			}

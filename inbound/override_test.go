@@ -65,15 +65,17 @@ func TestFormMethodOverridesCannotSlipPastTheRules(t *testing.T) {
 		{"leading space", urlencoded, "_method=+DELETE"},
 		{"Unicode upper case (ASP.NET: OPTıONS is OPTIONS)", urlencoded, "_method=OPT%C4%B1ONS"},
 		{"PHP cuts the media type at a space", "Content-Type: application/x-www-form-urlencoded x\r\n", "_method=DELETE"},
-		{"JSON (Laravel)", "Content-Type: application/json\r\n", `{"a":1,"_method":"DELETE"}`},
-		{"JSON with an escaped name", "Content-Type: application/vnd.api+json\r\n", `{"\u005fmethod":"DELETE"}`},
-		{"JSON, a name twice", "Content-Type: application/json\r\n", `{"_method":"POST","_method":"DELETE"}`},
+		{"Rack 2 and qs skip brackets", urlencoded, "[_method]=DELETE"},
+		{"escaped brackets", urlencoded, "%5B_method%5D=DELETE"},
+		{"Rack 2 ends a name at ']'", urlencoded, "_method]=DELETE"},
+		{"Rack 2 skips a leading ']'", urlencoded, "]_method=DELETE"},
 		{"trailing space", urlencoded, "_method=DELETE%20"},
 		{"multipart", multipartType, multipartBody([2]string{`form-data; name="a"`, "1"}, [2]string{`form-data; name="_method"`, "DELETE"})},
 		{"multipart, upper-case name", multipartType, multipartBody([2]string{`form-data; name="_METHOD"`, "delete"})},
 		{"multipart/mixed", "Content-Type: multipart/mixed; boundary=XyZ\r\n", multipartBody([2]string{`form-data; name="_method"`, "PUT"})},
 		{"multipart, RFC 2231 name", multipartType, multipartBody([2]string{`form-data; name*=utf-8''%5Fmethod`, "DELETE"})},
 		{"multipart, a name Rack 2 reads inside another parameter", multipartType, multipartBody([2]string{`form-data; name="x"; foo="; name=_method;"`, "DELETE"})},
+		{"multipart, an RFC 2231 continued name (Go's FormValue joins it)", multipartType, multipartBody([2]string{`form-data; name*0=_me; name*1=thod`, "DELETE"})},
 	} {
 		resp := f.raw(t, post("/orders/1", auth, tc.headers, tc.body))
 		if resp.StatusCode != http.StatusForbidden {
@@ -107,7 +109,7 @@ func TestFormsWithoutAnOverridePass(t *testing.T) {
 	for _, tc := range []struct{ name, headers, body string }{
 		{"another field", urlencoded, "payment_method=card&method=x"},
 		{"an empty form", urlencoded, ""},
-		{"JSON without the member", "Content-Type: application/json\r\n", `{"payment_method":"card","text":"a \"quote\""}`},
+		{"JSON is not read unless asked for", "Content-Type: application/json\r\n", `{"_method":"DELETE"}`},
 		{"plain text is no form", "Content-Type: text/plain\r\n", "_method=DELETE"},
 		{"multipart", multipartType, multipartBody([2]string{`form-data; name="payment_method"`, "card"}, [2]string{`form-data; name="f"; filename="m.txt"`, "a method"})},
 	} {
@@ -145,7 +147,6 @@ func TestAmbiguousMultipartFormsAreRefused(t *testing.T) {
 		{"two Content-Disposition headers", multipartType, part("Content-Disposition: form-data; name=a\r\nContent-Disposition: form-data; name=_method")},
 		{"an encoded word", multipartType, part("Content-Disposition: form-data; name=\"=?utf-8?q?=5Fmethod?=\"")},
 		{"a part in UTF-16", multipartType, part("Content-Disposition: form-data; name=_method\r\nContent-Type: text/plain; charset=utf-16")},
-		{"JSON that is not JSON", "Content-Type: application/json\r\n", `{"_method":"DELETE",}`},
 	} {
 		if resp := f.raw(t, post("/orders/1", auth, tc.headers, tc.body)); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("%s: status %d, want 400", tc.name, resp.StatusCode)
@@ -213,7 +214,7 @@ func TestBodiesThatCannotBeReadForAnOverrideNeedEveryMethod(t *testing.T) {
 	for _, tc := range []struct{ name, headers string }{
 		{"compressed (body-parser inflates it)", urlencoded + "Content-Encoding: gzip\r\n"},
 		{"UTF-16 (ASP.NET and Tomcat decode it)", "Content-Type: application/x-www-form-urlencoded; charset=utf-16\r\n"},
-		{"UTF-16 JSON", "Content-Type: application/json; charset=\"UTF-16BE\"\r\n"},
+		{"UTF-16 multipart", "Content-Type: multipart/form-data; boundary=XyZ; charset=\"UTF-16BE\"\r\n"},
 	} {
 		body := "opaque bytes"
 		if resp := f.raw(t, post("/orders/1", plain, tc.headers, body)); resp.StatusCode != http.StatusUnsupportedMediaType {
@@ -340,5 +341,62 @@ func TestAMultipartBodyOfManyNamesIsReadOnce(t *testing.T) {
 	}
 	if err == nil {
 		t.Errorf("a field name in a part's value: no error, want a refusal")
+	}
+}
+
+// With JSON bodies read (Laravel), a member names the method as a field
+// does.
+func TestJSONMethodOverridesWhenAskedFor(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules, overrideBodies: &inbound.OverrideBodies{Forms: true, JSON: true}})
+	auth := "Authorization: Bearer " + f.token(t, nil) + "\r\n"
+	jsonType := "Content-Type: application/json\r\n"
+	for _, tc := range []struct {
+		name, headers, body string
+		status              int
+	}{
+		{"a member", jsonType, `{"a":1,"_method":"DELETE"}`, 403},
+		{"an escaped name", "Content-Type: application/vnd.api+json\r\n", `{"\u005fmethod":"DELETE"}`, 403},
+		{"a name twice", jsonType, `{"_method":"POST","_method":"DELETE"}`, 403},
+		{"not JSON", jsonType, `{"_method":"DELETE",}`, 400},
+		{"no such member", jsonType, `{"payment_method":"card","text":"a \"quote\""}`, 200},
+		{"NDJSON is not JSON to Laravel", "Content-Type: application/x-ndjson\r\n", `{"_method":"DELETE"}`, 200},
+		{"a form still", urlencoded, "_method=DELETE", 403},
+	} {
+		if resp := f.raw(t, post("/orders/1", auth, tc.headers, tc.body)); resp.StatusCode != tc.status {
+			t.Errorf("%s: POST %q: status %d, want %d", tc.name, tc.body, resp.StatusCode, tc.status)
+		}
+	}
+	none := newFixture(t, fixtureOptions{rules: overrideRules, overrideBodies: &inbound.OverrideBodies{}})
+	if resp := none.raw(t, post("/orders/1", "Authorization: Bearer "+none.token(t, nil)+"\r\n", urlencoded, "_method=DELETE")); resp.StatusCode != 200 {
+		t.Errorf("METHOD_OVERRIDE_BODIES=none: a form override: status %d, want 200 (not read)", resp.StatusCode)
+	}
+}
+
+// A refused body gives its share of the budget back: more refusals than
+// the budget holds bodies leave it whole.
+func TestARefusedBodyGivesItsBudgetBack(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules, maxFormBytes: 100})
+	bad := "Transfer-Encoding: chunked\r\n" + multipartType
+	for range 40 {
+		req := "POST /hooks HTTP/1.1\r\nHost: sidecar\r\n" + bad + "\r\n10\r\n--XyZ\r\n_method=x\r\n0\r\n\r\n"
+		if resp := f.raw(t, req); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("a malformed multipart body: status %d, want 400", resp.StatusCode)
+		}
+	}
+	if resp := f.raw(t, post("/hooks", "", urlencoded, "event=x&_method=POST")); resp.StatusCode != 200 {
+		t.Errorf("after 40 refused bodies: status %d, want 200", resp.StatusCode)
+	}
+}
+
+// A public POST whose body cannot be read is refused for the body, not
+// for a token it never needed.
+func TestAPublicPostWithABodyTooLargeToRead(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules, maxFormBytes: 16})
+	resp := f.raw(t, post("/hooks", "", urlencoded, "event="+strings.Repeat("x", 100)))
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("a public POST form over the limit: status %d, want 413", resp.StatusCode)
+	}
+	if resp := f.raw(t, post("/hooks", "", "Content-Type: application/json\r\n", `{"event":"`+strings.Repeat("x", 100)+`"}`)); resp.StatusCode != 200 {
+		t.Errorf("a public POST of JSON over the limit (JSON not read): status %d, want 200", resp.StatusCode)
 	}
 }

@@ -38,8 +38,9 @@ func (h *handler) judgeBody(w http.ResponseWriter, r *http.Request, set *rules.S
 		return j, nil, release, nil
 	}
 	refuse := func(status int, code, description string) (judgement, []string, func(), *outcome) {
+		release()
 		proxy.WriteError(w, r, status, code, description)
-		return j, nil, release, &outcome{result: metrics.ResultBadRequest}
+		return j, nil, func() {}, &outcome{result: metrics.ResultBadRequest}
 	}
 	switch {
 	case rd.unreadable != "":
@@ -56,8 +57,15 @@ func (h *handler) judgeBody(w http.ResponseWriter, r *http.Request, set *rules.S
 		proxy.WriteError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "too many request bodies are being read at once")
 		return j, nil, release, &outcome{result: metrics.ResultUnavailable}
 	}
-	release = func() { h.formBudget.Release(share) }
+	held := share
+	release = func() { h.formBudget.Release(held) }
 	body, err := readBody(w, r, share, h.maxFormBytes, h.bodyIdle)
+	if err == nil && int64(len(body)) < held {
+		// What the body did not take goes back at once (a chunked body
+		// was counted at the limit).
+		h.formBudget.Release(held - int64(len(body)))
+		held = int64(len(body))
+	}
 	switch {
 	case errors.Is(err, errTooLarge):
 		return unread(h.tooLarge())
@@ -70,7 +78,7 @@ func (h *handler) judgeBody(w http.ResponseWriter, r *http.Request, set *rules.S
 	values, err = overridesIn(rd, strings.Join(r.Header.Values("Content-Type"), ","), body)
 	if err != nil {
 		h.log.DebugContext(r.Context(), "request refused: its body cannot be read for a method override", "error", err.Error())
-		return refuse(http.StatusBadRequest, "invalid_request", err.Error())
+		return refuse(http.StatusBadRequest, "invalid_request", "the body may name a method override ("+overrideField+") in a way parsers read differently")
 	}
 	for _, v := range values {
 		j.add(set, t, v)
@@ -85,13 +93,18 @@ func (h *handler) tooLarge() *errBodyUnread {
 	}
 }
 
-// bodyUnread answers a verified caller whose body could not be read for a
-// method override, and who is not allowed every method it could name.
+// bodyUnread answers a caller whose body could not be read for a method
+// override, and who is not allowed every method it could name; id is nil
+// for a caller without a token.
 func (h *handler) bodyUnread(w http.ResponseWriter, r *http.Request, id *identity, e *errBodyUnread) outcome {
 	proxy.WriteError(w, r, e.status, "invalid_request", fmt.Sprintf(
 		"the body may name another method in a %s field, and cannot be read for it: %s; this caller is not allowed every method on this path",
 		overrideField, e.why))
-	return outcome{result: metrics.ResultBadRequest, clientID: id.clientID}
+	o := outcome{result: metrics.ResultBadRequest}
+	if id != nil {
+		o.clientID = id.clientID
+	}
+	return o
 }
 
 var errTooLarge = errors.New("the body is too large")
