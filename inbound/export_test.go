@@ -26,3 +26,14 @@ func OnIntrospectionJoin(in *Inbound, f func()) { in.intro.calls.Joined = f }
 func OverridesInMultipart(body string) ([]string, error) {
 	return overridesIn(readings{multipart: true}, "multipart/form-data; boundary=XyZ", body)
 }
+
+// FormBudgetWhole reports whether in's budget for bodies read for a method
+// override is all free.
+func FormBudgetWhole(in *Inbound) bool {
+	n := formBudgetBodies * (in.handler.maxFormBytes + 1)
+	if !in.handler.formBudget.TryAcquire(n) {
+		return false
+	}
+	in.handler.formBudget.Release(n)
+	return true
+}

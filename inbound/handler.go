@@ -336,10 +336,17 @@ func (h *handler) match(set *rules.Set, r *http.Request, t target) judgement {
 	return j
 }
 
-// add judges the request also as taken for the method override value v.
+// add judges the request also as taken for the method override value v,
+// and for every method when frameworks may read v differently (see
+// plainMethod).
 func (j *judgement) add(set *rules.Set, t target, v string) {
 	for _, m := range overrideValues(v) {
 		j.matched = append(j.matched, matched{m, set.Match(m, t.path)})
+	}
+	if !plainMethod(v) {
+		for _, m := range overridable {
+			j.matched = append(j.matched, matched{m, set.Match(m, t.path)})
+		}
 	}
 }
 

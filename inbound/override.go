@@ -47,9 +47,10 @@ const overrideField = "_method"
 //   - Rack 2 skips leading brackets and ends the name at the next one
 //     ("[_method]", "]_method"), and qs (Express's extended forms) reads
 //     "[_method]" as "_method";
-//   - ASP.NET compares form field names ignoring case.
+//   - ASP.NET compares form field names ignoring case, and drops a byte
+//     order mark at the start of a form.
 func isOverrideName(name string) bool {
-	name = strings.TrimLeft(name, " []")
+	name = strings.TrimLeft(strings.TrimPrefix(name, "\uFEFF"), " []")
 	if i := strings.IndexAny(name, "[]\x00"); i >= 0 {
 		name = name[:i]
 	}
@@ -195,10 +196,11 @@ var DefaultOverrideBodies = OverrideBodies{Forms: true}
 //   - JSON: the type holds "/json" or "+json", as Laravel looks for it.
 //
 // Only a POST is overridden, in any case of its name (ASP.NET compares
-// it so, Symfony upper-cases it first); a gRPC call never is.
+// it so, Symfony upper-cases it first); a gRPC call (over HTTP/2: a
+// gRPC content type over HTTP/1.1 is just a type) never is.
 func readingsOf(r *http.Request, kinds OverrideBodies) readings {
 	var rd readings
-	if !strings.EqualFold(r.Method, http.MethodPost) || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || proxy.IsGRPC(r) {
+	if !strings.EqualFold(r.Method, http.MethodPost) || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || (r.ProtoMajor == 2 && proxy.IsGRPC(r)) {
 		return rd
 	}
 	ct := strings.ToLower(strings.Join(r.Header.Values("Content-Type"), ","))
@@ -508,6 +510,30 @@ func formBoundary(contentType string) (string, error) {
 		return "", fmt.Errorf("%w: a boundary of %d bytes that parsers may read differently", errFormMalformed, len(b))
 	}
 	return b, nil
+}
+
+// plainMethod reports whether an override value, trimmed, is a method
+// name in ASCII letters, or empty (no override to anyone): one every
+// framework reads as the rules do. Any
+// other (a byte order mark ASP.NET drops, UTF-16, a dotless i) is judged
+// as every method.
+func plainMethod(v string) bool {
+	v = strings.TrimSpace(v)
+	if len(v) > 20 {
+		return false
+	}
+	for i := range len(v) {
+		if c := v[i] | 0x20; c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
+}
+
+// wideBOM reports whether body starts with a UTF-16 or UTF-32 byte order
+// mark, by which a framework (ASP.NET Core 2) may decode a form.
+func wideBOM(body string) bool {
+	return strings.HasPrefix(body, "\xFF\xFE") || strings.HasPrefix(body, "\xFE\xFF") || strings.HasPrefix(body, "\x00\x00\xFE\xFF")
 }
 
 // overrideValues are the methods an override value is judged as: as sent,

@@ -67,6 +67,7 @@ func FuzzBodyOverridesMissNothing(f *testing.F) {
 		"--XyZ\r\nContent-Disposition: form-data; x=a b; name= _method\r\n\r\nDELETE\r\n--XyZ--\r\n",
 		"--XyZ\r\nContent-Disposition: form-data; name =\"_method\"; x=a b\r\n\r\nDELETE\r\n--XyZ--\r\n",
 		"--XyZ\r\nContent-Disposition: form-data; name*0=_me; name*1=thod\r\n\r\nDELETE\r\n--XyZ--\r\n",
+		"\xEF\xBB\xBF_method=DELETE", "_method=%EF%BB%BFDELETE",
 		"[_method]=DELETE", "%5B_method%5D=DELETE", "]_method=DELETE", "_METHOD=x", "+_method=x",
 	} {
 		f.Add(s)

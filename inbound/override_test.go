@@ -302,7 +302,7 @@ func TestBodiesHeldForAnOverrideShareABudget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second) // the 32 held requests are read on a loaded machine too
 	for {
 		resp := f.raw(t, post("/hooks", "", urlencoded, "event=x&_method=DELETE"+strings.Repeat(" ", 76)))
 		if resp.StatusCode == http.StatusServiceUnavailable {
@@ -398,5 +398,100 @@ func TestAPublicPostWithABodyTooLargeToRead(t *testing.T) {
 	}
 	if resp := f.raw(t, post("/hooks", "", "Content-Type: application/json\r\n", `{"event":"`+strings.Repeat("x", 100)+`"}`)); resp.StatusCode != 200 {
 		t.Errorf("a public POST of JSON over the limit (JSON not read): status %d, want 200", resp.StatusCode)
+	}
+}
+
+// Values and bodies that frameworks decode before they read them: a byte
+// order mark ASP.NET drops, UTF-16 with one. An override value that is
+// not a plain method name must be allowed as every method.
+func TestOverridesBehindByteOrderMarks(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules})
+	plain := "Authorization: Bearer " + f.token(t, nil) + "\r\n"
+	for _, tc := range []struct {
+		name, headers, body string
+		status              int
+	}{
+		{"a UTF-8 BOM before the value", multipartType, multipartBody([2]string{`form-data; name="_method"`, "\xEF\xBB\xBFDELETE"}), 403},
+		{"a UTF-16 value", multipartType, multipartBody([2]string{`form-data; name="_method"`, "\xFF\xFED\x00E\x00L\x00E\x00T\x00E\x00"}), 403},
+		{"a UTF-8 BOM before the form", urlencoded, "\xEF\xBB\xBF_method=DELETE", 403},
+		{"a UTF-16 form", urlencoded, "\xFF\xFE_\x00m\x00e\x00t\x00h\x00o\x00d\x00=\x00D\x00", 415},
+		{"an escaped BOM in the query's value", urlencoded, "_method=%EF%BB%BFDELETE", 403},
+		{"an empty value overrides nothing", urlencoded, "_method=", 200},
+	} {
+		if resp := f.raw(t, post("/orders/1", plain, tc.headers, tc.body)); resp.StatusCode != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
+		}
+	}
+}
+
+// A gRPC content type over HTTP/1.1 is no gRPC call: a JSON reading
+// (Laravel's "+json") still applies.
+func TestAGRPCTypeOverHTTP1IsReadAsJSON(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules, overrideBodies: &inbound.OverrideBodies{Forms: true, JSON: true}})
+	resp := f.raw(t, post("/orders/1", "Authorization: Bearer "+f.token(t, nil)+"\r\n", "Content-Type: application/grpc+json\r\n", `{"_method":"DELETE"}`))
+	// The refusal is answered as gRPC answers (200, grpc-status), as for
+	// any request of a gRPC type.
+	if got := resp.Header.Get("Grpc-Status"); got == "" || got == "0" || len(f.app.requests()) != 0 {
+		t.Errorf("application/grpc+json over HTTP/1.1 with _method=DELETE: status %d, grpc-status %q, %d requests reached the app; want a refusal", resp.StatusCode, got, len(f.app.requests()))
+	}
+}
+
+// Every body read for an override gives its share of the budget back,
+// refused, forwarded, or streamed on over the limit.
+func TestTheBudgetComesBackWhole(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rules: overrideRules, maxFormBytes: 100, bodyIdle: 200 * time.Millisecond})
+	write := "Authorization: Bearer " + f.token(t, map[string]any{"scope": "orders:write"}) + "\r\n"
+	chunked := func(body string) string {
+		return fmt.Sprintf("POST /orders/1 HTTP/1.1\r\nHost: sidecar\r\n%s%sTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", write, urlencoded, len(body), body)
+	}
+	for _, tc := range []struct {
+		name, request string
+		status        int
+	}{
+		{"forwarded", post("/orders/1", write, urlencoded, "_method=DELETE"), 200},
+		{"forwarded, chunked", chunked("_method=DELETE"), 200},
+		{"over the limit, chunked, streamed on", chunked("_method=DELETE&a=" + strings.Repeat("x", 200)), 200},
+		{"malformed", post("/orders/1", write, multipartType, "--XyZ\r\n_method"), 400},
+		{"stalled", fmt.Sprintf("POST /orders/1 HTTP/1.1\r\nHost: sidecar\r\n%s%sContent-Length: 50\r\n\r\n_method", write, urlencoded), 408},
+	} {
+		if resp := f.raw(t, tc.request); resp.StatusCode != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !inbound.FormBudgetWhole(f.in) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the budget did not come back whole", tc.name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// A body's share comes back once the body has gone to the app, not when
+// the app answers: a slow app does not hold the budget.
+func TestTheBudgetComesBackOnceTheBodyIsForwarded(t *testing.T) {
+	got, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	f := newFixture(t, fixtureOptions{rules: overrideRules, maxFormBytes: 100, respond: func(w http.ResponseWriter, r *http.Request) {
+		got <- struct{}{}
+		<-release
+	}})
+	write := "Authorization: Bearer " + f.token(t, map[string]any{"scope": "orders:write"}) + "\r\n"
+	go func() {
+		c, err := net.Dial("tcp", f.sidecar.Listener.Addr().String())
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, fmt.Sprintf("POST /orders/1 HTTP/1.1\r\nHost: sidecar\r\n%s%sTransfer-Encoding: chunked\r\n\r\ne\r\n_method=DELETE\r\n0\r\n\r\n", write, urlencoded))
+		_, _ = io.ReadAll(c)
+	}()
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not reach the app")
+	}
+	if !inbound.FormBudgetWhole(f.in) {
+		t.Errorf("the body is at the app, which has not answered: the budget is not whole")
 	}
 }

@@ -1,13 +1,17 @@
 package inbound
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
@@ -25,11 +29,19 @@ const formBudgetBodies = 32
 
 // judgeBody reads a POST's body for override fields, the ways rd says,
 // and adds to j the methods they name; a body that cannot be read here
-// adds every method. release gives the body's share of the budget back
-// once the request is done. The outcome is set when the request was
+// adds every method. The body's share of the budget goes back when the
+// body has been forwarded (read to its end or closed), or at the latest
+// when release is called, once the request is done; release may be
+// called more than once. The outcome is set when the request was
 // answered: its body did not come, is ambiguous, or the budget is spent.
 func (h *handler) judgeBody(w http.ResponseWriter, r *http.Request, set *rules.Set, t target, rd readings, j judgement) (_ judgement, values []string, release func(), _ *outcome) {
 	release = func() {}
+	defer func() {
+		if p := recover(); p != nil {
+			release()
+			panic(p)
+		}
+	}()
 	unread := func(e *errBodyUnread) (judgement, []string, func(), *outcome) {
 		j.unread, j.unreadFrom = e, len(j.matched)
 		for _, m := range overridable {
@@ -57,14 +69,13 @@ func (h *handler) judgeBody(w http.ResponseWriter, r *http.Request, set *rules.S
 		proxy.WriteError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "too many request bodies are being read at once")
 		return j, nil, release, &outcome{result: metrics.ResultUnavailable}
 	}
-	held := share
-	release = func() { h.formBudget.Release(held) }
-	body, err := readBody(w, r, share, h.maxFormBytes, h.bodyIdle)
-	if err == nil && int64(len(body)) < held {
+	held := &budgetShare{sem: h.formBudget, n: share}
+	release = held.release
+	body, err := readBody(w, r, share, h.maxFormBytes, h.bodyIdle, held.release)
+	if err == nil {
 		// What the body did not take goes back at once (a chunked body
 		// was counted at the limit).
-		h.formBudget.Release(held - int64(len(body)))
-		held = int64(len(body))
+		held.shrink(int64(len(body)))
 	}
 	switch {
 	case errors.Is(err, errTooLarge):
@@ -74,6 +85,9 @@ func (h *handler) judgeBody(w http.ResponseWriter, r *http.Request, set *rules.S
 	case err != nil:
 		h.log.DebugContext(r.Context(), "request refused: its body did not arrive", "error", err.Error())
 		return refuse(http.StatusBadRequest, "invalid_request", "the request body could not be read")
+	}
+	if wideBOM(body) {
+		return unread(&errBodyUnread{why: "it starts with a UTF-16 or UTF-32 byte order mark, by which a framework may decode it", status: http.StatusUnsupportedMediaType})
 	}
 	values, err = overridesIn(rd, strings.Join(r.Header.Values("Content-Type"), ","), body)
 	if err != nil {
@@ -107,14 +121,43 @@ func (h *handler) bodyUnread(w http.ResponseWriter, r *http.Request, id *identit
 	return o
 }
 
+// budgetShare is one body's share of handler.formBudget.
+type budgetShare struct {
+	sem  *semaphore.Weighted
+	mu   sync.Mutex
+	n    int64
+	gone bool
+}
+
+// shrink gives back what the share holds beyond n.
+func (s *budgetShare) shrink(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.gone && n < s.n {
+		s.sem.Release(s.n - n)
+		s.n = n
+	}
+}
+
+// release gives the share back, once however often it is called.
+func (s *budgetShare) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.gone {
+		s.gone = true
+		s.sem.Release(s.n)
+	}
+}
+
 var errTooLarge = errors.New("the body is too large")
 
 // readBody reads r's body whole into memory, up to limit bytes, in a
 // buffer of size bytes to start with, and puts what it read back as r's
-// body, so that the app gets it as sent. Each wait for bytes is bounded by
-// idle, the whole read by formReadTimeout. A body over limit is left to
-// be streamed: what was read, then the rest (errTooLarge).
-func readBody(w http.ResponseWriter, r *http.Request, size, limit int64, idle time.Duration) (string, error) {
+// body, so that the app gets it as sent; forwarded, the new body calls
+// done and lets go of the bytes. Each wait for bytes is bounded by idle,
+// the whole read by formReadTimeout. A body over limit is left to be
+// streamed: what was read, then the rest (errTooLarge).
+func readBody(w http.ResponseWriter, r *http.Request, size, limit int64, idle time.Duration, done func()) (string, error) {
 	rc := http.NewResponseController(w)
 	end := time.Now().Add(formReadTimeout)
 	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
@@ -131,14 +174,13 @@ func readBody(w http.ResponseWriter, r *http.Request, size, limit int64, idle ti
 		n, err := r.Body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if int64(len(buf)) > limit {
-			r.Body = readCloser{io.MultiReader(strings.NewReader(string(buf)), r.Body), r.Body}
+			r.Body = &bufferedBody{r: io.MultiReader(bytes.NewReader(buf), r.Body), rc: r.Body, done: done}
 			return "", errTooLarge
 		}
 		switch {
 		case err == io.EOF:
 			s := string(buf)
-			r.Body = readCloser{strings.NewReader(s), r.Body}
-			r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(s)), nil }
+			r.Body = &bufferedBody{r: strings.NewReader(s), rc: r.Body, done: done}
 			return s, nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			return "", proxy.ErrBodyIdle
@@ -148,8 +190,30 @@ func readBody(w http.ResponseWriter, r *http.Request, size, limit int64, idle ti
 	}
 }
 
-// readCloser reads from one reader and closes the request's own body.
-type readCloser struct {
-	io.Reader
-	io.Closer
+// bufferedBody is a body read for an override, put back: it reads from r
+// and closes the request's own body, rc. At its end it calls done and
+// lets go of r; closed, it calls done. A transport may call Close while a
+// Read waits (for the rest of an over-limit body), so Close leaves r to
+// Read.
+type bufferedBody struct {
+	r    io.Reader
+	rc   io.ReadCloser
+	done func()
+}
+
+func (b *bufferedBody) Read(p []byte) (int, error) {
+	if b.r == nil {
+		return 0, io.EOF
+	}
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.r = nil
+		b.done()
+	}
+	return n, err
+}
+
+func (b *bufferedBody) Close() error {
+	b.done()
+	return b.rc.Close()
 }
