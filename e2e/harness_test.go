@@ -14,7 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -26,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authsidecar/authsidecar/internal/freeport"
 )
 
 // idpDir is the absolute path of e2e/idp, set by TestMain.
@@ -150,51 +151,16 @@ func installedVersion(dir, pkg string) string {
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago and
-// that no other test of this process was given.
+// that no other test of this process was given (see freeport.Addr).
 func freePort(t testing.TB) int {
 	t.Helper()
-	lo, hi := freePortRange()
-	for range 1000 {
-		port := lo + rand.IntN(hi-lo)
-		if !claimPort(port) {
-			continue // handed out already, to a test that may not have bound it yet
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		_ = l.Close()
-		return port
-	}
-	t.Fatalf("freePort: no free port in %d-%d", lo, hi)
-	return 0
-}
-
-// freePortRange is where freePort looks: below the kernel's ephemeral
-// range, so that no outgoing connection takes the port between the
-// moment it is picked and the moment the process under test binds it
-// (ports a listener on :0 gets are ephemeral ones, and were taken so).
-func freePortRange() (lo, hi int) {
-	lo, hi = 20000, 32000
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	addr, err := freeport.Addr()
 	if err != nil {
-		return lo, hi
+		t.Fatal(err)
 	}
-	f := strings.Fields(string(b))
-	if len(f) == 2 {
-		if start, err := strconv.Atoi(f[0]); err == nil && start > 11000 {
-			return start - 11000, start - 1
-		}
-	}
-	return lo, hi
-}
-
-// claimedPorts are the ports freePort handed out in this process.
-var claimedPorts sync.Map
-
-func claimPort(port int) bool {
-	_, taken := claimedPorts.LoadOrStore(port, true)
-	return !taken
+	_, p, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(p)
+	return port
 }
 
 // freeAddr returns "127.0.0.1:PORT" for a port that was free a moment ago.

@@ -30,7 +30,12 @@ func OverridesInMultipart(body string) ([]string, error) {
 // FormBudgetWhole reports whether in's budget for bodies read for a method
 // override is all free.
 func FormBudgetWhole(in *Inbound) bool {
-	n := formBudgetBodies * (in.handler.maxFormBytes + 1)
+	return FormBudgetFits(in, formBudgetBodies*(in.handler.maxFormBytes+1))
+}
+
+// FormBudgetFits reports whether n bytes of in's budget for bodies read
+// for a method override are free.
+func FormBudgetFits(in *Inbound, n int64) bool {
 	if !in.handler.formBudget.TryAcquire(n) {
 		return false
 	}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/authsidecar/authsidecar/internal/freeport"
 	"github.com/valyala/fasthttp"
 )
 
@@ -349,15 +350,9 @@ func StartSidecar(ctx context.Context, binary string, env []string, adminAddr st
 	}
 }
 
-// FreePort returns a loopback address with a port free a moment ago.
-func FreePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+// FreePort returns a loopback address with a port free a moment ago (see
+// freeport.Addr).
+func FreePort() (string, error) { return freeport.Addr() }
 
 // ChildEnv is the environment for a child: ours without AUTHSIDECAR_*,
 // OTEL_* (tracing is on only where a case asks for it), LOADBENCH_* or

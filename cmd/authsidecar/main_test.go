@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authsidecar/authsidecar/internal/freeport"
 	"github.com/authsidecar/authsidecar/internal/idptest"
 )
 
@@ -32,12 +33,11 @@ func TestMain(m *testing.M) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 type ports struct{ inbound, admin string }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/config"
 	"github.com/authsidecar/authsidecar/internal/devissuer"
+	"github.com/authsidecar/authsidecar/internal/freeport"
 	"github.com/authsidecar/authsidecar/internal/grpctest"
 	"github.com/authsidecar/authsidecar/internal/sidecar"
 )
@@ -180,12 +181,11 @@ func waitReady(ctx context.Context, errc <-chan error, urls ...string) error {
 func freeAddrs(n int) ([]string, error) {
 	var addrs []string
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		addr, err := freeport.Addr()
 		if err != nil {
 			return nil, err
 		}
-		defer ln.Close()
-		addrs = append(addrs, ln.Addr().String())
+		addrs = append(addrs, addr)
 	}
 	return addrs, nil
 }

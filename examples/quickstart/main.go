@@ -25,6 +25,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/config"
 	"github.com/authsidecar/authsidecar/internal/devissuer"
+	"github.com/authsidecar/authsidecar/internal/freeport"
 	"github.com/authsidecar/authsidecar/internal/sidecar"
 )
 
@@ -233,12 +234,11 @@ func serve(h http.Handler) (string, func(), error) {
 func freeAddrs(n int) ([]string, error) {
 	var addrs []string
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		addr, err := freeport.Addr()
 		if err != nil {
 			return nil, err
 		}
-		defer ln.Close()
-		addrs = append(addrs, ln.Addr().String())
+		addrs = append(addrs, addr)
 	}
 	return addrs, nil
 }

@@ -1,0 +1,31 @@
+package freeport
+
+import (
+	"net"
+	"strconv"
+	"testing"
+)
+
+func TestAddrIsFreeBelowTheEphemeralRangeAndNeverGivenTwice(t *testing.T) {
+	lo, hi := portRange()
+	seen := map[string]bool{}
+	for range 200 {
+		addr, err := Addr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[addr] {
+			t.Fatalf("%s handed out twice", addr)
+		}
+		seen[addr] = true
+		_, p, _ := net.SplitHostPort(addr)
+		if port, _ := strconv.Atoi(p); port < lo || port >= hi {
+			t.Fatalf("%s is outside %d-%d", addr, lo, hi)
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("%s is not free: %v", addr, err)
+		}
+		l.Close()
+	}
+}
