@@ -393,8 +393,8 @@ func TestARefusedBodyGivesItsBudgetBack(t *testing.T) {
 func TestAPublicPostWithABodyTooLargeToRead(t *testing.T) {
 	f := newFixture(t, fixtureOptions{rules: overrideRules, maxFormBytes: 16})
 	resp := f.raw(t, post("/hooks", "", urlencoded, "event="+strings.Repeat("x", 100)))
-	if resp.StatusCode != http.StatusRequestEntityTooLarge {
-		t.Errorf("a public POST form over the limit: status %d, want 413", resp.StatusCode)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") {
+		t.Errorf("a public POST form over the limit: status %d, WWW-Authenticate %q; want 413 with a Bearer challenge", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 	if resp := f.raw(t, post("/hooks", "", "Content-Type: application/json\r\n", `{"event":"`+strings.Repeat("x", 100)+`"}`)); resp.StatusCode != 200 {
 		t.Errorf("a public POST of JSON over the limit (JSON not read): status %d, want 200", resp.StatusCode)

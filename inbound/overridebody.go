@@ -109,8 +109,12 @@ func (h *handler) tooLarge() *errBodyUnread {
 
 // bodyUnread answers a caller whose body could not be read for a method
 // override, and who is not allowed every method it could name; id is nil
-// for a caller without a token.
+// for a caller without a token, who is told a token may do (a caller
+// allowed every method gets the request through).
 func (h *handler) bodyUnread(w http.ResponseWriter, r *http.Request, id *identity, e *errBodyUnread) outcome {
+	if id == nil {
+		h.challenge(w, "", "")
+	}
 	proxy.WriteError(w, r, e.status, "invalid_request", fmt.Sprintf(
 		"the body may name another method in a %s field, and cannot be read for it: %s; this caller is not allowed every method on this path",
 		overrideField, e.why))
