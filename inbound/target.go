@@ -42,23 +42,8 @@ func normalize(r *http.Request, allowEncodedSlashes bool) (target, int, error) {
 	case http.MethodConnect, http.MethodTrace:
 		return target{}, http.StatusMethodNotAllowed, errMethodRefused
 	}
-	sent := r.RequestURI
-	if sent == "" { // a request made in-process, not read from a connection
-		sent = r.URL.RequestURI()
-	}
-	if i := strings.IndexByte(sent, '?'); i >= 0 {
-		sent = sent[:i]
-	}
-	switch {
-	case strings.HasPrefix(sent, "/"):
-	case r.URL.IsAbs() && r.URL.Host != "":
-		// Absolute-form (RFC 9112 3.2.2): the path is what follows the
-		// authority, "/" when there is none.
-		sent = r.URL.EscapedPath()
-		if sent == "" {
-			sent = "/"
-		}
-	default:
+	sent, ok := sentPath(r)
+	if !ok {
 		return target{}, http.StatusBadRequest, errBadTarget
 	}
 	raw, err := normalPath(sent, allowEncodedSlashes)
@@ -70,6 +55,30 @@ func normalize(r *http.Request, allowEncodedSlashes bool) (target, int, error) {
 		return target{}, http.StatusBadRequest, errBadTarget
 	}
 	return target{path: path, rawPath: raw, sent: sent}, 0, nil
+}
+
+// sentPath is r's path as the caller wrote it, escaped, or false for a
+// target that has none (the asterisk form, an authority).
+func sentPath(r *http.Request) (string, bool) {
+	sent := r.RequestURI
+	if sent == "" { // a request made in-process, not read from a connection
+		sent = r.URL.RequestURI()
+	}
+	if i := strings.IndexByte(sent, '?'); i >= 0 {
+		sent = sent[:i]
+	}
+	switch {
+	case strings.HasPrefix(sent, "/"):
+		return sent, true
+	case r.URL.IsAbs() && r.URL.Host != "":
+		// Absolute-form (RFC 9112 3.2.2): the path is what follows the
+		// authority, "/" when there is none.
+		if sent = r.URL.EscapedPath(); sent == "" {
+			sent = "/"
+		}
+		return sent, true
+	}
+	return "", false
 }
 
 // normalPath resolves an escaped path segment by segment: "." and ".."

@@ -40,7 +40,7 @@ func FuzzJudgedPathIsThePathTheAppGets(f *testing.F) {
 		if err != nil {
 			return // net/http refuses it before the sidecar sees it
 		}
-		if p := r.URL.EscapedPath(); strings.HasPrefix(p, "/") && plainPath(p) {
+		if p, ok := sentPath(r); ok && plainPath(p) {
 			if slow, err := resolvePath(p, allowEncodedSlashes); err != nil || slow != p {
 				t.Fatalf("%q: taken for a plain path, but resolved it is %q (%v)", p, slow, err)
 			}

@@ -34,7 +34,7 @@ func newPeeker(c net.Conn) *peeker {
 }
 
 func (p *peeker) closed() bool {
-	if p.raw == nil {
+	if p == nil || p.raw == nil {
 		return false
 	}
 	p.seen = false

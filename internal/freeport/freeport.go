@@ -13,8 +13,9 @@ import (
 )
 
 // Addr returns "127.0.0.1:PORT" for a port that was free a moment ago and
-// that no other caller in this process was given. Ports are picked below
-// the kernel's ephemeral range: a listener on :0 gets an ephemeral port,
+// that no other caller in this process was given. Ports are picked outside
+// the kernel's ephemeral range (see portRange): a listener on :0 gets an
+// ephemeral port,
 // which an outgoing connection can take between the moment it is picked
 // and the moment the process told of it binds it.
 func Addr() (string, error) {
@@ -38,19 +39,38 @@ func Addr() (string, error) {
 // claimed are the ports Addr handed out in this process.
 var claimed sync.Map
 
-// portRange is where Addr looks: the 11,000 ports below the ephemeral
-// range, 20000-32000 where the range cannot be read.
+// portRange is where Addr looks: between 10000 (clear of well-known and
+// registered services) and 30000 (where Kubernetes' NodePorts start,
+// which kube-proxy may claim on a host-network node), below the kernel's
+// ephemeral range. When the ephemeral range leaves too few ports there
+// (it starts low, as on some tuned hosts), the ports above it are used,
+// and when there are too few of those too, 10000-30000 all the same: no
+// worse than a port from :0.
 func portRange() (lo, hi int) {
-	lo, hi = 20000, 32000
+	const floor, ceiling, enough = 10000, 30000, 2000
+	start, end, ok := ephemeralRange()
+	switch {
+	case !ok:
+		return floor, ceiling
+	case min(start, ceiling)-floor >= enough:
+		return floor, min(start, ceiling)
+	case 65536-(end+1) >= enough:
+		return end + 1, 65536
+	}
+	return floor, ceiling
+}
+
+// ephemeralRange is the kernel's range of ports for outgoing connections.
+func ephemeralRange() (start, end int, ok bool) {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
-		return lo, hi
+		return 0, 0, false
 	}
 	f := strings.Fields(string(b))
-	if len(f) == 2 {
-		if start, err := strconv.Atoi(f[0]); err == nil && start > 11000 {
-			return start - 11000, start - 1
-		}
+	if len(f) != 2 {
+		return 0, 0, false
 	}
-	return lo, hi
+	start, err1 := strconv.Atoi(f[0])
+	end, err2 := strconv.Atoi(f[1])
+	return start, end, err1 == nil && err2 == nil && start <= end
 }

@@ -8,6 +8,7 @@ import (
 
 func TestAddrIsFreeBelowTheEphemeralRangeAndNeverGivenTwice(t *testing.T) {
 	lo, hi := portRange()
+	start, end, ok := ephemeralRange()
 	seen := map[string]bool{}
 	for range 200 {
 		addr, err := Addr()
@@ -19,8 +20,11 @@ func TestAddrIsFreeBelowTheEphemeralRangeAndNeverGivenTwice(t *testing.T) {
 		}
 		seen[addr] = true
 		_, p, _ := net.SplitHostPort(addr)
-		if port, _ := strconv.Atoi(p); port < lo || port >= hi {
+		if port, _ := strconv.Atoi(p); port < lo || port >= hi || port < 1024 {
 			t.Fatalf("%s is outside %d-%d", addr, lo, hi)
+		}
+		if port, _ := strconv.Atoi(p); ok && start >= 12000 && port >= start && port <= end {
+			t.Fatalf("%s is in the ephemeral range %d-%d", addr, start, end)
 		}
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
