@@ -424,9 +424,13 @@ func redactURL(s string) string      { return redact.URL(s) }
 func redactParsed(u *url.URL) string { return redact.ParsedURL(u) }
 
 // overrideBodies reads AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES: "form",
-// "json", both, or "none".
+// "json", both, or "none". A list of nothing (",") is refused, not taken
+// for none: turning the check off takes the word.
 func overrideBodies(l List) (inbound.OverrideBodies, error) {
 	var kinds inbound.OverrideBodies
+	if len(l) == 0 {
+		return kinds, errors.New("lists nothing: want form, json, form,json or none")
+	}
 	for _, k := range l {
 		switch strings.ToLower(k) {
 		case "form":

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/authsidecar/authsidecar/config"
+	"github.com/authsidecar/authsidecar/inbound"
 	"github.com/authsidecar/authsidecar/internal/certtest"
 )
 
@@ -90,6 +91,8 @@ func TestEachBadVariableIsNamed(t *testing.T) {
 		{"a hasty JWKS refresh", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_JWKS_REFRESH_INTERVAL": "5s"}), "AUTHSIDECAR_INBOUND_JWKS_REFRESH_INTERVAL: must be at least 1m, got 5s"},
 		{"a negative cache size", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_TOKEN_CACHE_SIZE": "-1"}), "AUTHSIDECAR_INBOUND_TOKEN_CACHE_SIZE: must not be negative, got -1"},
 		{"no form bytes", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_MAX_FORM_BYTES": "0"}), "AUTHSIDECAR_INBOUND_MAX_FORM_BYTES: must be at least 1, got 0"},
+		{"an override body list of nothing", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES": " , "}), "AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES: lists nothing: want form, json, form,json or none"},
+		{"none with a kind", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES": "none,form"}), `AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES: none cannot be listed with other kinds, got "none,form"`},
 		{"an unknown override body", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES": "form,xml"}), `AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES: want a list of form and json, or none; got "xml"`},
 		{"a bad introspection mode", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_INTROSPECT": "some"}), `AUTHSIDECAR_INBOUND_INTROSPECT: want opaque or all, got "some"`},
 		{"introspection without a secret", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_ID": "rs"}), "AUTHSIDECAR_INBOUND_INTROSPECTION_CLIENT_SECRET: introspection needs"},
@@ -378,5 +381,22 @@ func TestOutboundListenerStaysOnLoopbackUnlessAllowed(t *testing.T) {
 				t.Errorf("error %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestMethodOverrideBodiesAreRead(t *testing.T) {
+	for v, want := range map[string]inbound.OverrideBodies{
+		"":          {Forms: true},
+		"none":      {},
+		"json,FORM": {Forms: true, JSON: true},
+		"json":      {JSON: true},
+	} {
+		c, err := config.Load(inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES": v}))
+		if err != nil {
+			t.Fatalf("%q: %v", v, err)
+		}
+		if got := *c.InboundOptions.MethodOverrideBodies; got != want {
+			t.Errorf("%q: %+v, want %+v", v, got, want)
+		}
 	}
 }

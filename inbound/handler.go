@@ -176,7 +176,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 		if judged.public() {
 			return h.servePublic(w, r, cert, at, t)
 		}
-		if judged.unread != nil && (judgement{matched: judged.matched[:judged.unreadFrom]}).public() && r.Header.Get("Authorization") == "" {
+		if judged.unread != nil && judged.read().public() && r.Header.Get("Authorization") == "" {
 			// A public POST whose body could not be read: without a
 			// token, it cannot be allowed every method, and the body is
 			// what stands in the way, not the token.
@@ -216,7 +216,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 		return h.refuse(w, r, dpopRefusal("a request with a DPoP proof cannot carry a method override", "%s in the body", overrideField), id, scheme)
 	}
 	if rej := judged.authorize(id, r, t); rej != nil {
-		if judged.unread != nil && (judgement{matched: judged.matched[:judged.unreadFrom]}).authorize(id, r, t) == nil {
+		if judged.unread != nil && judged.read().authorize(id, r, t) == nil {
 			return h.bodyUnread(w, r, id, judged.unread)
 		}
 		return h.refuse(w, r, rej, id, scheme)
@@ -318,7 +318,7 @@ type judgement struct {
 	matched []matched
 	// unread, when set, says why the body could not be read for an
 	// override; the methods from unreadFrom on are every one it may name.
-	unread     *errBodyUnread
+	unread     *unreadBody
 	unreadFrom int
 }
 
@@ -344,10 +344,23 @@ func (j *judgement) add(set *rules.Set, t target, v string) {
 		j.matched = append(j.matched, matched{m, set.Match(m, t.path)})
 	}
 	if !plainMethod(v) {
-		for _, m := range overridable {
-			j.matched = append(j.matched, matched{m, set.Match(m, t.path)})
-		}
+		j.addEvery(set, t)
 	}
+}
+
+// addEvery judges the request also as taken for every method.
+func (j *judgement) addEvery(set *rules.Set, t target) {
+	for _, m := range overridable {
+		j.matched = append(j.matched, matched{m, set.Match(m, t.path)})
+	}
+}
+
+// read is j without the methods added for a body that could not be read.
+func (j judgement) read() judgement {
+	if j.unread == nil {
+		return j
+	}
+	return judgement{matched: j.matched[:j.unreadFrom]}
 }
 
 // public reports whether every rule matched is public.

@@ -201,7 +201,17 @@ func (f *fixture) token(t testing.TB, extra map[string]any) string {
 
 func (f *fixture) do(t testing.TB, path string, header http.Header) (*http.Response, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, f.sidecar.URL+path, nil)
+	return f.send(t, http.MethodGet, path, "", header)
+}
+
+// send makes a method request for path with body and header to the
+// sidecar and returns the answer and its body.
+func (f *fixture) send(t testing.TB, method, path, body string, header http.Header) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, f.sidecar.URL+path, strings.NewReader(body))
+	if body == "" {
+		req.Body = http.NoBody
+	}
 	for k, v := range header {
 		req.Header[k] = v
 	}

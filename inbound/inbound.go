@@ -70,9 +70,9 @@ type Options struct {
 	// the rules and the app alike, instead of refusing them with 400.
 	AllowEncodedSlashes bool
 	// MethodOverrideBodies are the kinds of POST bodies read for a method
-	// override; nil: DefaultOverrideBodies.
+	// override; nil: forms, not JSON.
 	MethodOverrideBodies *OverrideBodies
-	// MaxFormBytes bounds how much of a POST's form body is read for a
+	// MaxFormBytes bounds how much of a POST's body is read for a
 	// method override ("_method") when one could change the judgement;
 	// 0: DefaultMaxFormBytes. A larger body is judged for every method.
 	MaxFormBytes int64
@@ -163,7 +163,7 @@ func New(opts Options) (*Inbound, error) {
 	in.handler = newHandler(&handler{
 		verifier: v, rules: ruleSet, clientCerts: opts.ClientCerts, forwardToken: opts.ForwardToken,
 		encodedSlashes: opts.AllowEncodedSlashes, bodyIdle: opts.BodyIdleTimeout, maxFormBytes: maxForm, formBudget: semaphore.NewWeighted(formBudgetBodies * (maxForm + 1)),
-		overrideBodies: *cmp.Or(opts.MethodOverrideBodies, &DefaultOverrideBodies), accessLog: opts.AccessLog, log: logger,
+		overrideBodies: *cmp.Or(opts.MethodOverrideBodies, &OverrideBodies{Forms: true}), accessLog: opts.AccessLog, log: logger,
 		tracer: opts.Tracer, dpop: dpop,
 		resource: newResourceMetadata(opts.Resource, opts.Issuers, opts.Algorithms, opts.RequireDPoP),
 	}, m)

@@ -183,9 +183,6 @@ type OverrideBodies struct {
 	JSON bool
 }
 
-// DefaultOverrideBodies reads forms, not JSON.
-var DefaultOverrideBodies = OverrideBodies{Forms: true}
-
 // readingsOf tells how frameworks may read r's body for its fields, by
 // substrings of its Content-Type headers, as loosely as the loosest of
 // them reads it, for the kinds of body kinds asks for:
@@ -212,11 +209,12 @@ func readingsOf(r *http.Request, kinds OverrideBodies) readings {
 	}
 	for _, ce := range r.Header.Values("Content-Encoding") {
 		if v := strings.TrimSpace(ce); v != "" && !strings.EqualFold(v, "identity") {
-			rd.unreadable = "it is compressed (Content-Encoding " + v + "), and a framework may read it inflated"
+			rd.unreadable = "it is compressed (Content-Encoding), and a framework may read it inflated"
 		}
 	}
-	if cs, ok := unsafeCharset(ct); ok {
-		rd.unreadable = "its charset " + cs + " is not one whose bytes are ASCII's, and a framework may decode it"
+	// What the caller wrote is not echoed into the answer.
+	if _, ok := unsafeCharset(ct); ok {
+		rd.unreadable = "its charset is not one whose bytes are ASCII's, and a framework may decode it"
 	}
 	return rd
 }
@@ -270,16 +268,12 @@ func overrideIrrelevant(set *rules.Set, path string) bool {
 	return true
 }
 
-// errBodyUnread: the body cannot be read here for an override (too large,
-// compressed, in another charset); r's body is left whole, to be proxied
-// as it comes.
-type errBodyUnread struct {
+// unreadBody is why a body cannot be read here for an override (too
+// large, compressed, in another charset), and the status of a refusal
+// for it; r's body is left whole, to be proxied as it comes.
+type unreadBody struct {
 	why    string
 	status int
-}
-
-func (e *errBodyUnread) Error() string {
-	return "the body cannot be read for a method override: " + e.why
 }
 
 // errFormMalformed wraps why a body that may name an override cannot be

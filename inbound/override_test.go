@@ -262,16 +262,9 @@ func TestADPoPRequestCannotCarryAnOverrideInItsBody(t *testing.T) {
 	key := newDPoPKey(t)
 	tok := f.token(t, map[string]any{"cnf": map[string]any{"jkt": key.jkt}, "scope": "orders:write"})
 	send := func(body string) (*http.Response, string) {
-		req, _ := http.NewRequest(http.MethodPost, f.sidecar.URL+"/orders/7", strings.NewReader(body))
-		req.Header = dpopHeaders(tok, key.proof(t, proofClaims(f.sidecar.URL+"/orders/7", tok, map[string]any{"htm": "POST"}), nil))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, string(b)
+		h := dpopHeaders(tok, key.proof(t, proofClaims(f.sidecar.URL+"/orders/7", tok, map[string]any{"htm": "POST"}), nil))
+		h.Set("Content-Type", "application/x-www-form-urlencoded")
+		return f.send(t, http.MethodPost, "/orders/7", body, h)
 	}
 	if resp, body := send("a=1"); resp.StatusCode != 200 {
 		t.Fatalf("a DPoP POST without an override: %d %s, want 200", resp.StatusCode, body)

@@ -42,11 +42,9 @@ func (h *handler) judgeBody(w http.ResponseWriter, r *http.Request, set *rules.S
 			panic(p)
 		}
 	}()
-	unread := func(e *errBodyUnread) (judgement, []string, func(), *outcome) {
+	unread := func(e *unreadBody) (judgement, []string, func(), *outcome) {
 		j.unread, j.unreadFrom = e, len(j.matched)
-		for _, m := range overridable {
-			j.matched = append(j.matched, matched{m, set.Match(m, t.path)})
-		}
+		j.addEvery(set, t)
 		return j, nil, release, nil
 	}
 	refuse := func(status int, code, description string) (judgement, []string, func(), *outcome) {
@@ -56,7 +54,7 @@ func (h *handler) judgeBody(w http.ResponseWriter, r *http.Request, set *rules.S
 	}
 	switch {
 	case rd.unreadable != "":
-		return unread(&errBodyUnread{why: rd.unreadable, status: http.StatusUnsupportedMediaType})
+		return unread(&unreadBody{why: rd.unreadable, status: http.StatusUnsupportedMediaType})
 	case r.ContentLength > h.maxFormBytes:
 		return unread(h.tooLarge())
 	}
@@ -87,7 +85,7 @@ func (h *handler) judgeBody(w http.ResponseWriter, r *http.Request, set *rules.S
 		return refuse(http.StatusBadRequest, "invalid_request", "the request body could not be read")
 	}
 	if wideBOM(body) {
-		return unread(&errBodyUnread{why: "it starts with a UTF-16 or UTF-32 byte order mark, by which a framework may decode it", status: http.StatusUnsupportedMediaType})
+		return unread(&unreadBody{why: "it starts with a UTF-16 or UTF-32 byte order mark, by which a framework may decode it", status: http.StatusUnsupportedMediaType})
 	}
 	values, err = overridesIn(rd, strings.Join(r.Header.Values("Content-Type"), ","), body)
 	if err != nil {
@@ -100,8 +98,8 @@ func (h *handler) judgeBody(w http.ResponseWriter, r *http.Request, set *rules.S
 	return j, values, release, nil
 }
 
-func (h *handler) tooLarge() *errBodyUnread {
-	return &errBodyUnread{
+func (h *handler) tooLarge() *unreadBody {
+	return &unreadBody{
 		why:    fmt.Sprintf("it is over %d bytes (AUTHSIDECAR_INBOUND_MAX_FORM_BYTES)", h.maxFormBytes),
 		status: http.StatusRequestEntityTooLarge,
 	}
@@ -111,7 +109,7 @@ func (h *handler) tooLarge() *errBodyUnread {
 // override, and who is not allowed every method it could name; id is nil
 // for a caller without a token, who is told a token may do (a caller
 // allowed every method gets the request through).
-func (h *handler) bodyUnread(w http.ResponseWriter, r *http.Request, id *identity, e *errBodyUnread) outcome {
+func (h *handler) bodyUnread(w http.ResponseWriter, r *http.Request, id *identity, e *unreadBody) outcome {
 	if id == nil {
 		h.challenge(w, "", "")
 	}

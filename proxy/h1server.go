@@ -167,6 +167,8 @@ func (f *h1Front) shutdown(ctx context.Context) error {
 	done := f.done
 	f.closeIdle()
 	f.mu.Unlock()
+	// Done first: an idle server's Shutdown succeeds even with a spent
+	// context, which the select below could pick instead.
 	select {
 	case <-done:
 		return nil

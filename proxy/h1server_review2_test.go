@@ -170,8 +170,7 @@ func TestReview2AStreamedAnswerOverAnUndrainableBodySaysClose(t *testing.T) {
 	})
 	for _, m := range rvModes {
 		t.Run(m.name, func(t *testing.T) {
-			addr := rvServe(t, h, DefaultServerOptions(nil), m.front)
-			c, br := rvDial(t, addr)
+			c, br := rvDial(t, rvServe(t, h, DefaultServerOptions(nil), m.front))
 			_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
 			go func() {
 				chunk := fmt.Sprintf("%x\r\n%s\r\n", 64<<10, strings.Repeat("b", 64<<10))
@@ -202,9 +201,7 @@ func TestReview2AnAnswerWithoutContentTypeIsSniffed(t *testing.T) {
 	})
 	for _, m := range rvModes {
 		t.Run(m.name, func(t *testing.T) {
-			addr := rvServe(t, h, DefaultServerOptions(nil), m.front)
-			c, br := rvDial(t, addr)
-			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			br := rvSend(t, h, m.front, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 			resp := rvReadResponse(t, br, "GET")
 			if got := resp.Header.Get("Content-Type"); got != "text/html; charset=utf-8" {
 				t.Errorf("Content-Type %q", got)

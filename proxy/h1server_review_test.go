@@ -34,15 +34,21 @@ func rvServe(t *testing.T, h http.Handler, opts ServerOptions, front bool) strin
 	return rvStart(t, h, opts, front).Addr().String()
 }
 
-func rvDial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+// rvSend serves h with the default options, the front's or net/http's,
+// and sends it request on a new connection, whose reader it returns.
+func rvSend(t *testing.T, h http.Handler, front bool, request string) *bufio.Reader {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
+	c, br := rvDial(t, rvServe(t, h, DefaultServerOptions(nil), front))
+	if _, err := io.WriteString(c, request); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.Close() })
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	return c, bufio.NewReader(c)
+	return br
+}
+
+func rvDial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	rc := dialRaw(t, addr)
+	return rc.conn, rc.br
 }
 
 func rvReadResponse(t *testing.T, br *bufio.Reader, method string) *http.Response {
@@ -231,9 +237,7 @@ func TestReviewAnAnswerNeverCarriesBothContentLengthAndChunked(t *testing.T) {
 	})
 	for _, m := range rvModes {
 		t.Run(m.name, func(t *testing.T) {
-			addr := rvServe(t, h, DefaultServerOptions(nil), m.front)
-			c, br := rvDial(t, addr)
-			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			br := rvSend(t, h, m.front, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 			head := rvRawHead(t, br)
 			if strings.Contains(head, "\r\nTransfer-Encoding: chunked\r\n") && strings.Contains(strings.ToLower(head), "\r\ncontent-length:") {
 				t.Errorf("an answer with both Content-Length and Transfer-Encoding:\n%s", head)
@@ -255,9 +259,7 @@ func TestReviewAnInformationalAnswerCarriesNoFraming(t *testing.T) {
 	})
 	for _, m := range rvModes {
 		t.Run(m.name, func(t *testing.T) {
-			addr := rvServe(t, h, DefaultServerOptions(nil), m.front)
-			c, br := rvDial(t, addr)
-			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			br := rvSend(t, h, m.front, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 			head := rvRawHead(t, br)
 			if !strings.HasPrefix(head, "HTTP/1.1 103 ") {
 				t.Fatalf("no 103 first:\n%s", head)
@@ -281,9 +283,7 @@ func TestReviewAHeadAnswerHasTheLengthAGetWould(t *testing.T) {
 	})
 	for _, m := range rvModes {
 		t.Run(m.name, func(t *testing.T) {
-			addr := rvServe(t, h, DefaultServerOptions(nil), m.front)
-			c, br := rvDial(t, addr)
-			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\nHEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
+			br := rvSend(t, h, m.front, "GET / HTTP/1.1\r\nHost: a\r\n\r\nHEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
 			get := rvReadResponse(t, br, "GET")
 			head := rvReadResponse(t, br, "HEAD")
 			if g, h := get.Header.Get("Content-Length"), head.Header.Get("Content-Length"); g != h {
@@ -423,8 +423,7 @@ func TestReviewAnHTTP1ConnectionStaysHTTP1(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, r.Proto) })
 	for _, m := range rvModes {
 		t.Run(m.name, func(t *testing.T) {
-			addr := rvServe(t, h, DefaultServerOptions(nil), m.front)
-			c, br := rvDial(t, addr)
+			c, br := rvDial(t, rvServe(t, h, DefaultServerOptions(nil), m.front))
 			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 			rvReadResponse(t, br, "GET")
 			_, _ = io.WriteString(c, http2.ClientPreface)
