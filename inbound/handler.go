@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strings"
 	"time"
@@ -55,7 +54,7 @@ type handler struct {
 	dpop           *dpopChecker
 	// resource, when set, is the protected-resource metadata (RFC 9728).
 	resource *resourceMetadata
-	proxy    *httputil.ReverseProxy
+	proxy    *proxy.ReverseProxy
 	log      *slog.Logger
 	results  map[string]resultMetrics
 	reasons  map[string]prometheus.Counter

@@ -44,7 +44,7 @@ type Route struct {
 	handoff  *handoff.Store
 	dpop     *dpopSigner // nil: DPoP is off
 	retry    *retryTransport
-	proxy    *httputil.ReverseProxy
+	proxy    *proxy.ReverseProxy
 	requests *prometheus.CounterVec // by code
 	// byCode holds requests' counter for each status code once used, so
 	// the hot path neither formats the code nor hashes label values.

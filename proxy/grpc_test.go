@@ -135,8 +135,6 @@ func decodeGRPCMessage(s string) string {
 	return string(b)
 }
 
-func isHex(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' || 'a' <= c && c <= 'f' }
-
 func unhex(c byte) byte {
 	switch {
 	case c <= '9':

@@ -31,54 +31,63 @@ type ReverseProxyOptions struct {
 	Logger  *slog.Logger
 }
 
-// NewReverseProxy returns an httputil.ReverseProxy to target that sets the
+// NewReverseProxy returns a ReverseProxy to target that sets the
 // X-Forwarded headers (dropping the caller's copies: they cannot be
-// trusted), keeps or creates X-Request-Id, and answers 502 with a JSON body
-// when the target cannot be reached. Hop-by-hop headers are removed by
-// httputil itself.
-func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *httputil.ReverseProxy {
+// trusted), keeps or creates X-Request-Id, removes hop-by-hop headers and
+// ErrorHeader from answers, and answers 502 with a JSON body when the
+// target cannot be reached.
+func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *ReverseProxy {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			if opts.KeepHost {
-				pr.Out.Host = pr.In.Host
-			}
-			pr.SetXForwarded()
-			EnsureRequestID(pr.Out.Header)
-			if opts.Rewrite != nil {
-				opts.Rewrite(pr)
-			}
-		},
-		Transport:      opts.Transport,
-		ModifyResponse: StripErrorHeader,
-		BufferPool:     copyBuffers,
-		// FlushInterval stays 0: httputil already flushes at once for
-		// server-sent events and bodies of unknown length, and flushing
-		// every write of a sized body costs a syscall for nothing.
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, ErrBodyIdle) || bodyStalled(r) {
-				logger.Debug("request body stalled", "error", err.Error())
-				WriteError(w, r, http.StatusRequestTimeout, "request_timeout", "the request body stalled")
-				return
-			}
-			markUpstreamFailed(w)
-			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-				// The caller left; nobody reads the answer.
-				w.WriteHeader(499)
-				return
-			}
-			if timedOut(err, r) {
-				logger.WarnContext(r.Context(), "upstream did not answer in time", "upstream", redact.ParsedURL(target), "error", err.Error())
-				WriteError(w, r, http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
-				return
-			}
-			logger.WarnContext(r.Context(), "upstream unreachable", "upstream", redact.ParsedURL(target), "error", err.Error())
-			WriteError(w, r, http.StatusBadGateway, "upstream_unavailable", "the upstream could not be reached")
+	rewrite := func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		if opts.KeepHost {
+			pr.Out.Host = pr.In.Host
+		}
+		pr.SetXForwarded()
+		EnsureRequestID(pr.Out.Header)
+		if opts.Rewrite != nil {
+			opts.Rewrite(pr)
+		}
+	}
+	errorHandler := func(w http.ResponseWriter, r *http.Request, err error) {
+		if errors.Is(err, ErrBodyIdle) || bodyStalled(r) {
+			logger.Debug("request body stalled", "error", err.Error())
+			WriteError(w, r, http.StatusRequestTimeout, "request_timeout", "the request body stalled")
+			return
+		}
+		markUpstreamFailed(w)
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			// The caller left; nobody reads the answer.
+			w.WriteHeader(499)
+			return
+		}
+		if timedOut(err, r) {
+			logger.WarnContext(r.Context(), "upstream did not answer in time", "upstream", redact.ParsedURL(target), "error", err.Error())
+			WriteError(w, r, http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
+			return
+		}
+		logger.WarnContext(r.Context(), "upstream unreachable", "upstream", redact.ParsedURL(target), "error", err.Error())
+		WriteError(w, r, http.StatusBadGateway, "upstream_unavailable", "the upstream could not be reached")
+	}
+	transport := opts.Transport
+	if transport == nil {
+		transport = http.DefaultTransport
+	}
+	return &ReverseProxy{
+		transport: transport, rewrite: rewrite, errorHandler: errorHandler, logger: logger,
+		slow: &httputil.ReverseProxy{
+			Rewrite:        rewrite,
+			Transport:      opts.Transport,
+			ModifyResponse: StripErrorHeader,
+			BufferPool:     copyBuffers,
+			// FlushInterval stays 0: httputil already flushes at once for
+			// server-sent events and bodies of unknown length, and flushing
+			// every write of a sized body costs a syscall for nothing.
+			ErrorLog:     slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+			ErrorHandler: errorHandler,
 		},
 	}
 }
