@@ -79,3 +79,33 @@ func TestTheAccessLogSaysWhoCalledAndWhatBecameOfIt(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectionCannotTakeTheSidecarsHeadersAway: what a caller's
+// Connection header names is removed on receipt (RFC 9110 section
+// 7.6.1), not when the request is forwarded, which would drop the
+// sidecar's own X-Request-Id (the access log then naming an id the app
+// never saw) or X-Auth-* headers.
+func TestConnectionCannotTakeTheSidecarsHeadersAway(t *testing.T) {
+	log := &lines{}
+	f := newFixture(t, fixtureOptions{accessLog: true, logger: slog.New(slog.NewJSONHandler(log, nil))})
+	h := bearer(f.token(t, nil))
+	h.Set("X-Request-Id", "caller-chosen-id")
+	h.Set("X-Other", "named")
+	h.Set("X-Kept", "kept")
+	h.Set("Connection", "keep-alive, X-Request-Id, X-Auth-Subject,X-Other")
+	if resp, body := f.do(t, "/", h); resp.StatusCode != 200 {
+		t.Fatalf("status %d %s", resp.StatusCode, body)
+	}
+	got := f.app.requests()[0].Header
+	id := got.Get("X-Request-Id")
+	if len(id) != 32 {
+		t.Errorf("app got X-Request-Id %q, want one the sidecar made: the caller's was named in Connection", id)
+	}
+	if logged := log.access(t)[0]["request_id"]; logged != id {
+		t.Errorf("the access log says request_id %v, the app got %q", logged, id)
+	}
+	if got.Get("X-Auth-Subject") != "svc-orders" || got.Get("X-Other") != "" || got.Get("X-Kept") != "kept" {
+		t.Errorf("app got X-Auth-Subject %q, X-Other %q, X-Kept %q; want svc-orders, nothing, kept",
+			got.Get("X-Auth-Subject"), got.Get("X-Other"), got.Get("X-Kept"))
+	}
+}

@@ -83,6 +83,7 @@ func newHandler(h *handler, m *metrics.Metrics) *handler {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	proxy.DropConnectionNamed(r.Header)
 	// Before anything else, so that the access log and every log line
 	// carry the id the app will see.
 	proxy.EnsureRequestID(r.Header)

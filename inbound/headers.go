@@ -10,19 +10,12 @@ import (
 // every X-Auth-* header, and the headers frameworks read as where the
 // request came from or where it is going. Each is removed in any spelling
 // an app might read as it: WSGI and PHP turn "X_Auth_Subject" and
-// "X-Auth-Subject" into the same variable. Identity headers are also
-// dropped from the caller's Connection list, where ReverseProxy would
-// otherwise delete the sidecar's own copies as hop-by-hop.
+// "X-Auth-Subject" into the same variable. (What the caller's Connection
+// header names is gone before this: proxy.DropConnectionNamed.)
 func stripCallerHeaders(h http.Header) {
 	for k := range h {
 		if isIdentityHeader(k) || spoofable(k) {
 			delete(h, k)
-		}
-	}
-	conn := h["Connection"]
-	for i, v := range conn {
-		if hasIdentityToken(v) {
-			conn[i] = withoutIdentityTokens(v)
 		}
 	}
 }
@@ -88,17 +81,6 @@ func headerNameIs(name, lower string) bool {
 	return true
 }
 
-func hasIdentityToken(v string) bool {
-	for v != "" {
-		var t string
-		t, v, _ = strings.Cut(v, ",")
-		if isIdentityHeader(strings.TrimSpace(t)) {
-			return true
-		}
-	}
-	return false
-}
-
 // isIdentityHeader reports whether name is "x-auth-" followed by more,
 // case-insensitively and with "_" read as "-".
 func isIdentityHeader(name string) bool {
@@ -118,21 +100,10 @@ func isIdentityHeader(name string) bool {
 	return true
 }
 
-func withoutIdentityTokens(v string) string {
-	tokens := strings.Split(v, ",")
-	kept := tokens[:0]
-	for _, t := range tokens {
-		if !isIdentityHeader(strings.TrimSpace(t)) {
-			kept = append(kept, t)
-		}
-	}
-	return strings.Join(kept, ",")
-}
-
 // identityHeaders are the values of the X-Auth-* headers for one identity.
 // They are shared by every request with the same cached token; that is
-// safe because ReverseProxy copies the header values into the outgoing
-// request and nothing writes into these slices.
+// safe because the forwarding copies the header values into the outgoing
+// request (proxy.forwardHeader) and nothing writes into these slices.
 type identityHeaders struct {
 	built                             bool
 	subject, issuer, clientID, scopes []string

@@ -32,6 +32,7 @@ type observer struct {
 // outcome; serve returns the route it called, "" for none.
 func (o *observer) observe(w http.ResponseWriter, req *http.Request, serve func(*proxy.StatusWriter, *http.Request) string) {
 	start := time.Now()
+	proxy.DropConnectionNamed(req.Header)
 	// Before anything else, so that the access log carries the id the
 	// upstream is sent.
 	proxy.EnsureRequestID(req.Header)

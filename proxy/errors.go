@@ -62,8 +62,8 @@ func WriteErrorBody(w http.ResponseWriter, r *http.Request, status int, body Err
 // StatusWriter.)
 func StripErrorHeader(resp *http.Response) error {
 	resp.Header.Del(ErrorHeader)
+	delete(resp.Trailer, ErrorHeader) // not even announced
 	if resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil && resp.Body != http.NoBody {
-		delete(resp.Trailer, ErrorHeader)
 		resp.Body = &trailerStripper{ReadCloser: resp.Body, resp: resp}
 	}
 	return nil

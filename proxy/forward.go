@@ -6,15 +6,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/textproto"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -154,28 +157,25 @@ func addAll(dst, src http.Header) {
 }
 
 // copyBody copies the answer's body through a pooled buffer. Server-sent
-// events and bodies of unknown length are flushed as they come, the
-// header first, as ReverseProxy flushes them.
+// events and bodies of unknown length are flushed as they come.
 func (p *ReverseProxy) copyBody(rw http.ResponseWriter, res *http.Response) error {
-	var flush func() error
+	var dst io.Writer = rw
 	if res.ContentLength == -1 || isEventStream(res.Header.Get("Content-Type")) {
-		flush = http.NewResponseController(rw).Flush
-		_ = flush()
+		s := newStreamFlusher(rw)
+		defer s.stop()
+		dst = s
 	}
 	buf := copyBuffers.Get()
 	defer copyBuffers.Put(buf)
 	for {
 		n, rerr := res.Body.Read(buf)
 		if n > 0 {
-			w, werr := rw.Write(buf[:n])
+			w, werr := dst.Write(buf[:n])
 			if werr == nil && w < n {
 				werr = io.ErrShortWrite
 			}
 			if werr != nil {
 				return werr
-			}
-			if flush != nil {
-				_ = flush()
 			}
 		}
 		if rerr == io.EOF {
@@ -188,6 +188,49 @@ func (p *ReverseProxy) copyBody(rw http.ResponseWriter, res *http.Response) erro
 			return rerr
 		}
 	}
+}
+
+// streamFlusher flushes after every write, and the header alone from a
+// timer that fires at once: the caller sees a stream's header even while
+// its first event is slow to come, and an empty body that ends at once
+// still goes out with a Content-Length, before the timer's goroutine has
+// run. This is httputil's maxLatencyWriter with a negative latency.
+type streamFlusher struct {
+	rw      http.ResponseWriter
+	flush   func() error
+	mu      sync.Mutex
+	pending bool
+	t       *time.Timer
+}
+
+func newStreamFlusher(rw http.ResponseWriter) *streamFlusher {
+	s := &streamFlusher{rw: rw, flush: http.NewResponseController(rw).Flush, pending: true}
+	s.t = time.AfterFunc(0, s.delayedFlush)
+	return s
+}
+
+func (s *streamFlusher) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := s.rw.Write(p)
+	_ = s.flush()
+	return n, err
+}
+
+func (s *streamFlusher) delayedFlush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending {
+		_ = s.flush()
+		s.pending = false
+	}
+}
+
+func (s *streamFlusher) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending = false
+	s.t.Stop()
 }
 
 // informational passes 1xx answers (103 Early Hints) on to the caller
@@ -261,16 +304,24 @@ var forwarding = map[string]bool{
 // forwarding headers and those its Connection header names, made at a
 // size that leaves room for what Rewrite adds (X-Forwarded-For, -Host,
 // -Proto, and a User-Agent or Authorization): a map that grows allocates
-// itself again. The value slices are in's, capped so that an Add on one
-// header cannot reach into the other.
+// itself again. The values are copied, into one array as Header.Clone
+// copies them: in's may be shared (the identity headers of a cached
+// token are), and a write into one must not reach the other.
 func forwardHeader(in http.Header) http.Header {
 	named := connectionNamed(in)
 	out := make(http.Header, len(in)+4)
+	n := 0
+	for _, vv := range in {
+		n += len(vv)
+	}
+	values := make([]string, n)
 	for k, vv := range in {
-		if hopByHop[k] || forwarding[k] || slices.Contains(named, k) {
+		if vv == nil || hopByHop[k] || forwarding[k] || slices.Contains(named, k) {
 			continue
 		}
-		out[k] = vv[:len(vv):len(vv)]
+		n = copy(values, vv)
+		out[k] = values[:n:n]
+		values = values[n:]
 	}
 	if httpguts.HeaderValuesContainsToken(in["Te"], "trailers") {
 		// The app may ask for trailers only if the caller can take them.
@@ -318,17 +369,23 @@ func upgradeType(h http.Header) string {
 	return h.Get("Upgrade")
 }
 
-// isEventStream reports whether a Content-Type is text/event-stream,
-// parameters aside.
+// isEventStream reports whether a Content-Type is text/event-stream as
+// mime.ParseMediaType reads it (as httputil does), which costs a map per
+// answer: so only once the type looks like one.
 func isEventStream(ct string) bool {
-	mt, _, _ := strings.Cut(ct, ";")
-	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
+	if len(ct) < len("text/event-stream") || !strings.Contains(strings.ToLower(ct), "event") {
+		return false
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt == "text/event-stream"
 }
 
 // cleanQuery reports whether ReverseProxy would send q on as it is: it
 // re-encodes a query with a semicolon, a bad escape or more parameters
 // than url.ParseQuery takes, and every query when GODEBUG sets
 // urlmaxqueryparams. Those requests go to ReverseProxy, which knows how.
+// (GODEBUG is read at start, from the environment and the binary's
+// defaults; a change made later by os.Setenv is not seen.)
 func cleanQuery(q string) bool {
 	if godebugQueryParams || strings.Count(q, "&") >= maxQueryParams {
 		return false
@@ -350,8 +407,67 @@ func cleanQuery(q string) bool {
 // maxQueryParams is url.ParseQuery's default bound on parameters.
 const maxQueryParams = 10000
 
-var godebugQueryParams = strings.Contains(os.Getenv("GODEBUG"), "urlmaxqueryparams")
+var godebugQueryParams = strings.Contains(os.Getenv("GODEBUG"), "urlmaxqueryparams") || strings.Contains(defaultGODEBUG(), "urlmaxqueryparams")
+
+// defaultGODEBUG is the GODEBUG the binary was built with (go.mod's
+// godebug lines, //go:debug directives).
+func defaultGODEBUG() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "DefaultGODEBUG" {
+				return s.Value
+			}
+		}
+	}
+	return ""
+}
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// DropConnectionNamed does on receipt what RFC 9110 section 7.6.1 asks
+// of a proxy: the headers a request's Connection header names are for
+// that hop only, and go, with their names. Called before the sidecar
+// judges a request or adds headers of its own: rules then judge the
+// headers the app gets, and a caller cannot name X-Request-Id,
+// traceparent or an X-Auth-* header so that the forwarding, which removes
+// what Connection names, drops the sidecar's own copy. Connection options
+// (close, keep-alive, upgrade) and the hop-by-hop headers forwarding
+// removes anyway stay named.
+func DropConnectionNamed(h http.Header) {
+	conn := h["Connection"]
+	for i, v := range conn {
+		if !namesHeaders(v) {
+			continue
+		}
+		tokens := strings.Split(v, ",")
+		kept := tokens[:0]
+		for _, t := range tokens {
+			name := textproto.TrimString(t)
+			if name == "" || connectionOption(name) {
+				kept = append(kept, t)
+				continue
+			}
+			h.Del(name)
+		}
+		conn[i] = strings.Join(kept, ",")
+	}
+}
+
+// namesHeaders reports whether a Connection value names anything but
+// connection options and hop-by-hop headers; most say keep-alive or
+// close, and cost nothing here.
+func namesHeaders(v string) bool {
+	for t := range strings.SplitSeq(v, ",") {
+		if t = textproto.TrimString(t); t != "" && !connectionOption(t) {
+			return true
+		}
+	}
+	return false
+}
+
+func connectionOption(name string) bool {
+	return strings.EqualFold(name, "close") || strings.EqualFold(name, "keep-alive") || strings.EqualFold(name, "upgrade") ||
+		hopByHop[textproto.CanonicalMIMEHeaderKey(name)]
 }

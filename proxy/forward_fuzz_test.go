@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
@@ -52,6 +51,17 @@ func FuzzForwarderAgreesWithReverseProxy(f *testing.F) {
 		{"", "", "Content-Length: 5\n", 2 << 8}, // 204
 		{"X-Request-Id: " + strings.Repeat("x", 200) + "\n", "", "", modeHead},
 		{"Te: gzip\nConnection: te\n", "", "Content-Type: text/event-stream;;\n", modeUnknownLength},
+		// From a review: an announced X-Authsidecar-Error trailer on answers
+		// without a body; media types mime.ParseMediaType refuses or does
+		// not fold; request trailers; an answer cut short.
+		{"", "", "Trailer: X-Authsidecar-Error\n", modeChunked | 2<<8},
+		{"", "", "Trailer: X-Authsidecar-Error\n", modeChunked | 3<<8},
+		{"", "", "Trailer: X-Authsidecar-Error, X-T\n", modeChunked | modeHead},
+		{"", "", "Content-Type: text/event-stream; a=1; a=2\n", 0},
+		{"", "", "Content-Type: text/event-\u017ftream\n", 0},
+		{"Trailer: X-Req-Trailer, X-Other\n", "", "", modeBody | modeChunkedRequest},
+		{"", "", "Content-Type: text/event-stream\n", modeCut},
+		{"", "", "", modeCut | modeChunked},
 	}
 	for _, s := range seeds {
 		f.Add(s.reqHead, s.query, s.resHead, s.mode)
@@ -84,6 +94,7 @@ const (
 	modeUnknownLength                     // the answer's body runs to the connection's end
 	// bits 8-10: the answer's status, from fuzzStatuses
 	modeHead uint16 = 1 << 11 // a HEAD request
+	modeCut  uint16 = 1 << 12 // the answer's body ends before its framing says
 )
 
 var fuzzStatuses = []int{200, 101, 204, 304, 500, 404, 302, 200}
@@ -123,6 +134,10 @@ func fuzzAnswer(head string, mode uint16) (string, bool) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n%s", status, http.StatusText(status), strings.ReplaceAll(head, "\n", "\r\n"))
 	switch {
+	case mode&modeCut != 0 && mode&modeChunked != 0:
+		b.WriteString("Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+	case mode&modeCut != 0:
+		b.WriteString("Content-Length: 10\r\n\r\nhello")
 	case mode&modeChunked != 0:
 		b.WriteString("Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n")
 		if mode&modeTrailers != 0 {
@@ -142,7 +157,7 @@ func fuzzAnswer(head string, mode uint16) (string, bool) {
 		return "", false
 	}
 	_, err = io.Copy(io.Discard, res.Body)
-	return b.String(), err == nil
+	return b.String(), err == nil || mode&modeCut != 0
 }
 
 // forwarded is what one forward did, on both of its sides.
@@ -152,6 +167,7 @@ type forwarded struct {
 	Body    string
 	Flushed bool
 	After   http.Header // the writer's header once the handler is done: trailers
+	Aborted bool        // the handler panicked with http.ErrAbortHandler
 }
 
 type sentRequest struct {
@@ -161,6 +177,7 @@ type sentRequest struct {
 	ContentLength     int64
 	Body              string
 	Trailer           http.Header
+	TrailerAfterBody  http.Header // as the request's body filled it in
 }
 
 type writtenAnswer struct {
@@ -183,7 +200,16 @@ func forwardOnce(t *testing.T, spec fuzzRequestSpec, answer string, mode uint16,
 			}
 			s.Body = string(b)
 		}
+		s.TrailerAfterBody = out.Trailer.Clone()
 		got.Sent = s
+		// A transport may write into the values it was given: none of
+		// that may reach the caller's request (whose identity headers
+		// may be a cached token's, shared with every request).
+		for _, vv := range out.Header {
+			for i := range vv {
+				vv[i] = "written by the transport"
+			}
+		}
 		if mode&modeFail != 0 {
 			return nil, errors.New("connection refused")
 		}
@@ -196,16 +222,31 @@ func forwardOnce(t *testing.T, spec fuzzRequestSpec, answer string, mode uint16,
 	})
 	p := NewReverseProxy(&url.URL{Scheme: "http", Host: "app.local:8080"}, ReverseProxyOptions{Transport: rt, KeepHost: mode&modeKeepHost != 0})
 	var body io.ReadCloser
+	var req *http.Request
 	if spec.body {
-		body = io.NopCloser(strings.NewReader("hello"))
+		body = &trailingBody{r: strings.NewReader("hello"), req: &req}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// Under a server, as the sidecar's handlers are: a body cut short
+	// then aborts the answer.
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), http.ServerContextKey, &http.Server{}))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, spec.method, "http://sidecar.local/p?"+spec.query, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header = maps.Clone(spec.header)
+	req.Header = spec.header.Clone()
+	if spec.length < 0 {
+		for _, names := range spec.header["Trailer"] {
+			for name := range strings.SplitSeq(names, ",") {
+				if name = textproto.TrimString(name); name != "" {
+					if req.Trailer == nil {
+						req.Trailer = http.Header{}
+					}
+					req.Trailer[http.CanonicalHeaderKey(name)] = nil
+				}
+			}
+		}
+	}
 	req.ContentLength = spec.length
 	req.RemoteAddr = "192.0.2.1:4711"
 	req.RequestURI = "/p?" + spec.query
@@ -213,14 +254,46 @@ func forwardOnce(t *testing.T, spec fuzzRequestSpec, answer string, mode uint16,
 		req.TransferEncoding = []string{"chunked"}
 	}
 	w := &answerRecorder{header: http.Header{}}
-	if slow {
-		p.slow.ServeHTTP(w, req)
-	} else {
-		p.ServeHTTP(w, req)
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				if v != http.ErrAbortHandler {
+					panic(v)
+				}
+				got.Aborted = true
+			}
+		}()
+		if slow {
+			p.slow.ServeHTTP(w, req)
+		} else {
+			p.ServeHTTP(w, req)
+		}
+	}()
+	if !reflect.DeepEqual(req.Header, spec.header) {
+		t.Fatalf("slow=%v: the forward changed the incoming header: %v, was %v", slow, req.Header, spec.header)
 	}
 	got.Answers, got.Body, got.Flushed, got.After = w.answers, w.body.String(), w.flushedAfterBody, sortedTrailer(w.header)
 	return got
 }
+
+// trailingBody is a request body that fills in its request's announced
+// trailers as it ends, as net/http's body does.
+type trailingBody struct {
+	r   io.Reader
+	req **http.Request
+}
+
+func (b *trailingBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		for k := range (*b.req).Trailer {
+			(*b.req).Trailer[k] = []string{"value of " + k}
+		}
+	}
+	return n, err
+}
+
+func (b *trailingBody) Close() error { return nil }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
 

@@ -131,7 +131,7 @@ func TestOtherProxies(t *testing.T) {
 	}
 	checkCases(t, r, cases)
 	for _, c := range r.Cases {
-		if len(c.RoundsRatio) != 2 || c.RatioMin > c.RatioMedian || c.RatioMedian > c.RatioMax || len(c.RoundsProxyMicros) != 2 {
+		if len(c.RoundsRatio) != 2 || c.RatioMin > c.RatioMedian || c.RatioMedian > c.RatioMax || len(c.RoundsProxyMicros) != 2 || len(c.RoundsP99Micros) != 2 {
 			t.Errorf("case %s: ratios per round %v (median %v, %v–%v), proxy CPU per round %v",
 				c.Name, c.RoundsRatio, c.RatioMedian, c.RatioMin, c.RatioMax, c.RoundsProxyMicros)
 		}

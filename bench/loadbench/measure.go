@@ -164,7 +164,7 @@ func (b *bench) summarize(name string, rate float64, ms []*measurement) *CaseRes
 	total := &Result{Hist: NewHistogram()}
 	var cpu cpuSnapshot
 	var hits, lookups float64
-	var perRound, busy, cores, proxyCPU []float64
+	var perRound, busy, cores, proxyCPU, p99s []float64
 	var spans int64
 	for _, m := range ms {
 		total.OK += m.res.OK
@@ -187,6 +187,7 @@ func (b *bench) summarize(name string, rate float64, ms []*measurement) *CaseRes
 		u := cpuUse(cpuSnapshot{}, m.cpu, m.res, m.hasProxy)
 		busy, cores = append(busy, u.MachineBusy), append(cores, u.CoresBusy)
 		proxyCPU = append(proxyCPU, u.ProxyMicrosPerReq)
+		p99s = append(p99s, micros(m.res.Hist.Percentile(0.99)))
 		spans += m.spans
 	}
 	c := newCaseResult(name, b.title(name), total)
@@ -197,7 +198,7 @@ func (b *bench) summarize(name string, rate float64, ms []*measurement) *CaseRes
 		c.CacheHitRatio, c.CacheLookups = hits/lookups, lookups
 	}
 	if len(ms) > 1 {
-		c.RoundsRPS, c.RoundsMachineBusy, c.RoundsCoresBusy = perRound, busy, cores
+		c.RoundsRPS, c.RoundsMachineBusy, c.RoundsCoresBusy, c.RoundsP99Micros = perRound, busy, cores, p99s
 		if ms[0].hasProxy {
 			c.RoundsProxyMicros = proxyCPU
 		}

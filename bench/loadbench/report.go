@@ -106,6 +106,9 @@ type CaseResult struct {
 	RoundsCoresBusy   []float64 `json:"rounds_cores_busy,omitempty"`
 	// RoundsProxyMicros is each round's proxy CPU per request.
 	RoundsProxyMicros []float64 `json:"rounds_proxy_us_per_req,omitempty"`
+	// RoundsP99Micros is each round's p99: the folded P99Micros is of
+	// every round's requests together.
+	RoundsP99Micros []float64 `json:"rounds_p99_us,omitempty"`
 	// RoundsRatio is each round's RPS over the baseline's in the same
 	// round, and RatioMedian, RatioMin and RatioMax their median and
 	// spread: how far one round's ratio can be trusted.
@@ -330,6 +333,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 				fmt.Fprintf(&b, " %.0f", x)
 			}
 			b.WriteString(" µs")
+		}
+		if len(c.RoundsP99Micros) > 1 {
+			b.WriteString("; p99 per round:")
+			for _, x := range c.RoundsP99Micros {
+				fmt.Fprintf(&b, " %.2f", x/1000)
+			}
+			b.WriteString(" ms")
 		}
 		b.WriteString("\n")
 	}
