@@ -215,6 +215,11 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 		// not be the method the app runs.
 		return h.refuse(w, r, dpopRefusal("a request with a DPoP proof cannot carry a method override", "%s in the body", overrideField), id, scheme)
 	}
+	if judged.unread != nil && scheme == schemeDPoP {
+		// A body that could not be read may carry an override: being
+		// allowed every method is not enough when the proof names one.
+		return h.bodyUnread(w, r, id, judged.unread)
+	}
 	if rej := judged.authorize(id, r, t); rej != nil {
 		if judged.unread != nil && judged.read().authorize(id, r, t) == nil {
 			return h.bodyUnread(w, r, id, judged.unread)
