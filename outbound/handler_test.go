@@ -283,6 +283,35 @@ func TestTheAppsAuthorizationIsReplacedAndForwardingHeadersSet(t *testing.T) {
 	}
 }
 
+// TestConnectionCannotTakeTheSidecarsHeadersAway: what the app's
+// Connection header names goes on receipt (proxy.DropConnectionNamed),
+// before the sidecar sets its own X-Request-Id: the forwarding, which
+// removes what Connection names, would otherwise drop the id the access
+// log carries.
+func TestConnectionCannotTakeTheSidecarsHeadersAway(t *testing.T) {
+	ts := newTokenServer(t)
+	up := newUpstream(t, ts)
+	h := build(t, env(ts, up.URL, map[string]string{"AUTHSIDECAR_ACCESS_LOG": "true"}), nil)
+	req := httptest.NewRequestWithContext(t.Context(), "GET", "/payments/x", nil)
+	req.Header.Set("X-Request-Id", "req-1")
+	req.Header.Set("X-Other", "named")
+	req.Header.Set("Connection", "keep-alive, X-Request-Id, Authorization, X-Other")
+	rec := httptest.NewRecorder()
+	h.Handler().ServeHTTP(rec, req)
+	expectStatus(t, rec, http.StatusOK)
+	got := up.last().header
+	id := got.Get("X-Request-Id")
+	if len(id) != 32 {
+		t.Errorf("X-Request-Id %q, want one the sidecar made: the app's was named in Connection", id)
+	}
+	if !strings.Contains(h.log.String(), `"request_id":"`+id+`"`) {
+		t.Errorf("the access log does not name the id the upstream got (%s):\n%s", id, h.log.String())
+	}
+	if got.Get("Authorization") != "Bearer tok-1" || got.Get("X-Other") != "" {
+		t.Errorf("Authorization %q, X-Other %q: want the route's token and nothing", got.Get("Authorization"), got.Get("X-Other"))
+	}
+}
+
 func TestUnknownRouteAnswers404NamingTheRoutes(t *testing.T) {
 	ts := newTokenServer(t)
 	h := build(t, env(ts, "http://upstream.test", map[string]string{

@@ -13,7 +13,6 @@ import (
 	"net/textproto"
 	"os"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -316,7 +315,7 @@ func forwardHeader(in http.Header) http.Header {
 	}
 	values := make([]string, n)
 	for k, vv := range in {
-		if vv == nil || hopByHop[k] || forwarding[k] || slices.Contains(named, k) {
+		if vv == nil || hopByHop[k] || forwarding[k] || named[k] {
 			continue
 		}
 		n = copy(values, vv)
@@ -331,15 +330,21 @@ func forwardHeader(in http.Header) http.Header {
 }
 
 // connectionNamed returns the headers h's Connection header names, as
-// http.Header.Del would find them. Most requests name none (keep-alive
-// and close are no header anyone sends, but are counted all the same).
-func connectionNamed(h http.Header) []string {
-	var names []string
+// http.Header.Del would find them, other than the hop-by-hop ones,
+// which go anyway; nil for none, as for nearly every request once
+// DropConnectionNamed has run. A set: a caller's thousand tokens cost a
+// lookup per header, not a thousand.
+func connectionNamed(h http.Header) map[string]bool {
+	var names map[string]bool
 	for _, f := range h["Connection"] {
 		for sf := range strings.SplitSeq(f, ",") {
-			if sf = textproto.TrimString(sf); sf != "" {
-				names = append(names, textproto.CanonicalMIMEHeaderKey(sf))
+			if sf = textproto.TrimString(sf); sf == "" || connectionOption(sf) {
+				continue
 			}
+			if names == nil {
+				names = map[string]bool{}
+			}
+			names[textproto.CanonicalMIMEHeaderKey(sf)] = true
 		}
 	}
 	return names
@@ -467,7 +472,26 @@ func namesHeaders(v string) bool {
 	return false
 }
 
+// connectionOption reports whether a Connection token is an option or
+// names a hop-by-hop header, in ASCII case as net/http compares tokens
+// (strings.EqualFold would take the Kelvin sign for a K).
 func connectionOption(name string) bool {
-	return strings.EqualFold(name, "close") || strings.EqualFold(name, "keep-alive") || strings.EqualFold(name, "upgrade") ||
+	return asciiEqualFold(name, "close") || asciiEqualFold(name, "keep-alive") || asciiEqualFold(name, "upgrade") ||
 		hopByHop[textproto.CanonicalMIMEHeaderKey(name)]
+}
+
+func asciiEqualFold(s, lower string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }

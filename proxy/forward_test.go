@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -37,5 +38,18 @@ func BenchmarkDropConnectionNamedKeepAlive(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		DropConnectionNamed(h)
+	}
+}
+
+// TestConnectionNamedIsASet: the names the forwarding removes are looked
+// up once per header, whatever the caller repeats; options and hop-by-hop
+// names, which go anyway, are not among them.
+func TestConnectionNamedIsASet(t *testing.T) {
+	h := http.Header{"Connection": {strings.Repeat("te, keep-alive, ", 5000) + "X-A, x-a,X-A"}}
+	if got := connectionNamed(h); len(got) != 1 || !got["X-A"] {
+		t.Errorf("connectionNamed = %v, want only X-A", got)
+	}
+	if got := connectionNamed(http.Header{"Connection": {"keep-alive, \u212aeep-alive"}}); !got["\u212aeep-alive"] {
+		t.Errorf("a token with the Kelvin sign was taken for keep-alive: %v", got)
 	}
 }

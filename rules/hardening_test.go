@@ -62,6 +62,10 @@ rules:
 		{"a plain header", http.Header{"X-Tenant": {"acme"}}, true},
 		{"a header the Connection header drops", http.Header{"X-Tenant": {"acme"}, "Connection": {"keep-alive, X-Tenant"}}, false},
 		{"listed in lower case", http.Header{"X-Tenant": {"acme"}, "Connection": {"x-tenant"}}, false},
+		{"listed with a tab", http.Header{"X-Tenant": {"acme"}, "Connection": {"close,\tX-Tenant "}}, false},
+		// A proxy removes the header a token names exactly: X_Tenant is
+		// another header, and X-Tenant reaches the app.
+		{"listed with _ for -", http.Header{"X-Tenant": {"acme"}, "Connection": {"X_Tenant"}}, true},
 		{"a hop-by-hop name", http.Header{"Te": {"acme"}}, false},
 	} {
 		if d := tenant.Allow(Input{Header: tc.header}); d.Allowed != tc.want {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"strings"
 
 	"github.com/google/cel-go/cel"
@@ -110,15 +111,20 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 func lowerHeaders(h http.Header) map[string]string {
 	m := make(map[string]string, len(h))
 	ambiguous := map[string]bool{}
+	// As a proxy finds them (httputil, proxy.DropConnectionNamed): the
+	// exact header each trimmed, canonicalized token names, and no other
+	// spelling of it. Connection: X_Tenant drops no X-Tenant.
 	dropped := map[string]bool{}
 	for _, v := range h["Connection"] {
 		for name := range strings.SplitSeq(v, ",") {
-			dropped[strings.ReplaceAll(strings.ToLower(strings.TrimSpace(name)), "_", "-")] = true
+			if name = textproto.TrimString(name); name != "" {
+				dropped[textproto.CanonicalMIMEHeaderKey(name)] = true
+			}
 		}
 	}
 	for k, v := range h {
 		name := strings.ReplaceAll(strings.ToLower(k), "_", "-")
-		if hopByHop(name) || dropped[name] || name == "authorization" || name == "cookie" {
+		if hopByHop(name) || dropped[textproto.CanonicalMIMEHeaderKey(k)] || name == "authorization" || name == "cookie" {
 			continue
 		}
 		if _, twin := m[name]; twin || len(v) != 1 {
