@@ -24,6 +24,8 @@ import (
 type Options struct {
 	// Sidecar is the authsidecar binary (see Build).
 	Sidecar string
+	// SidecarEnv is added to both sidecars' environments (GOGC=100, ...).
+	SidecarEnv []string
 	// Duration of the traffic, and its rate (requests per second, every
 	// kind together), sent by Workers; at most MaxRequests in all.
 	Duration    time.Duration
@@ -131,7 +133,7 @@ type sidecar struct {
 	admin string
 }
 
-func startSidecars(ctx context.Context, bin, idpURL, appURL string) (a, b *sidecar, outAddr, inAddr string, err error) {
+func startSidecars(ctx context.Context, bin string, extraEnv []string, idpURL, appURL string) (a, b *sidecar, outAddr, inAddr string, err error) {
 	var ports [4]string
 	for i := range ports {
 		if ports[i], err = loadbench.FreePort(); err != nil {
@@ -139,7 +141,7 @@ func startSidecars(ctx context.Context, bin, idpURL, appURL string) (a, b *sidec
 		}
 	}
 	outAddr, inAddr = ports[0], ports[2]
-	common := []string{"AUTHSIDECAR_LOG_LEVEL=warn", "AUTHSIDECAR_SHUTDOWN_GRACE=2s"}
+	common := append([]string{"AUTHSIDECAR_LOG_LEVEL=warn", "AUTHSIDECAR_SHUTDOWN_GRACE=2s"}, extraEnv...)
 	envB := append(common,
 		"AUTHSIDECAR_INBOUND_LISTEN="+inAddr, "AUTHSIDECAR_ADMIN_LISTEN="+ports[3],
 		"AUTHSIDECAR_INBOUND_UPSTREAM="+appURL, "AUTHSIDECAR_INBOUND_ISSUERS="+idpURL,
@@ -180,7 +182,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer app.Close()
-	a, b, outAddr, inAddr, err := startSidecars(ctx, o.Sidecar, idp.URL, app.URL)
+	a, b, outAddr, inAddr, err := startSidecars(ctx, o.Sidecar, o.SidecarEnv, idp.URL, app.URL)
 	if err != nil {
 		return nil, err
 	}

@@ -32,7 +32,12 @@ func TestSoak30Seconds(t *testing.T) {
 	t.Logf("built the sidecar (race %v) in %s", raceEnabled, time.Since(began).Round(100*time.Millisecond))
 	var log strings.Builder
 	r, err := Run(ctx, Options{
-		Sidecar: bin, Duration: 30 * time.Second, Rate: 50, Workers: 4,
+		// GOGC=100: at 50 requests a second the shipped GOGC=400's first
+		// heap goal (16 MiB, more under the race detector) is reached only
+		// after the 10-second warm-up, and resident memory still climbing
+		// to it read as growth (a ratio of 1.12 to 1.20 in CI). The
+		// 10-minute soak runs as shipped.
+		Sidecar: bin, SidecarEnv: []string{"GOGC=100"}, Duration: 30 * time.Second, Rate: 50, Workers: 4,
 		RotateEvery: 12 * time.Second, Outage: 5 * time.Second, OutageAt: 11500 * time.Millisecond,
 		SampleEvery: 5 * time.Second, Warmup: 10 * time.Second, Log: &log,
 	})
