@@ -90,7 +90,10 @@ func TestEachBadVariableIsNamed(t *testing.T) {
 		{"a tiny header cap", inboundEnv(map[string]string{"AUTHSIDECAR_MAX_HEADER_BYTES": "100"}), "AUTHSIDECAR_MAX_HEADER_BYTES: must be at least 4096, got 100"},
 		{"a hasty JWKS refresh", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_JWKS_REFRESH_INTERVAL": "5s"}), "AUTHSIDECAR_INBOUND_JWKS_REFRESH_INTERVAL: must be at least 1m, got 5s"},
 		{"a negative cache size", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_TOKEN_CACHE_SIZE": "-1"}), "AUTHSIDECAR_INBOUND_TOKEN_CACHE_SIZE: must not be negative, got -1"},
-		{"no form bytes", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_MAX_FORM_BYTES": "0"}), "AUTHSIDECAR_INBOUND_MAX_FORM_BYTES: must be at least 1, got 0"},
+		{"no form bytes", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_MAX_FORM_BYTES": "0"}), "AUTHSIDECAR_INBOUND_MAX_FORM_BYTES: must be from 1 to 1073741824 (1 GiB), got 0"},
+		// 32 times it would overflow the budget of bodies held at once.
+		{"form bytes past any budget", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_MAX_FORM_BYTES": "999999999999999999"}), "AUTHSIDECAR_INBOUND_MAX_FORM_BYTES: must be from 1 to 1073741824 (1 GiB), got 999999999999999999"},
+		{"form bytes not a number", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_MAX_FORM_BYTES": "1MiB"}), "AUTHSIDECAR_INBOUND_MAX_FORM_BYTES"},
 		{"an override body list of nothing", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES": " , "}), "AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES: lists nothing: want form, json, form,json or none"},
 		{"none with a kind", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES": "none,form"}), `AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES: none cannot be listed with other kinds, got "none,form"`},
 		{"an unknown override body", inboundEnv(map[string]string{"AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES": "form,xml"}), `AUTHSIDECAR_INBOUND_METHOD_OVERRIDE_BODIES: want a list of form and json, or none; got "xml"`},

@@ -115,8 +115,10 @@ func (in *Inbound) validate(p *problems, insecure bool) {
 	if _, err := overrideBodies(in.OverrideBodies); err != nil {
 		p.add(v+"METHOD_OVERRIDE_BODIES", "%v", err)
 	}
-	if in.MaxFormBytes < 1 {
-		p.add(v+"MAX_FORM_BYTES", "must be at least 1, got %d", in.MaxFormBytes)
+	if in.MaxFormBytes < 1 || in.MaxFormBytes > maxFormBytes {
+		// Bounded above too: bodies held at once take 32 times it, a
+		// budget that must not overflow, nor promise memory no pod has.
+		p.add(v+"MAX_FORM_BYTES", "must be from 1 to %d (1 GiB), got %d", maxFormBytes, in.MaxFormBytes)
 	}
 	if in.TokenCacheSize < 0 {
 		p.add(v+"TOKEN_CACHE_SIZE", "must not be negative, got %d", in.TokenCacheSize)
@@ -390,3 +392,6 @@ func isLoopback(addr string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// maxFormBytes bounds AUTHSIDECAR_INBOUND_MAX_FORM_BYTES.
+const maxFormBytes = 1 << 30

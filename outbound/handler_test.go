@@ -264,17 +264,24 @@ func TestDedicatedListenerKeepsThePath(t *testing.T) {
 	}
 }
 
-func TestTheAppsAuthorizationIsReplacedAndForwardingHeadersSet(t *testing.T) {
+// callPayments sends the app's GET /payments/x with header through a
+// sidecar built with extra, expects 200, and returns the sidecar and the
+// header the upstream got.
+func callPayments(t *testing.T, extra map[string]string, header http.Header) (*harness, http.Header) {
+	t.Helper()
 	ts := newTokenServer(t)
 	up := newUpstream(t, ts)
-	h := build(t, env(ts, up.URL, nil), nil)
+	h := build(t, env(ts, up.URL, extra), nil)
 	req := httptest.NewRequestWithContext(t.Context(), "GET", "/payments/x", nil)
-	req.Header.Set("Authorization", "Bearer the-apps-own")
-	req.Header.Set("X-Request-Id", "req-1")
+	req.Header = header
 	rec := httptest.NewRecorder()
 	h.Handler().ServeHTTP(rec, req)
 	expectStatus(t, rec, http.StatusOK)
-	got := up.last().header
+	return h, up.last().header
+}
+
+func TestTheAppsAuthorizationIsReplacedAndForwardingHeadersSet(t *testing.T) {
+	_, got := callPayments(t, nil, http.Header{"Authorization": {"Bearer the-apps-own"}, "X-Request-Id": {"req-1"}})
 	if got.Get("Authorization") != "Bearer tok-1" || len(got.Values("Authorization")) != 1 {
 		t.Errorf("Authorization = %q, want only %q", got.Values("Authorization"), "Bearer tok-1")
 	}
@@ -289,17 +296,10 @@ func TestTheAppsAuthorizationIsReplacedAndForwardingHeadersSet(t *testing.T) {
 // removes what Connection names, would otherwise drop the id the access
 // log carries.
 func TestConnectionCannotTakeTheSidecarsHeadersAway(t *testing.T) {
-	ts := newTokenServer(t)
-	up := newUpstream(t, ts)
-	h := build(t, env(ts, up.URL, map[string]string{"AUTHSIDECAR_ACCESS_LOG": "true"}), nil)
-	req := httptest.NewRequestWithContext(t.Context(), "GET", "/payments/x", nil)
-	req.Header.Set("X-Request-Id", "req-1")
-	req.Header.Set("X-Other", "named")
-	req.Header.Set("Connection", "keep-alive, X-Request-Id, Authorization, X-Other")
-	rec := httptest.NewRecorder()
-	h.Handler().ServeHTTP(rec, req)
-	expectStatus(t, rec, http.StatusOK)
-	got := up.last().header
+	h, got := callPayments(t, map[string]string{"AUTHSIDECAR_ACCESS_LOG": "true"}, http.Header{
+		"X-Request-Id": {"req-1"}, "X-Other": {"named"},
+		"Connection": {"keep-alive, X-Request-Id, Authorization, X-Other"},
+	})
 	id := got.Get("X-Request-Id")
 	if len(id) != 32 {
 		t.Errorf("X-Request-Id %q, want one the sidecar made: the app's was named in Connection", id)

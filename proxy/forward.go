@@ -290,11 +290,19 @@ func (b *noCloseBody) Close() error {
 // section 7.6.1, and the older ones RFC 2616 named), as ReverseProxy's
 // list has them; and the forwarding headers a caller could forge, which
 // Rewrite sets afresh.
-var hopByHop = map[string]bool{
-	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true,
-	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true,
-	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-}
+var (
+	hopByHopNames = []string{
+		"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+	}
+	hopByHop = func() map[string]bool {
+		m := map[string]bool{}
+		for _, n := range hopByHopNames {
+			m[n] = true
+		}
+		return m
+	}()
+)
 
 var forwarding = map[string]bool{
 	"Forwarded": true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
@@ -361,7 +369,7 @@ func removeHopByHop(h http.Header) {
 			}
 		}
 	}
-	for k := range hopByHop {
+	for _, k := range hopByHopNames {
 		delete(h, k)
 	}
 }
@@ -379,7 +387,7 @@ func upgradeType(h http.Header) string {
 // mime.ParseMediaType reads it (as httputil does), which costs a map per
 // answer: so only once the type looks like one.
 func isEventStream(ct string) bool {
-	if len(ct) < len("text/event-stream") || !strings.Contains(strings.ToLower(ct), "event") {
+	if len(ct) < len("text/event-stream") || !containsFoldASCII(ct, "event") {
 		return false
 	}
 	mt, _, _ := mime.ParseMediaType(ct)
@@ -479,6 +487,18 @@ func namesHeaders(v string) bool {
 func connectionOption(name string) bool {
 	return asciiEqualFold(name, "close") || asciiEqualFold(name, "keep-alive") || asciiEqualFold(name, "upgrade") ||
 		hopByHop[textproto.CanonicalMIMEHeaderKey(name)]
+}
+
+// containsFoldASCII reports whether s holds lower in any ASCII case,
+// without the copy strings.ToLower makes of a type such as
+// "Text/HTML; Charset=UTF-8".
+func containsFoldASCII(s, lower string) bool {
+	for i := 0; i+len(lower) <= len(s); i++ {
+		if asciiEqualFold(s[i:i+len(lower)], lower) {
+			return true
+		}
+	}
+	return false
 }
 
 func asciiEqualFold(s, lower string) bool {

@@ -80,7 +80,7 @@ func NewReverseProxy(target *url.URL, opts ReverseProxyOptions) *ReverseProxy {
 		transport: transport, rewrite: rewrite, errorHandler: errorHandler, logger: logger,
 		slow: &httputil.ReverseProxy{
 			Rewrite:        rewrite,
-			Transport:      opts.Transport,
+			Transport:      transport,
 			ModifyResponse: StripErrorHeader,
 			BufferPool:     copyBuffers,
 			// FlushInterval stays 0: httputil already flushes at once for

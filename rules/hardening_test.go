@@ -52,7 +52,18 @@ rules:
     when: 'request.headers["x-tenant"] == "acme"'
   - paths: ["/raw/**"]
     when: 'request.path == "/raw/b" && request.raw_path == "/raw/a/../b"'
+  - paths: ["/ka"]
+    when: '!("keep-alive" in request.headers)'
 `)
+	// Keep-Alive goes on the way; Keep_Alive is another header, which
+	// reaches the app, and which WSGI and PHP read as keep-alive.
+	ka := s.Match("GET", "/ka")
+	if d := ka.Allow(Input{Header: http.Header{"Keep-Alive": {"300"}}}); !d.Allowed {
+		t.Errorf("Keep-Alive, which a proxy removes, was seen: %s", d.Detail)
+	}
+	if d := ka.Allow(Input{Header: http.Header{"Keep_alive": {"300"}}}); d.Allowed {
+		t.Errorf("Keep_Alive, which the app gets, was not seen")
+	}
 	tenant := s.Match("GET", "/x")
 	for _, tc := range []struct {
 		name   string

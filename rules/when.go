@@ -123,8 +123,11 @@ func lowerHeaders(h http.Header) map[string]string {
 		}
 	}
 	for k, v := range h {
-		name := strings.ReplaceAll(strings.ToLower(k), "_", "-")
-		if hopByHop(name) || dropped[textproto.CanonicalMIMEHeaderKey(k)] || name == "authorization" || name == "cookie" {
+		// A proxy removes the hop-by-hop headers by their exact names:
+		// Keep_Alive reaches the app, and is read as keep-alive.
+		lower := strings.ToLower(k)
+		name := strings.ReplaceAll(lower, "_", "-")
+		if hopByHop(lower) || dropped[textproto.CanonicalMIMEHeaderKey(k)] || name == "authorization" || name == "cookie" {
 			continue
 		}
 		if _, twin := m[name]; twin || len(v) != 1 {

@@ -142,6 +142,9 @@ func startSidecars(ctx context.Context, bin string, extraEnv []string, idpURL, a
 	}
 	outAddr, inAddr = ports[0], ports[2]
 	common := append([]string{"AUTHSIDECAR_LOG_LEVEL=warn", "AUTHSIDECAR_SHUTDOWN_GRACE=2s"}, extraEnv...)
+	// Capped: envA and envB each append to it, and must not share what
+	// they append.
+	common = common[:len(common):len(common)]
 	envB := append(common,
 		"AUTHSIDECAR_INBOUND_LISTEN="+inAddr, "AUTHSIDECAR_ADMIN_LISTEN="+ports[3],
 		"AUTHSIDECAR_INBOUND_UPSTREAM="+appURL, "AUTHSIDECAR_INBOUND_ISSUERS="+idpURL,
