@@ -116,6 +116,9 @@ type CaseResult struct {
 	RatioMedian float64   `json:"ratio_median,omitempty"`
 	RatioMin    float64   `json:"ratio_min,omitempty"`
 	RatioMax    float64   `json:"ratio_max,omitempty"`
+	// AgainstHAProxy pairs a sidecar case with HAProxy's in the same
+	// rounds, when both ran: the figures #17 holds the sidecar to.
+	AgainstHAProxy *Pairing `json:"against_haproxy,omitempty"`
 	// SpansExported is how many spans reached the span sink for the
 	// timed part's requests, and SpansPerRequest that over the requests
 	// sent (traced case): 1 means none was dropped.
@@ -196,6 +199,70 @@ func (r *Report) computeRatios() {
 			}
 			c.RatioMedian, c.RatioMin, c.RatioMax = medianSpread(c.RoundsRatio)
 		}
+	}
+}
+
+// Pairing compares a case with a rival's, round by round: each round's
+// ratio is of two runs minutes apart on the same machine, so a machine
+// that slowed for one round moves both.
+type Pairing struct {
+	Rival string `json:"rival"`
+	// RoundsRatio is each round's rps over the rival's, RoundsP99Ratio
+	// each round's p99 over the rival's (under 1: the case's slowest
+	// requests were faster).
+	RoundsRatio    []float64 `json:"rounds_rps_ratio"`
+	RoundsP99Ratio []float64 `json:"rounds_p99_ratio"`
+	RatioMedian    float64   `json:"rps_ratio_median"`
+	P99RatioMedian float64   `json:"p99_ratio_median"`
+	P99RatioMin    float64   `json:"p99_ratio_min"`
+	P99RatioMax    float64   `json:"p99_ratio_max"`
+}
+
+// rival is the HAProxy case a sidecar case is held against: the same
+// token checked, the same protocol.
+func rival(name string) string {
+	switch name {
+	case CaseInboundRS256, CaseOutbound:
+		return CaseHAProxy
+	case CaseGRPCInbound:
+		return CaseGRPCHAProxy
+	}
+	return ""
+}
+
+// rounds returns each round's rps and p99: the whole run's, when it was
+// one round.
+func (c *CaseResult) rounds() (rps, p99 []float64) {
+	if len(c.RoundsRPS) > 0 {
+		return c.RoundsRPS, c.RoundsP99Micros
+	}
+	if c.OK == 0 {
+		return nil, nil
+	}
+	return []float64{c.RPS}, []float64{c.P99Micros}
+}
+
+func (r *Report) pairWithHAProxy() {
+	for i := range r.Cases {
+		c := &r.Cases[i]
+		h := r.find(rival(c.Name))
+		if h == nil {
+			continue
+		}
+		rps, p99 := c.rounds()
+		hrps, hp99 := h.rounds()
+		n := len(rps)
+		if n == 0 || len(hrps) != n || len(p99) != n || len(hp99) != n || slices.Contains(hrps, 0) || slices.Contains(hp99, 0) {
+			continue
+		}
+		p := &Pairing{Rival: h.Name, RoundsRatio: make([]float64, n), RoundsP99Ratio: make([]float64, n)}
+		for j := range n {
+			p.RoundsRatio[j] = rps[j] / hrps[j]
+			p.RoundsP99Ratio[j] = p99[j] / hp99[j]
+		}
+		p.RatioMedian, _, _ = medianSpread(p.RoundsRatio)
+		p.P99RatioMedian, p.P99RatioMin, p.P99RatioMax = medianSpread(p.RoundsP99Ratio)
+		c.AgainstHAProxy = p
 	}
 }
 
@@ -342,6 +409,21 @@ func (r *Report) WriteTable(w io.Writer) error {
 			b.WriteString(" ms")
 		}
 		b.WriteString("\n")
+	}
+	for _, c := range r.Cases {
+		p := c.AgainstHAProxy
+		if p == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "  %-20s against %s, round by round: rps", c.Name, p.Rival)
+		for _, x := range p.RoundsRatio {
+			fmt.Fprintf(&b, " %.2f", x)
+		}
+		fmt.Fprintf(&b, " (median %.2f×); p99", p.RatioMedian)
+		for _, x := range p.RoundsP99Ratio {
+			fmt.Fprintf(&b, " %.2f", x)
+		}
+		fmt.Fprintf(&b, " (median %.2f×, spread %.2f–%.2f)\n", p.P99RatioMedian, p.P99RatioMin, p.P99RatioMax)
 	}
 	if slices.ContainsFunc(r.Cases, func(c CaseResult) bool { return c.Baseline == CaseGRPCBare }) {
 		b.WriteString("  (the gRPC cases' ratios are to grpc-bare, the others' to bare-proxy; a gRPC request is one unary call)\n")

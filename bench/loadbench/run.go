@@ -590,6 +590,7 @@ func (b *bench) runCases(ctx context.Context) error {
 		b.report.Cases = append(b.report.Cases, *b.summarize(name, b.opts.Rate, rounds[name]))
 	}
 	b.report.computeRatios()
+	b.report.pairWithHAProxy()
 	return nil
 }
 
