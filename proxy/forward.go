@@ -100,8 +100,7 @@ func (p *ReverseProxy) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	res.Header.Del(ErrorHeader)
 	delete(res.Trailer, ErrorHeader)
 
-	h := rw.Header()
-	addAll(h, res.Header)
+	h := answerHeader(rw, res.Header)
 	announced := len(res.Trailer)
 	if announced > 0 {
 		keys := make([]string, 0, announced)
@@ -138,6 +137,24 @@ func (p *ReverseProxy) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 			h.Add(k, v)
 		}
 	}
+}
+
+// headerTaker is a ResponseWriter that can make an answer's header map
+// its own, instead of copying it into one it makes: the front's, when
+// nothing has asked it for its header yet.
+type headerTaker interface {
+	takeHeader(http.Header) bool
+}
+
+// answerHeader gives rw the upstream's answer header src, taken over
+// when rw can, copied otherwise, and returns rw's header.
+func answerHeader(rw http.ResponseWriter, src http.Header) http.Header {
+	if t, ok := rw.(headerTaker); ok && t.takeHeader(src) {
+		return src
+	}
+	h := rw.Header()
+	addAll(h, src)
+	return h
 }
 
 // addAll adds src's values to dst. src is an answer's, whose keys are

@@ -564,7 +564,7 @@ func (c *frontConn) serveRequest(req *http.Request) (keep bool) {
 		body = &frontBody{rc: req.Body, c: c, length: req.ContentLength}
 		req.Body = body
 	}
-	w := &frontWriter{c: c, req: req, body: body, header: make(http.Header, 8), contentLength: -1}
+	w := &frontWriter{c: c, req: req, body: body, contentLength: -1}
 	watch := c.watchCaller(cancel, body)
 	if !c.runHandler(w, req) {
 		watch.stop()

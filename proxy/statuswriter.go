@@ -54,6 +54,13 @@ func (w *StatusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// takeHeader passes the answer's header on to the writer underneath,
+// when it can take it over (see headerTaker).
+func (w *StatusWriter) takeHeader(h http.Header) bool {
+	t, ok := w.ResponseWriter.(headerTaker)
+	return ok && t.takeHeader(h)
+}
+
 // Unwrap lets http.ResponseController, which ReverseProxy uses to flush
 // and hijack, reach the real writer.
 func (w *StatusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
