@@ -275,9 +275,9 @@ func (c *h1Client) CloseIdleConnections() {
 func (c *h1Client) send(req *http.Request, conn *h1Conn, addr string) (*http.Response, error) {
 	ctx := req.Context()
 	b := &h1Body{c: c, conn: conn, addr: addr, headerTimeout: c.headerTimeout}
-	b.stop = context.AfterFunc(ctx, b.cancel)
+	b.stop = afterDone(ctx, b.cancel)
 	fail := func(err error) (*http.Response, error) {
-		b.stop()
+		b.stop.Stop()
 		_ = conn.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -368,7 +368,7 @@ type h1Body struct {
 	c       *h1Client
 	conn    *h1Conn
 	addr    string
-	stop    func() bool
+	stop    endHook
 	written chan error
 	reuse   bool
 	done    bool
@@ -462,7 +462,7 @@ const maxWriteWait = 50 * time.Millisecond
 
 func (b *h1Body) finish(reuse bool) {
 	b.done = true
-	if !b.stop() { // the context ended: the deadline is in the past
+	if !b.stop.Stop() { // the context ended: the deadline is in the past
 		reuse = false
 	}
 	if b.written != nil && reuse {

@@ -139,7 +139,8 @@ func (f *h1Front) newConn(nc net.Conn) *frontConn {
 	c.br = bufio.NewReaderSize(&c.cr, frontReadBuffer)
 	c.bw = bufio.NewWriterSize(nc, 4<<10)
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, f.srv)
-	c.ctx = context.WithValue(ctx, http.LocalAddrContextKey, nc.LocalAddr())
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, nc.LocalAddr())
+	c.ctx = context.WithValue(ctx, frontConnKey{}, c)
 	f.conns[c] = struct{}{}
 	return c
 }
@@ -252,6 +253,8 @@ type frontConn struct {
 	servedOne bool
 	// headerDeadline is the running header read's deadline, zero if none.
 	headerDeadline time.Time
+	// end ends the running request.
+	end requestEnd
 }
 
 // The states of a frontConn.
@@ -551,7 +554,8 @@ func (c *frontConn) refuse(err error) {
 // reports whether the connection is kept for another request.
 func (c *frontConn) serveRequest(req *http.Request) (keep bool) {
 	ctx, cancel := context.WithCancel(c.ctx)
-	defer cancel()
+	c.end.begin(ctx, cancel)
+	defer c.end.end()
 	// In place, not a copy: the body fills in the trailers of the
 	// request it was read with.
 	*req = *req.WithContext(ctx)
@@ -565,13 +569,13 @@ func (c *frontConn) serveRequest(req *http.Request) (keep bool) {
 		req.Body = body
 	}
 	w := &frontWriter{c: c, req: req, body: body, contentLength: -1}
-	watch := c.watchCaller(cancel, body)
+	watch := c.watchCaller(body)
 	if !c.runHandler(w, req) {
 		watch.stop()
 		return false
 	}
 	callerLeft := watch.stop()
-	cancel() // the handler is done: what it started is over, as with net/http
+	c.end.end() // the handler is done: what it started is over, as with net/http
 	w.finish()
 	if w.deadlineSet && c.f.opts.WriteTimeout <= 0 {
 		_ = c.nc.SetWriteDeadline(time.Time{})

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -140,10 +139,9 @@ func (r *callerReader) pending() bool {
 // callerWatchDelay and its body has been read: most requests are over
 // before that, and pay only for a timer.
 type callerWatch struct {
-	c      *frontConn
-	cancel context.CancelFunc
-	body   *frontBody
-	timer  *time.Timer
+	c     *frontConn
+	body  *frontBody
+	timer *time.Timer
 
 	mu      sync.Mutex
 	stopped bool
@@ -154,8 +152,8 @@ type callerWatch struct {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-func (c *frontConn) watchCaller(cancel context.CancelFunc, body *frontBody) *callerWatch {
-	w := &callerWatch{c: c, cancel: cancel, body: body}
+func (c *frontConn) watchCaller(body *frontBody) *callerWatch {
+	w := &callerWatch{c: c, body: body}
 	if body != nil {
 		body.watch = w
 	}
@@ -209,7 +207,7 @@ func (w *callerWatch) read() {
 		return // stop ended the read
 	}
 	w.left = true
-	w.cancel()
+	w.c.end.end()
 }
 
 // stop ends the watch as the handler returns, and reports whether the
