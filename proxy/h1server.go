@@ -255,6 +255,8 @@ type frontConn struct {
 	headerDeadline time.Time
 	// end ends the running request.
 	end requestEnd
+	// watch notices a caller that leaves while its request runs.
+	watch callerWatch
 }
 
 // The states of a frontConn.
@@ -267,6 +269,9 @@ const (
 func (c *frontConn) serve() {
 	handedOff := false
 	defer func() {
+		if c.watch.timer != nil {
+			c.watch.timer.Stop()
+		}
 		c.f.forget(c)
 		if !handedOff {
 			_ = c.nc.Close()

@@ -137,13 +137,17 @@ func (r *callerReader) pending() bool {
 // request is served, and cancels the request's context, as net/http's
 // background read does. It starts only once a request has run for
 // callerWatchDelay and its body has been read: most requests are over
-// before that, and pay only for a timer.
+// before that, and pay only for a timer's reset.
+//
+// A connection has one, and one timer, for all its requests. A timer
+// that fired for a request just before it ended may find the next one
+// running: it then starts that one's watch early, which is harmless.
 type callerWatch struct {
 	c     *frontConn
-	body  *frontBody
 	timer *time.Timer
 
 	mu      sync.Mutex
+	body    *frontBody
 	stopped bool
 	reading bool
 	left    bool
@@ -152,22 +156,38 @@ type callerWatch struct {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
+// watchCaller starts the connection's watch for the request whose body
+// is body (nil: none).
 func (c *frontConn) watchCaller(body *frontBody) *callerWatch {
-	w := &callerWatch{c: c, body: body}
+	w := &c.watch
+	w.mu.Lock()
+	w.body, w.stopped, w.reading, w.left, w.done = body, false, false, false, nil
+	w.mu.Unlock()
 	if body != nil {
 		body.watch = w
 	}
-	w.timer = time.AfterFunc(callerWatchDelay, w.due)
+	if w.timer == nil {
+		w.c = c
+		w.timer = time.AfterFunc(callerWatchDelay, w.due)
+	} else {
+		w.timer.Reset(callerWatchDelay)
+	}
 	return w
 }
 
 // due runs when the request has run for callerWatchDelay.
 func (w *callerWatch) due() {
-	if w.body != nil {
-		w.body.mu.Lock()
-		defer w.body.mu.Unlock()
-		if !w.body.eof {
-			w.body.watchAtEOF = true
+	w.mu.Lock()
+	body, stopped := w.body, w.stopped
+	w.mu.Unlock()
+	if stopped {
+		return
+	}
+	if body != nil {
+		body.mu.Lock()
+		defer body.mu.Unlock()
+		if !body.eof {
+			body.watchAtEOF = true
 			return
 		}
 	}
@@ -216,12 +236,12 @@ func (w *callerWatch) stop() (left bool) {
 	w.timer.Stop()
 	w.mu.Lock()
 	w.stopped = true
-	reading, done := w.reading, w.done
+	reading, done, body := w.reading, w.done, w.body
 	w.mu.Unlock()
-	if w.body != nil {
-		w.body.mu.Lock()
-		w.body.watchAtEOF = false
-		w.body.mu.Unlock()
+	if body != nil {
+		body.mu.Lock()
+		body.watchAtEOF = false
+		body.mu.Unlock()
 	}
 	if !reading {
 		return false

@@ -281,6 +281,9 @@ func TestFrontNoticesACallerThatLeaves(t *testing.T) {
 		// The body read first, as a proxy's transport reads it: net/http
 		// too watches the caller only once the body is read.
 		_, _ = io.ReadAll(r.Body)
+		if r.URL.Path == "/fast" {
+			return
+		}
 		select {
 		case <-r.Context().Done():
 			cancelled <- r.Context().Err()
@@ -299,6 +302,22 @@ func TestFrontNoticesACallerThatLeaves(t *testing.T) {
 		if err := <-cancelled; err == nil {
 			t.Errorf("%q: the caller left and the request's context was not cancelled", raw)
 		}
+	}
+	// The connection's watch and its timer serve request after request:
+	// after quick ones, and one the caller stayed for past the delay.
+	c := dialRaw(t, addr)
+	for range 3 {
+		c.send("GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+		if resp, _ := c.read(http.MethodGet); resp.StatusCode != http.StatusOK {
+			t.Fatalf("a quick request: %d", resp.StatusCode)
+		}
+		time.Sleep(2 * callerWatchDelay)
+	}
+	c.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(50 * time.Millisecond)
+	_ = c.conn.Close()
+	if err := <-cancelled; err == nil {
+		t.Error("after quick requests on its connection, the caller left and the request's context was not cancelled")
 	}
 }
 
