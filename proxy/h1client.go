@@ -317,14 +317,6 @@ func (c *h1Client) send(req *http.Request, conn *h1Conn, addr string) (*http.Res
 	return resp, nil
 }
 
-// writeRequest writes req as the client side of HTTP/1.1 does and flushes.
-func writeRequest(req *http.Request, bw *bufio.Writer) error {
-	if err := req.Write(bw); err != nil {
-		return err
-	}
-	return bw.Flush()
-}
-
 // readResponse reads the final answer to req, passing 1xx answers (103
 // Early Hints) to the request's trace, as http.Transport does for
 // ReverseProxy.
